@@ -1,0 +1,5 @@
+import sys
+
+from gnnlm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""fusion stage of gnnlm (see the package docstring)."""

@@ -1,0 +1,1 @@
+"""kge stage of gnnlm (see the package docstring)."""

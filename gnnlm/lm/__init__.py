@@ -1,0 +1,1 @@
+"""lm stage of gnnlm (see the package docstring)."""

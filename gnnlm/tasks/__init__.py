@@ -1,0 +1,1 @@
+"""tasks stage of gnnlm (see the package docstring)."""

@@ -1,0 +1,1 @@
+"""train stage of gnnlm (see the package docstring)."""
