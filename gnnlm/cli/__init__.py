@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: sub-command modules, in the order ``gnnlm --help`` lists them.
-COMMANDS = ("datasets", "train", "evaluate", "predict")
+COMMANDS = ("datasets", "train", "evaluate", "predict", "task")
 
 
 def build_parser() -> argparse.ArgumentParser:
