@@ -17,7 +17,9 @@ class _CSR:
 
     def __init__(self, keys: Tensor, values: Tensor) -> None:
         # Sort by (key, value) and drop duplicate pairs.
-        pair = torch.stack([keys, values], dim=1).unique(dim=0)  # [nnz, 2], lexicographically sorted
+        pair = torch.stack([keys, values], dim=1).unique(
+            dim=0
+        )  # [nnz, 2], lexicographically sorted
         unique_keys, counts = torch.unique_consecutive(pair[:, 0], return_counts=True)
         self.keys = unique_keys  # [num_keys]
         self.ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])  # [num_keys + 1]
@@ -26,7 +28,11 @@ class _CSR:
     def lookup(self, query_keys: Tensor) -> tuple[Tensor, Tensor]:
         """For each query key, its values: returns ``(ptr [B + 1], values [nnz])`` in query order."""
         pos = torch.searchsorted(self.keys, query_keys).clamp_(max=max(len(self.keys) - 1, 0))
-        found = self.keys[pos] == query_keys if len(self.keys) else torch.zeros_like(query_keys, dtype=torch.bool)
+        found = (
+            self.keys[pos] == query_keys
+            if len(self.keys)
+            else torch.zeros_like(query_keys, dtype=torch.bool)
+        )
         start = self.ptr[pos]
         count = torch.where(found, self.ptr[pos + 1] - start, torch.zeros_like(start))
         out_ptr = torch.cat([count.new_zeros(1), count.cumsum(0)])

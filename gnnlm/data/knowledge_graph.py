@@ -31,11 +31,20 @@ SPLITS = ("train", "valid", "test")
 
 @dataclass
 class EntityText:
-    """Optional text per entity, aligned with entity ids (``None`` / empty where unknown)."""
+    """Optional text per entity, aligned with entity ids (``None`` / empty where unknown).
+
+    Attributes:
+        names: a readable name per entity.
+        descriptions: a short description per entity.
+        aliases: other names per entity.
+        wikidata_ids: the Wikidata id (``"Q42"``) per entity, where the dataset maps to Wikidata
+            (FB15k-237 through ``entity2wikidata.json``); empty otherwise.
+    """
 
     names: list[str | None] = field(default_factory=list)
     descriptions: list[str | None] = field(default_factory=list)
     aliases: list[list[str]] = field(default_factory=list)
+    wikidata_ids: list[str | None] = field(default_factory=list)
 
     def name_or_id(self, idx: int, fallback: str) -> str:
         name = self.names[idx] if idx < len(self.names) else None
@@ -76,7 +85,9 @@ class KnowledgeGraph:
         self.entities = entities
         self.relations = relations
         empty = torch.empty(0, 3, dtype=torch.long)
-        self.splits: dict[str, Tensor] = {s: splits.get(s, empty).long().reshape(-1, 3) for s in SPLITS}
+        self.splits: dict[str, Tensor] = {
+            s: splits.get(s, empty).long().reshape(-1, 3) for s in SPLITS
+        }
         for s, extra_split in splits.items():
             if s not in self.splits:
                 self.splits[s] = extra_split.long().reshape(-1, 3)
@@ -84,9 +95,13 @@ class KnowledgeGraph:
         if entity_type is None:
             entity_type = torch.zeros(len(entities), dtype=torch.long)
         if len(entity_type) != len(entities):
-            raise ValueError(f"entity_type has {len(entity_type)} entries for {len(entities)} entities")
+            raise ValueError(
+                f"entity_type has {len(entity_type)} entries for {len(entities)} entities"
+            )
         if len(entity_type) > 1 and bool((entity_type[1:] < entity_type[:-1]).any()):
-            raise ValueError("entities of one type must be contiguous and types in order of node_types")
+            raise ValueError(
+                "entities of one type must be contiguous and types in order of node_types"
+            )
         self.entity_type = entity_type.long()
         self.entity_text = entity_text
         self.relation_text = list(relation_text) if relation_text is not None else None
@@ -98,9 +113,13 @@ class KnowledgeGraph:
         if triples.numel() == 0:
             return
         if triples.min() < 0 or triples[:, [0, 2]].max() >= self.num_entities:
-            raise ValueError(f"{self.name}/{split}: entity id out of range [0, {self.num_entities})")
+            raise ValueError(
+                f"{self.name}/{split}: entity id out of range [0, {self.num_entities})"
+            )
         if triples[:, 1].max() >= self.num_relations:
-            raise ValueError(f"{self.name}/{split}: relation id out of range [0, {self.num_relations})")
+            raise ValueError(
+                f"{self.name}/{split}: relation id out of range [0, {self.num_relations})"
+            )
 
     # -- sizes -------------------------------------------------------------------------------------
     @property

@@ -1,0 +1,131 @@
+"""The processed-graph cache: a loaded :class:`KnowledgeGraph` saved as safetensors + JSON.
+
+Tensors (splits, entity types) go to ``<key>.safetensors``, everything else (vocabularies, text,
+``extra``) to ``<key>.json``; nothing is pickled. Both files are written to a temporary name and moved
+into place with :func:`os.replace`, the JSON last, so a reader never sees half a cache entry. The key
+hashes the dataset name, its options, the size and modification time of every source file and
+:data:`CACHE_VERSION`, so editing a source file or changing an option gives a new entry. Entries live in
+the user cache (never next to the data, which may be read-only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from gnnlm.data.knowledge_graph import EntityText, KnowledgeGraph
+from gnnlm.data.sources import cache_dir
+from gnnlm.data.vocab import Vocabulary
+
+#: bump when the processed format or any loader's output changes
+CACHE_VERSION = 1
+
+
+def cache_key(dataset: str, options: dict, sources: dict) -> str:
+    """A short hex digest of everything the processed graph depends on."""
+    blob = json.dumps(
+        {"v": CACHE_VERSION, "dataset": dataset, "options": options, "sources": sources},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _entry(dataset: str, key: str) -> tuple[Path, Path]:
+    folder = cache_dir() / "processed" / dataset.replace("/", "_").replace(":", "_")
+    return folder / f"{key}.safetensors", folder / f"{key}.json"
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(kg: KnowledgeGraph, dataset: str, key: str) -> Path:
+    """Write ``kg`` to the cache entry ``key``; returns the JSON path."""
+    tensors_path, meta_path = _entry(dataset, key)
+    tensors = {f"split.{s}": t.contiguous() for s, t in kg.splits.items()}
+    tensors["entity_type"] = kg.entity_type.contiguous()
+    text = kg.entity_text
+    meta = {
+        "key": key,
+        "name": kg.name,
+        "splits": list(kg.splits),
+        "entities": list(kg.entities.names),
+        "relations": list(kg.relations.names),
+        "node_types": kg.node_types,
+        "entity_text": None
+        if text is None
+        else {
+            "names": text.names,
+            "descriptions": text.descriptions,
+            "aliases": text.aliases,
+            "wikidata_ids": text.wikidata_ids,
+        },
+        "relation_text": kg.relation_text,
+        "extra": kg.extra,
+    }
+    _atomic_write(tensors_path, lambda tmp: save_file(tensors, tmp))
+
+    def write_json(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(meta, f, ensure_ascii=False)
+
+    _atomic_write(meta_path, write_json)
+    return meta_path
+
+
+def load(dataset: str, key: str) -> KnowledgeGraph | None:
+    """The cached graph for ``key``, or ``None`` when there is none (or it is unreadable)."""
+    tensors_path, meta_path = _entry(dataset, key)
+    if not (meta_path.is_file() and tensors_path.is_file()):
+        return None
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        if meta.get("key") != key:
+            raise ValueError("key mismatch")
+        tensors = load_file(str(tensors_path))
+        text = meta["entity_text"]
+        kg = KnowledgeGraph(
+            Vocabulary(meta["entities"]),
+            Vocabulary(meta["relations"]),
+            {s: tensors[f"split.{s}"] for s in meta["splits"]},
+            name=meta["name"],
+            node_types=meta["node_types"],
+            entity_type=tensors["entity_type"],
+            entity_text=None if text is None else EntityText(**text),
+            relation_text=meta["relation_text"],
+            extra=meta["extra"],
+        )
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        warnings.warn(f"ignoring unreadable cache entry {meta_path}: {err}", stacklevel=2)
+        return None
+    return kg
+
+
+def clear(dataset: str | None = None) -> int:
+    """Delete cached processed graphs (of one dataset, or all); returns the number of files removed."""
+    root = cache_dir() / "processed"
+    if dataset is not None:
+        root = _entry(dataset, "x")[0].parent
+    removed = 0
+    if root.is_dir():
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and path.suffix in (".json", ".safetensors"):
+                path.unlink()
+                removed += 1
+    return removed
