@@ -1,0 +1,259 @@
+"""The two training regimes of KG embedding models, each a class that turns a batch into a loss.
+
+* :class:`SLCWALoop` (stochastic local closed-world assumption): each training triple against ``K``
+  corrupted triples from a :class:`~gnnlm.train.negative_sampling.NegativeSampler`, optionally with
+  self-adversarial weighting of the negatives (Sun et al., 2019).
+* :class:`KvsAllLoop` (1-N scoring, Dettmers et al., 2018): each distinct ``(h, r)`` query (and ``(r, t)``
+  query unless the model is reciprocal) is scored against every entity at once; all its true answers in the
+  training set are the multi-hot targets, with label smoothing.
+
+A loop needs only the :class:`~gnnlm.kge.LinkPredictionModel` scoring contract (``representations``,
+``score_hrt``, ``score_t``, ``score_h``). The representations are computed once per batch, so a GNN
+encoder runs one forward pass per optimisation step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import ClassVar
+
+import torch
+from class_resolver import ClassResolver
+from torch import Tensor, nn
+
+from gnnlm.train.losses import Loss
+from gnnlm.train.negative_sampling import NegativeSampler
+from gnnlm.train.regularizers import Regularizer
+
+
+class TrainingLoop:
+    """Base class: a set of training examples, their batching, and the loss of a batch.
+
+    Args:
+        model: the link-prediction model.
+        loss: the training loss.
+        batch_size: examples per optimisation step.
+        regularizer: optional regulariser of the batch's representations.
+    """
+
+    #: name used in configs (``training.loop``).
+    name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: Loss,
+        *,
+        batch_size: int,
+        regularizer: Regularizer | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.loss = loss
+        self.batch_size = batch_size
+        self.regularizer = regularizer
+
+    @property
+    def num_examples(self) -> int:
+        """Number of training examples (triples or queries) in one epoch."""
+        raise NotImplementedError
+
+    def batches(self, generator: torch.Generator) -> Iterator[Tensor]:
+        """Shuffled ``[batch]`` example indices covering one epoch (the last batch may be smaller)."""
+        order = torch.randperm(self.num_examples, generator=generator)
+        yield from order.split(self.batch_size)
+
+    def batch_loss(self, indices: Tensor, generator: torch.Generator) -> Tensor:
+        """Scalar loss (regulariser included) of the examples ``indices: [B]``."""
+        raise NotImplementedError
+
+    def _regularization(
+        self, reps: tuple[Tensor, Tensor], entities: Tensor, relations: Tensor
+    ) -> Tensor | float:
+        """The regulariser on the factors (``model.regularization_factors``) of the rows a batch used."""
+        if self.regularizer is None or self.regularizer.weight == 0:
+            return 0.0
+        factors = self.model.regularization_factors(
+            entities=entities, relations=relations, reps=reps
+        )
+        return self.regularizer(factors, batch_size=len(relations))
+
+
+class SLCWALoop(TrainingLoop):
+    """Negative-sampling training.
+
+    Args:
+        model: the link-prediction model.
+        triples: ``[n, 3]`` training triples (already including inverse triples for reciprocal models).
+        sampler: draws the negatives.
+        loss: the loss, called as ``loss.slcwa(positive [B], negative [B, K], weights)``.
+        batch_size: positive triples per step.
+        adversarial_temperature: if set, negatives are weighted by ``softmax(alpha * score)`` over each
+            row (scores detached), RotatE's self-adversarial sampling with temperature ``alpha``.
+        regularizer: optional regulariser on the positives' (h, r, t) representations.
+    """
+
+    name = "slcwa"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        triples: Tensor,
+        sampler: NegativeSampler,
+        loss: Loss,
+        *,
+        batch_size: int,
+        adversarial_temperature: float | None = None,
+        regularizer: Regularizer | None = None,
+    ) -> None:
+        super().__init__(model, loss, batch_size=batch_size, regularizer=regularizer)
+        self.triples = triples.long()
+        self.sampler = sampler
+        self.adversarial_temperature = adversarial_temperature
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.triples)
+
+    def negative_weights(self, negative_scores: Tensor, mask: Tensor | None) -> Tensor | None:
+        """``[B, K]`` weights of the negatives (rows sum to 1, or 0 when every negative is filtered).
+
+        ``None`` means uniform weights over all ``K`` negatives.
+        """
+        if self.adversarial_temperature is None and mask is None:
+            return None
+        if self.adversarial_temperature is None:
+            weights = mask.float()
+        else:
+            logits = self.adversarial_temperature * negative_scores.detach()  # [B, K]
+            if mask is not None:
+                logits = logits.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(logits, dim=1).nan_to_num(0.0)  # all-masked rows -> 0
+            return weights
+        return weights / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
+
+    def batch_loss(self, indices: Tensor, generator: torch.Generator) -> Tensor:
+        positive = self.triples[indices]  # [B, 3]
+        batch = self.sampler.sample(positive, generator)
+        reps = self.model.representations()
+        pos_scores = self.model.score_hrt(positive, reps)  # [B]
+        neg_scores = self.model.score_hrt(batch.negatives.view(-1, 3), reps)  # [B * K]
+        neg_scores = neg_scores.view(len(positive), -1)  # [B, K]
+        weights = self.negative_weights(neg_scores, batch.mask)
+        loss = self.loss.slcwa(pos_scores, neg_scores, weights)
+        entities = torch.cat([positive[:, 0], positive[:, 2]])  # [2B]
+        return loss + self._regularization(reps, entities, positive[:, 1])
+
+
+class KvsAllLoop(TrainingLoop):
+    """1-N training on all true answers of each query.
+
+    Args:
+        model: the link-prediction model (``num_entities`` candidates per query).
+        triples: ``[n, 3]`` training triples over the *base* relations.
+        num_relations: number of base relations (inverse relation of ``r`` is ``r + num_relations``).
+        loss: the loss, called as ``loss.kvsall(scores [B, N], targets [B, N])``.
+        batch_size: queries per step.
+        reciprocal: queries are ``(h, r, ?)`` and ``(t, r_inv, ?)`` all scored with ``score_t``; otherwise
+            ``(h, r, ?)`` with ``score_t`` and ``(?, r, t)`` with ``score_h``.
+        label_smoothing: targets become ``(1 - eps) * y + eps / num_entities``.
+        regularizer: optional regulariser on each query's entity and relation representations.
+    """
+
+    name = "kvsall"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        triples: Tensor,
+        num_relations: int,
+        loss: Loss,
+        *,
+        batch_size: int,
+        reciprocal: bool = False,
+        label_smoothing: float = 0.0,
+        regularizer: Regularizer | None = None,
+    ) -> None:
+        super().__init__(model, loss, batch_size=batch_size, regularizer=regularizer)
+        if not loss.supports_kvsall:
+            raise ValueError(
+                f"the {type(loss).__name__} loss does not support KvsAll training; use slcwa"
+            )
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.num_entities = model.num_entities
+        self.label_smoothing = label_smoothing
+        h, r, t = triples.long().unbind(1)
+        if reciprocal:
+            # (h, r, ?) and (t, r + R, ?): both answered by score_t.
+            anchors = torch.cat([h, t])
+            relations = torch.cat([r, r + num_relations])
+            answers = torch.cat([t, h])
+            sides = torch.zeros(len(anchors), dtype=torch.long)
+        else:
+            # side 0: (h, r, ?) answered by score_t; side 1: (?, r, t) answered by score_h.
+            anchors, relations, answers = torch.cat([h, t]), torch.cat([r, r]), torch.cat([t, h])
+            sides = torch.cat(
+                [torch.zeros(len(h), dtype=torch.long), torch.ones(len(h), dtype=torch.long)]
+            )
+        num_rel = 2 * num_relations
+        key = (sides * self.num_entities + anchors) * num_rel + relations  # [2n] query key
+        unique_keys, query_of = torch.unique(key, return_inverse=True)  # [Q], [2n]
+        self.sides = unique_keys // (self.num_entities * num_rel)  # [Q]
+        self.anchors = (unique_keys // num_rel) % self.num_entities  # [Q]
+        self.relations = unique_keys % num_rel  # [Q]
+        # CSR of the distinct answers of each query.
+        pair = torch.unique(
+            torch.stack([query_of, answers], dim=1), dim=0
+        )  # [nnz, 2] sorted by query
+        counts = torch.bincount(pair[:, 0], minlength=len(unique_keys))
+        self.ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])  # [Q + 1]
+        self.answers = pair[:, 1].contiguous()  # [nnz]
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.anchors)
+
+    def targets(self, queries: Tensor) -> Tensor:
+        """``[B, num_entities]`` smoothed multi-hot targets of the queries ``queries: [B]``."""
+        start, end = self.ptr[queries], self.ptr[queries + 1]
+        counts = end - start  # [B]
+        rows = torch.repeat_interleave(torch.arange(len(queries)), counts)  # [nnz_batch]
+        offsets = torch.arange(len(rows)) - torch.repeat_interleave(
+            counts.cumsum(0) - counts, counts
+        )
+        cols = self.answers[torch.repeat_interleave(start, counts) + offsets]  # [nnz_batch]
+        targets = torch.zeros(len(queries), self.num_entities)
+        targets[rows, cols] = 1.0
+        if self.label_smoothing:
+            targets = (
+                1.0 - self.label_smoothing
+            ) * targets + self.label_smoothing / self.num_entities
+        return targets
+
+    def batch_loss(self, indices: Tensor, generator: torch.Generator) -> Tensor:
+        # Tail-side queries first, then head-side ones; the targets are ordered the same way.
+        sides = self.sides[indices]
+        tail_q, head_q = indices[sides == 0], indices[sides == 1]
+        reps = self.model.representations()
+        scores = []
+        if len(tail_q):
+            hr = torch.stack([self.anchors[tail_q], self.relations[tail_q]], dim=1)  # [B_t, 2]
+            scores.append(self.model.score_t(hr, reps))  # [B_t, N]
+        if len(head_q):
+            rt = torch.stack([self.relations[head_q], self.anchors[head_q]], dim=1)  # [B_h, 2]
+            scores.append(self.model.score_h(rt, reps))  # [B_h, N]
+        ordered = torch.cat([tail_q, head_q])
+        loss = self.loss.kvsall(torch.cat(scores), self.targets(ordered))
+        return loss + self._regularization(reps, self.anchors[ordered], self.relations[ordered])
+
+
+loop_resolver: ClassResolver[TrainingLoop] = ClassResolver(
+    [SLCWALoop, KvsAllLoop],
+    base=TrainingLoop,
+    default=KvsAllLoop,
+    suffix="Loop",
+    synonyms={"1-n": KvsAllLoop, "1n": KvsAllLoop, "negative_sampling": SLCWALoop},
+)
+"""Training loops by name: ``slcwa``, ``kvsall`` (aka ``1-n``)."""

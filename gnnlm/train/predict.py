@@ -1,0 +1,182 @@
+"""Top-k link prediction by name: tails of ``(h, r, ?)`` and heads of ``(?, r, t)``.
+
+Known answers can be excluded (``exclude="train"``: answers already in the training triples; ``"all"``:
+in any split; ``None``: rank everything). The result says which filter was used and which known answers
+were removed, so nothing is hidden silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from gnnlm.data.filter_index import FilterIndex
+
+if TYPE_CHECKING:
+    from gnnlm.data import KnowledgeGraph
+
+EXCLUDE_CHOICES = (None, "train", "all")
+
+
+@dataclass
+class Prediction:
+    """Top-k answers of one query, best first.
+
+    Attributes:
+        ids: ``[k]`` entity ids.
+        names: their vocabulary names.
+        labels: their readable names (entity text where known, else the vocabulary name).
+        scores: ``[k]`` model scores (higher is more plausible).
+        exclude: which known answers were removed (``None``, ``"train"`` or ``"all"``).
+        excluded: ``[m]`` ids of the known answers that were removed from the ranking.
+        query: the query as ``(head, relation, tail)`` names with ``"?"`` for the predicted slot.
+    """
+
+    ids: Tensor
+    names: list[str]
+    labels: list[str]
+    scores: Tensor
+    exclude: str | None
+    excluded: Tensor
+    query: tuple[str, str, str] = field(default=("?", "?", "?"))
+
+    def to_dict(self) -> dict:
+        return {
+            "query": list(self.query),
+            "exclude": self.exclude,
+            "excluded": [int(i) for i in self.excluded],
+            "predictions": [
+                {"id": int(i), "name": n, "label": lab, "score": float(s)}
+                for i, n, lab, s in zip(self.ids, self.names, self.labels, self.scores)
+            ],
+        }
+
+
+def resolve_entity(kg: KnowledgeGraph, name: str) -> int:
+    """Entity id from its vocabulary name, or from its readable name when that is unique.
+
+    Raises:
+        KeyError: naming the value and the closest known names.
+    """
+    if name in kg.entities:
+        return kg.entities.id(name)
+    if kg.entity_text is not None:
+        matches = [
+            i for i, n in enumerate(kg.entity_text.names) if n == name and i < kg.num_entities
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            ids = ", ".join(kg.entities.name(i) for i in matches[:5])
+            raise KeyError(
+                f"entity name {name!r} is ambiguous in {kg.name}; use one of the ids: {ids}"
+            )
+    raise KeyError(f"unknown entity {name!r} in {kg.name}{_close(name, kg.entities.names)}")
+
+
+def resolve_relation(kg: KnowledgeGraph, name: str) -> int:
+    if name in kg.relations:
+        return kg.relations.id(name)
+    raise KeyError(f"unknown relation {name!r} in {kg.name}{_close(name, kg.relations.names)}")
+
+
+def _close(name: str, names: tuple[str, ...] | list[str]) -> str:
+    if len(names) > 200_000:
+        return ""
+    close = difflib.get_close_matches(name, names, n=3)
+    return f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+
+
+def _known(kg: KnowledgeGraph, exclude: str | None) -> FilterIndex | None:
+    if exclude not in EXCLUDE_CHOICES:
+        raise ValueError(f"exclude must be one of {EXCLUDE_CHOICES}, got {exclude!r}")
+    if exclude is None:
+        return None
+    if exclude == "all":
+        return kg.filter_index
+    return FilterIndex(kg.train, kg.num_entities, kg.num_relations)
+
+
+@torch.no_grad()
+def _top_k(scores: Tensor, known: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    scores = scores.clone()
+    scores[known] = float("-inf")
+    k = min(k, len(scores) - len(known))
+    top = torch.topk(scores, k)
+    return top.indices, top.values
+
+
+def predict_tails(
+    model: nn.Module,
+    kg: KnowledgeGraph,
+    head: str,
+    relation: str,
+    k: int = 10,
+    *,
+    exclude: str | None = "train",
+) -> Prediction:
+    """The ``k`` best tails of ``(head, relation, ?)``.
+
+    Args:
+        model: a :class:`~gnnlm.kge.LinkPredictionModel` trained on ``kg``.
+        kg: the graph (for names and known triples).
+        head: head entity name (vocabulary name, or a unique readable name).
+        relation: relation name.
+        k: how many answers.
+        exclude: drop known answers from ``"train"``, ``"all"`` splits, or none (``None``).
+    """
+    h, r = resolve_entity(kg, head), resolve_relation(kg, relation)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        scores = model.score_t(torch.tensor([[h, r]]))[0]  # [num_entities]
+    model.train(was_training)
+    index = _known(kg, exclude)
+    known = (
+        index.tails(torch.tensor([h]), torch.tensor([r]))[1]
+        if index is not None
+        else torch.empty(0, dtype=torch.long)
+    )
+    return _prediction(kg, scores, known, k, exclude, (head, relation, "?"))
+
+
+def predict_heads(
+    model: nn.Module,
+    kg: KnowledgeGraph,
+    relation: str,
+    tail: str,
+    k: int = 10,
+    *,
+    exclude: str | None = "train",
+) -> Prediction:
+    """The ``k`` best heads of ``(?, relation, tail)`` (arguments in triple order); see :func:`predict_tails`."""
+    r, t = resolve_relation(kg, relation), resolve_entity(kg, tail)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        scores = model.score_h(torch.tensor([[r, t]]))[0]  # [num_entities]
+    model.train(was_training)
+    index = _known(kg, exclude)
+    known = (
+        index.heads(torch.tensor([r]), torch.tensor([t]))[1]
+        if index is not None
+        else torch.empty(0, dtype=torch.long)
+    )
+    return _prediction(kg, scores, known, k, exclude, ("?", relation, tail))
+
+
+def _prediction(kg, scores: Tensor, known: Tensor, k: int, exclude, query) -> Prediction:
+    ids, values = _top_k(scores, known, k)
+    return Prediction(
+        ids=ids,
+        names=[kg.entities.name(int(i)) for i in ids],
+        labels=[kg.entity_label(int(i)) for i in ids],
+        scores=values,
+        exclude=exclude,
+        excluded=known,
+        query=query,
+    )

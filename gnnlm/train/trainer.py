@@ -1,0 +1,441 @@
+"""The training engine: epochs, validation, early stopping, logging, checkpoints and exact resume.
+
+:class:`Trainer` turns a :class:`~gnnlm.train.config.TrainConfig` into a trained model::
+
+    config = TrainConfig.load("configs/umls/complex.yaml")
+    result = Trainer(config, run_dir="runs/umls-complex").fit()
+    result.metrics["test"]["mrr"]
+
+A run directory ends up with ``config.yaml`` (the config it ran with), ``metrics.csv`` / ``log.jsonl``
+(one row per epoch), ``checkpoint.safetensors`` (resumable state, see :mod:`gnnlm.train.checkpoint`),
+``model/`` (the best weights, :func:`~gnnlm.train.pretrained.save_pretrained`) and ``metrics.json``
+(final filtered metrics on ``valid`` and ``test``). ``fit(resume=True)`` continues from the checkpoint and
+reproduces the uninterrupted run bit for bit on CPU: weights, optimizer, scheduler, every RNG, the
+early-stopping state and the best weights are all restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from class_resolver.contrib.torch import lr_scheduler_resolver, optimizer_resolver
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from gnnlm.train.checkpoint import (
+    CheckpointError,
+    atomic_write_json,
+    load_module_tensors,
+    load_optimizer_state,
+    load_rng_state,
+    load_tensors,
+    module_tensors,
+    optimizer_state,
+    rng_state,
+    save_tensors,
+)
+from gnnlm.train.config import ConfigError, TrainConfig, config_diff
+from gnnlm.train.logging import MetricsLogger
+from gnnlm.train.loops import KvsAllLoop, SLCWALoop, TrainingLoop, loop_resolver
+from gnnlm.train.losses import loss_resolver
+from gnnlm.train.negative_sampling import sampler_resolver
+from gnnlm.train.pretrained import PretrainedConfig, build_model, save_pretrained
+from gnnlm.train.regularizers import regularizer_resolver
+
+if TYPE_CHECKING:
+    from gnnlm.data import KnowledgeGraph
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+HEADLINE = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
+_SCHEDULER_SYNONYMS = {"plateau": "reducelronplateau", "cosine": "cosineannealing"}
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns.
+
+    Attributes:
+        model: the trained model (best validation weights when early stopping evaluated), in eval mode.
+        config: the config it ran with.
+        metrics: ``{"valid": {...}, "test": {...}, "best_epoch", "epochs", "train_seconds", ...}``, as
+            written to ``metrics.json``.
+        history: one dict per epoch (as in ``log.jsonl``).
+        run_dir: the run directory, or ``None``.
+    """
+
+    model: nn.Module
+    config: TrainConfig
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    run_dir: Path | None = None
+
+
+@dataclass
+class _EarlyStopping:
+    best: float = -math.inf
+    best_epoch: int = 0
+    bad_evaluations: int = 0
+    stopped: bool = False
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy and torch's global generator."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """Turn on ``torch.use_deterministic_algorithms`` (warn-only) for a block, then restore the setting."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    if enabled:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+
+
+class Trainer:
+    """Trains a link-prediction model as a :class:`TrainConfig` describes.
+
+    Args:
+        config: the run.
+        run_dir: where logs, checkpoints and the final model go (``None``: nothing is written).
+        kg: the graph, if already loaded (default: ``load_dataset(config.dataset, **config.dataset_kwargs)``).
+        quiet: no progress bars.
+        callbacks: functions ``callback(trainer, row)`` called after every epoch (after its checkpoint is
+            written) with the epoch's log row; raising from one interrupts training.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        run_dir: str | Path | None = None,
+        kg: KnowledgeGraph | None = None,
+        quiet: bool = False,
+        callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.quiet = quiet
+        self.callbacks = list(callbacks)
+        self._validate()
+        if kg is None:
+            from gnnlm.data import load_dataset
+
+            kg = load_dataset(config.dataset, **config.dataset_kwargs)
+        self.kg = kg
+        self.evaluator = self._make_evaluator()
+
+    # -- construction ------------------------------------------------------------------------------
+    def _validate(self) -> None:
+        t, e = self.config.training, self.config.evaluation
+        loop = loop_resolver.lookup(t.loop)
+        if loop is SLCWALoop and t.label_smoothing:
+            raise ConfigError(
+                "training.label_smoothing applies to the kvsall loop only; set it to 0 for slcwa"
+            )
+        if loop is KvsAllLoop and t.adversarial_temperature is not None:
+            raise ConfigError("training.adversarial_temperature applies to the slcwa loop only")
+        if loop is KvsAllLoop and not loss_resolver.lookup(t.loss).supports_kvsall:
+            raise ConfigError(
+                f"training.loss={t.loss!r} does not support the kvsall loop; use slcwa"
+            )
+        for name, value in (
+            ("training.epochs", t.epochs),
+            ("training.batch_size", t.batch_size),
+            ("evaluation.batch_size", e.batch_size),
+        ):
+            if value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+        if e.metric not in HEADLINE:
+            raise ConfigError(f"evaluation.metric must be one of {HEADLINE}, got {e.metric!r}")
+
+    def _make_evaluator(self):
+        from gnnlm.eval import RankBasedEvaluator
+
+        return RankBasedEvaluator(
+            self.kg.filter_index, batch_size=self.config.evaluation.batch_size, quiet=True
+        )
+
+    def _build(self) -> None:
+        cfg, t = self.config, self.config.training
+        seed_everything(cfg.seed)
+        self.model = build_model(
+            cfg.model,
+            self.kg.num_entities,
+            self.kg.num_relations,
+            reciprocal=t.reciprocal,
+            kg=self.kg,
+        )
+        self.optimizer = optimizer_resolver.make(
+            t.optimizer, {"lr": t.lr, **t.optimizer_kwargs}, params=self.model.parameters()
+        )
+        self.scheduler = None
+        self._plateau = False
+        if t.scheduler:
+            name = _SCHEDULER_SYNONYMS.get(t.scheduler.lower(), t.scheduler)
+            scheduler_cls = lr_scheduler_resolver.lookup(name)
+            self._plateau = scheduler_cls is torch.optim.lr_scheduler.ReduceLROnPlateau
+            kwargs = dict(t.scheduler_kwargs)
+            if self._plateau:
+                kwargs.setdefault("mode", "max")
+            self.scheduler = scheduler_cls(self.optimizer, **kwargs)
+        loss = loss_resolver.make(t.loss, t.loss_kwargs)
+        regularizer = (
+            regularizer_resolver.make(t.regularizer, weight=t.regularizer_weight)
+            if t.regularizer
+            else None
+        )
+        self.loop = self._make_loop(loss, regularizer)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.early_stopping = _EarlyStopping()
+        self.best_weights: dict[str, Tensor] | None = None
+        self.epoch = 0
+
+    def _make_loop(self, loss, regularizer) -> TrainingLoop:
+        t = self.config.training
+        loop_cls = loop_resolver.lookup(t.loop)
+        if loop_cls is KvsAllLoop:
+            return KvsAllLoop(
+                self.model, self.kg.train, self.kg.num_relations, loss, batch_size=t.batch_size,
+                reciprocal=t.reciprocal, label_smoothing=t.label_smoothing, regularizer=regularizer,
+            )  # fmt: skip
+        triples = self.kg.with_inverse_triples(self.kg.train) if t.reciprocal else self.kg.train
+        sampler = sampler_resolver.make(
+            t.sampler, triples=triples, num_entities=self.kg.num_entities,
+            num_negatives=t.num_negatives, filtered=t.filter_negatives,
+        )  # fmt: skip
+        return SLCWALoop(
+            self.model, triples, sampler, loss, batch_size=t.batch_size,
+            adversarial_temperature=t.adversarial_temperature, regularizer=regularizer,
+        )  # fmt: skip
+
+    # -- training ----------------------------------------------------------------------------------
+    def fit(self, *, resume: bool = False) -> TrainResult:
+        """Train (or continue a checkpointed run with ``resume=True``), evaluate, and save.
+
+        Raises:
+            CheckpointError: ``resume`` without a readable checkpoint.
+            ConfigError: ``resume`` with a config that differs from the run's (other than ``training.epochs``).
+        """
+        with deterministic_algorithms(self.config.training.deterministic):
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> TrainResult:
+        self._build()
+        logger = MetricsLogger(self.run_dir)
+        if resume:
+            self._resume(logger)
+        elif self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in ("metrics.csv", "log.jsonl", "metrics.json", CHECKPOINT_NAME):
+                (self.run_dir / stale).unlink(missing_ok=True)
+        if self.run_dir is not None:
+            self.config.save(self.run_dir / "config.yaml")
+        t, e = self.config.training, self.config.evaluation
+        train_seconds = sum(row["seconds"] for row in logger.rows)
+        epochs = range(self.epoch + 1, t.epochs + 1)
+        bar = tqdm(
+            epochs,
+            desc="epochs",
+            disable=self.quiet or self.early_stopping.stopped,
+            dynamic_ncols=True,
+        )
+        try:
+            for epoch in bar:
+                if self.early_stopping.stopped:
+                    break
+                start = time.perf_counter()
+                loss = self._train_epoch()
+                seconds = time.perf_counter() - start
+                train_seconds += seconds
+                self.epoch = epoch
+                row: dict[str, Any] = {
+                    "epoch": epoch, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds,
+                }  # fmt: skip
+                if e.frequency and epoch % e.frequency == 0:
+                    valid = self.evaluate("valid")
+                    row.update({f"valid_{k}": valid[k] for k in HEADLINE})
+                    self._early_stopping_step(valid[e.metric], epoch)
+                    if self._plateau:
+                        self.scheduler.step(valid[e.metric])
+                if self.scheduler is not None and not self._plateau:
+                    self.scheduler.step()
+                logger.log(row)
+                if self.run_dir is not None and (
+                    (t.checkpoint_frequency and epoch % t.checkpoint_frequency == 0)
+                    or self.early_stopping.stopped
+                    or epoch == t.epochs
+                ):
+                    self.save_checkpoint(self.run_dir / CHECKPOINT_NAME)
+                bar.set_postfix(
+                    loss=f"{loss:.4g}",
+                    **({"valid_mrr": f"{row['valid_mrr']:.4f}"} if "valid_mrr" in row else {}),
+                )
+                for callback in self.callbacks:
+                    callback(self, row)
+                if self.early_stopping.stopped:
+                    break
+        finally:
+            bar.close()
+            logger.close()
+        return self._finish(logger, train_seconds)
+
+    def _train_epoch(self) -> float:
+        self.model.train()
+        total, count = 0.0, 0
+        clip = self.config.training.clip_grad_norm
+        for indices in self.loop.batches(self.generator):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loop.batch_loss(indices, self.generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"epoch {self.epoch + 1}: loss became {loss.item()}; lower training.lr?"
+                )
+            loss.backward()
+            if clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.optimizer.step()
+            self._post_step()
+            total += loss.item() * len(indices)
+            count += len(indices)
+        return total / max(count, 1)
+
+    def _post_step(self) -> None:
+        """Apply the model's parameter constraints after an optimizer step (e.g. TransE's unit norms)."""
+        self.model.post_step()
+
+    def _early_stopping_step(self, value: float, epoch: int) -> None:
+        state, patience = self.early_stopping, self.config.evaluation.patience
+        if value > state.best:
+            state.best, state.best_epoch, state.bad_evaluations = value, epoch, 0
+            self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            state.bad_evaluations += 1
+            if patience and state.bad_evaluations >= patience:
+                state.stopped = True
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "valid") -> dict[str, Any]:
+        """Filtered rank-based metrics of the current model on ``split`` (``to_dict()`` of the evaluator)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self.evaluator.evaluate(self.model, self.kg.splits[split]).to_dict()
+        finally:
+            self.model.train(was_training)
+
+    def _finish(self, logger: MetricsLogger, train_seconds: float) -> TrainResult:
+        if self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+        self.model.eval()
+        metrics: dict[str, Any] = {}
+        eval_seconds = {}
+        for split in ("valid", "test"):
+            start = time.perf_counter()
+            metrics[split] = self.evaluate(split)
+            eval_seconds[split] = time.perf_counter() - start
+        num_train = len(self.kg.train)
+        metrics.update(
+            best_epoch=self.early_stopping.best_epoch or self.epoch,
+            epochs=self.epoch,
+            stopped_early=self.early_stopping.stopped,
+            train_seconds=train_seconds,
+            triples_per_second=num_train * self.epoch / train_seconds if train_seconds else None,
+            eval_seconds=eval_seconds,
+            num_parameters=sum(p.numel() for p in self.model.parameters()),
+        )
+        if self.run_dir is not None:
+            save_pretrained(
+                self.model, self.run_dir / "model", self.pretrained_config(), kg=self.kg
+            )
+            atomic_write_json(self.run_dir / "metrics.json", metrics)
+        return TrainResult(self.model, self.config, metrics, list(logger.rows), self.run_dir)
+
+    def pretrained_config(self) -> PretrainedConfig:
+        return PretrainedConfig(
+            model=self.config.model,
+            num_entities=self.kg.num_entities,
+            num_relations=self.kg.num_relations,
+            reciprocal=self.config.training.reciprocal,
+            dataset=self.config.dataset,
+            dataset_kwargs=self.config.dataset_kwargs,
+        )
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def save_checkpoint(self, path: str | Path) -> None:
+        """Atomically write everything needed to continue this run exactly (one safetensors file)."""
+        tensors = module_tensors(self.model, "model.")
+        if self.best_weights is not None:
+            tensors.update({f"best.{k}": v for k, v in self.best_weights.items()})
+        state = {
+            "epoch": self.epoch,
+            "config": self.config.to_dict(),
+            "early_stopping": vars(self.early_stopping),
+            "has_best": self.best_weights is not None,
+            "optimizer": optimizer_state(self.optimizer, tensors),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "rng": rng_state(self.generator, tensors),
+        }
+        save_tensors(path, tensors, state)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint` into the built trainer."""
+        tensors, state = load_tensors(path)
+        if state is None or "epoch" not in state:
+            raise CheckpointError(
+                f"{path}: a safetensors file, but not a gnnlm training checkpoint"
+            )
+        load_module_tensors(self.model, tensors, "model.", source=str(path))
+        self.best_weights = (
+            {k[len("best.") :]: v for k, v in tensors.items() if k.startswith("best.")}
+            if state["has_best"]
+            else None
+        )
+        load_optimizer_state(self.optimizer, state["optimizer"], tensors)
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        load_rng_state(self.generator, state["rng"], tensors)
+        self.early_stopping = _EarlyStopping(**state["early_stopping"])
+        self.epoch = int(state["epoch"])
+
+    def _resume(self, logger: MetricsLogger) -> None:
+        if self.run_dir is None:
+            raise CheckpointError("resume needs a run directory")
+        path = self.run_dir / CHECKPOINT_NAME
+        if not path.exists():
+            raise CheckpointError(f"{path}: no checkpoint to resume from")
+        _, state = load_tensors(path)
+        saved = TrainConfig.from_dict(state["config"], source=str(path))
+        diff = {k: v for k, v in config_diff(saved, self.config).items() if k != "training.epochs"}
+        if diff:
+            lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            raise ConfigError(f"{path}: cannot resume with a different config ({lines})")
+        self.load_checkpoint(path)
+        logger.resume(self.epoch)
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path | None = None,
+    *,
+    kg: KnowledgeGraph | None = None,
+    quiet: bool = False,
+    resume: bool = False,
+) -> TrainResult:
+    """Train a model as ``config`` describes; see :class:`Trainer`."""
+    return Trainer(config, run_dir=run_dir, kg=kg, quiet=quiet).fit(resume=resume)
