@@ -38,15 +38,40 @@ class RawTriples:
     Args:
         path: the source file (for messages).
         triples: ``(head, relation, tail)`` names.
-        lines: the 1-based line number of each triple in ``path``.
+        lines: the 1-based line number of each triple in its file.
+        more_paths: further source files, when a split joins several (see :meth:`concat`).
+        file_index: per triple, its file (0 = ``path``, ``k`` = ``more_paths[k - 1]``); empty when
+            every triple comes from ``path``.
     """
 
     path: Path
     triples: list[tuple[str, str, str]] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
+    more_paths: list[Path] = field(default_factory=list)
+    file_index: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.triples)
+
+    def where(self, i: int) -> str:
+        """``path:line`` of triple ``i``."""
+        k = self.file_index[i] if self.file_index else 0
+        path = self.path if k == 0 else self.more_paths[k - 1]
+        return f"{path}:{self.lines[i]}"
+
+    def file_of(self, i: int) -> Path:
+        k = self.file_index[i] if self.file_index else 0
+        return self.path if k == 0 else self.more_paths[k - 1]
+
+    @classmethod
+    def concat(cls, parts: list[RawTriples]) -> RawTriples:
+        """One split made of several files, each triple remembering its file and line."""
+        out = cls(parts[0].path, more_paths=[p.path for p in parts[1:]])
+        for k, part in enumerate(parts):
+            out.triples.extend(part.triples)
+            out.lines.extend(part.lines)
+            out.file_index.extend([k] * len(part))
+        return out
 
 
 def read_triples(
@@ -135,16 +160,18 @@ def build_knowledge_graph(
     entities = entities if entities is not None else Vocabulary()
     relations = relations if relations is not None else Vocabulary()
 
-    def lookup(vocab: Vocabulary, fixed: bool, value: str, what: str, src: RawTriples, line: int):
+    def lookup(vocab: Vocabulary, fixed: bool, value: str, what: str, src: RawTriples, i: int):
         if not fixed:
             return vocab.add(value)
         if value not in vocab:
-            raise DataFormatError(src.path, line, f"{what} not in the {name} vocabulary", value)
+            raise DataFormatError(
+                src.file_of(i), src.lines[i], f"{what} not in the {name} vocabulary", value
+            )
         return vocab.id(value)
 
     train_entities: set[str] = set()
     train_relations: set[str] = set()
-    first_seen: dict[tuple[str, str, str], tuple[int, int]] = {}  # triple -> (split index, line)
+    first_seen: dict[tuple[str, str, str], tuple[int, int]] = {}  # triple -> (split, index)
     report: dict[str, dict[str, int]] = {
         key: {}
         for key in (
@@ -161,7 +188,7 @@ def build_knowledge_graph(
         is_train = split == "train"
         rows: list[tuple[int, int, int]] = []
         n_unseen = n_dup = n_overlap = n_dropped = 0
-        for (h, r, t), line in zip(src.triples, src.lines):
+        for i, ((h, r, t), line) in enumerate(zip(src.triples, src.lines)):
             if not is_train:
                 missing = None
                 if h not in train_entities:
@@ -174,7 +201,7 @@ def build_knowledge_graph(
                     n_unseen += 1
                     if unseen == "error":
                         raise DataFormatError(
-                            src.path,
+                            src.file_of(i),
                             line,
                             f"{missing[0]} never occurs in the training split",
                             missing[1],
@@ -185,7 +212,7 @@ def build_knowledge_graph(
             key = (h, r, t)
             first = first_seen.get(key)
             if first is None:
-                first_seen[key] = (index, line)
+                first_seen[key] = (index, i)
             else:
                 first_split = order[first[0]]
                 if first_split == split:
@@ -193,18 +220,18 @@ def build_knowledge_graph(
                 else:
                     n_overlap += 1
                 if duplicates == "error":
-                    where = f"{raw[first_split].path}:{first[1]}"
+                    where = raw[first_split].where(first[1])
                     raise DataFormatError(
-                        src.path, line, f"duplicate triple (first at {where})", "\t".join(key)
+                        src.file_of(i), line, f"duplicate triple (first at {where})", "\t".join(key)
                     )
                 if duplicates == "drop":
                     n_dropped += 1
                     continue
             rows.append(
                 (
-                    lookup(entities, fixed_entities, h, "head entity", src, line),
-                    lookup(relations, fixed_relations, r, "relation", src, line),
-                    lookup(entities, fixed_entities, t, "tail entity", src, line),
+                    lookup(entities, fixed_entities, h, "head entity", src, i),
+                    lookup(relations, fixed_relations, r, "relation", src, i),
+                    lookup(entities, fixed_entities, t, "tail entity", src, i),
                 )
             )
             if is_train:

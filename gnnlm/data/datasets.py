@@ -15,6 +15,7 @@ import os
 
 from class_resolver import ClassResolver
 
+from gnnlm.data.conceptnet import ConceptNetDataset
 from gnnlm.data.conve import (
     FB15k237Dataset,
     KinshipDataset,
@@ -24,6 +25,7 @@ from gnnlm.data.conve import (
 )
 from gnnlm.data.dataset import Dataset
 from gnnlm.data.knowledge_graph import KnowledgeGraph
+from gnnlm.data.metaqa import MetaQADataset
 
 #: every registered dataset, by name
 dataset_resolver: ClassResolver[Dataset] = ClassResolver(
@@ -33,6 +35,8 @@ dataset_resolver: ClassResolver[Dataset] = ClassResolver(
         UMLSDataset,
         KinshipDataset,
         NationsDataset,
+        ConceptNetDataset,
+        MetaQADataset,
     ],
     base=Dataset,
     suffix="Dataset",

@@ -74,7 +74,7 @@ def read_wikidata_json(path: str | os.PathLike, vocab: Vocabulary) -> dict[str, 
     except json.JSONDecodeError as err:
         raise DataFormatError(
             path, err.lineno, f"invalid JSON ({err.msg})", text[err.pos : err.pos + 40]
-        )
+        ) from None
     if not isinstance(data, dict):
         raise DataFormatError(
             path, 1, "expected a JSON object keyed by entity id", type(data).__name__
