@@ -1,1 +1,8 @@
-"""eval stage of gnnlm (see the package docstring)."""
+"""Evaluation of link prediction: exact filtered rank-based metrics and the OGB protocol."""
+
+from __future__ import annotations
+
+from gnnlm.eval.metrics import RankBasedMetrics, RankMetrics
+from gnnlm.eval.rank_based import RankBasedEvaluator
+
+__all__ = ["RankBasedEvaluator", "RankBasedMetrics", "RankMetrics"]

@@ -6,10 +6,17 @@ parameters, e.g. TuckER's core tensor or ConvE's convolution). Models that hold 
 
 Shapes: ``h``, ``r``, ``t`` are broadcastable ``(*batch, dim)`` tensors; the score is ``(*batch)``.
 Higher scores mean more plausible triples, for every interaction (distances are negated).
+
+Besides scoring, an interaction tells an embedding table how to initialise and constrain itself
+(:meth:`Interaction.reset_entity_`, :meth:`Interaction.reset_relation_`,
+:meth:`Interaction.constrain_entity_`) and which factors a regulariser sees
+(:meth:`Interaction.entity_factors`, :meth:`Interaction.relation_factors`), so that a training loop stays
+generic.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -30,6 +37,11 @@ class Interaction(nn.Module):
     relation_dim_factor: ClassVar[int] = 1
     #: True when :meth:`score_t`/:meth:`score_h` are a single matrix product.
     supports_gemm: ClassVar[bool] = False
+    #: True when the constructor needs ``embedding_dim`` (interactions with their own weights, e.g.
+    #: TuckER's core tensor); :func:`gnnlm.kge.build_kge_model` then passes it.
+    requires_embedding_dim: ClassVar[bool] = False
+    #: True when :meth:`constrain_entity_` does something (e.g. TransE's unit-norm entities).
+    constrains_entities: ClassVar[bool] = False
     #: upper bound on ``batch x num_entities x dim`` elements materialised at once by chunked 1-N scoring.
     max_chunk_elements: int = 2**25
 
@@ -61,15 +73,58 @@ class Interaction(nn.Module):
         """Score ``(?, r, t)`` queries against every candidate head: ``[N, d], [B, d], [B, d] -> [B, N]``."""
         return self._chunked(lambda cand: self(cand[None], r[:, None], t[:, None]), all_h, len(t))
 
-    def _chunked(self, score_fn, candidates: Tensor, batch_size: int) -> Tensor:
+    def _chunked(
+        self, score_fn: Callable[[Tensor], Tensor], candidates: Tensor, batch_size: int
+    ) -> Tensor:
+        """Apply ``score_fn`` to slices of ``candidates`` so that at most ``max_chunk_elements`` of
+        ``batch x chunk x dim`` are alive at once; concatenates the ``[B, chunk]`` results."""
         per_candidate = max(1, batch_size * candidates.shape[-1])
         chunk = max(1, self.max_chunk_elements // per_candidate)
         if chunk >= len(candidates):
             return score_fn(candidates)
         return torch.cat([score_fn(c) for c in candidates.split(chunk)], dim=1)  # [B, N]
 
+    # ----------------------------------------------------------------------------------------------
+    # Dimensions, initialisation, constraints and regularisation (used by EmbeddingRepresentation and
+    # training loops; a GNN representation may ignore the init hooks).
+
+    def representation_dims(self, embedding_dim: int) -> tuple[int, int]:
+        """``(entity_dim, relation_dim)`` of the representations this interaction expects."""
+        return self.entity_dim_factor * embedding_dim, self.relation_dim_factor * embedding_dim
+
+    def reset_entity_(self, weight: Tensor) -> None:
+        """Initialise an ``[num_entities, entity_dim]`` embedding table in place (Xavier normal)."""
+        nn.init.xavier_normal_(weight)
+
+    def reset_relation_(self, weight: Tensor) -> None:
+        """Initialise an ``[num_relations, relation_dim]`` embedding table in place (Xavier normal)."""
+        nn.init.xavier_normal_(weight)
+
+    def constrain_entity_(self, weight: Tensor) -> None:
+        """Project an ``[num_entities, entity_dim]`` table onto the constraint set, in place (no-op)."""
+
+    def entity_factors(self, x: Tensor) -> Tensor:
+        """The ``(*batch, k)`` factors of entity representations ``x`` that an L2/N3 regulariser sees."""
+        return x
+
+    def relation_factors(self, x: Tensor) -> Tensor | None:
+        """Like :meth:`entity_factors` for relations; ``None`` when relations are not regularised."""
+        return x
+
     def reset_parameters(self) -> None:
         """Re-initialise the interaction's own parameters (most have none)."""
 
     def extra_repr(self) -> str:
         return ""
+
+
+def complex_split(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Split a ``(*batch, 2d)`` real tensor laid out as ``[real | imag]`` into two ``(*batch, d)`` halves."""
+    d = x.shape[-1] // 2
+    return x[..., :d], x[..., d:]
+
+
+def complex_modulus(x: Tensor) -> Tensor:
+    """``(*batch, 2d)`` ``[real | imag]`` -> ``(*batch, d)`` element-wise modulus."""
+    re, im = complex_split(x)
+    return torch.sqrt(re * re + im * im)

@@ -8,6 +8,7 @@ the contract below, so any representation trains with any interaction.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from gnnlm.kge.interaction import Interaction
@@ -27,6 +28,9 @@ class Representation(nn.Module):
     def forward(self) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
+    def post_step(self) -> None:
+        """Called by training loops after every optimiser step (e.g. to re-apply constraints)."""
+
 
 class LinkPredictionModel(nn.Module):
     """``score(h, r, t) = interaction(rep_entity[h], rep_relation[r], rep_entity[t])``.
@@ -34,15 +38,29 @@ class LinkPredictionModel(nn.Module):
     Args:
         representation: module whose ``forward()`` gives all entity and relation representations.
         interaction: the scoring function.
+        reciprocal: the representation holds ``2 * num_relations`` relations, relation
+            ``r + num_relations`` being the inverse of ``r``; head queries ``(?, r, t)`` are then answered
+            as the tail queries ``(t, r + num_relations, ?)`` (Lacroix et al. 2018, Dettmers et al. 2018).
 
     Every scoring method accepts precomputed ``reps`` (the output of :meth:`representations`) so that an
     evaluator computes a GNN's representations once for a whole split, not once per batch.
+    :attr:`num_relations` is the number of relations of the KG (without inverses); relation ids in
+    ``[num_relations, 2 * num_relations)`` are valid in :meth:`score_hrt` / :meth:`score_t` of a
+    reciprocal model and mean the inverse relations.
     """
 
-    def __init__(self, representation: Representation, interaction: Interaction) -> None:
+    def __init__(
+        self, representation: Representation, interaction: Interaction, *, reciprocal: bool = False
+    ) -> None:
         super().__init__()
+        if reciprocal and representation.num_relations % 2:
+            raise ValueError(
+                "a reciprocal model needs a representation with 2 * num_relations relations, got "
+                f"num_relations={representation.num_relations}"
+            )
         self.representation = representation
         self.interaction = interaction
+        self.reciprocal = reciprocal
 
     @property
     def num_entities(self) -> int:
@@ -50,10 +68,12 @@ class LinkPredictionModel(nn.Module):
 
     @property
     def num_relations(self) -> int:
-        return self.representation.num_relations
+        """Relations of the KG, without the inverse relations of a reciprocal model."""
+        n = self.representation.num_relations
+        return n // 2 if self.reciprocal else n
 
     def representations(self) -> tuple[Tensor, Tensor]:
-        """``(entity [num_entities, d_e], relation [num_relations, d_r])``."""
+        """``(entity [num_entities, d_e], relation [num_relations (x2 if reciprocal), d_r])``."""
         return self.representation()
 
     def score_hrt(self, triples: Tensor, reps: tuple[Tensor, Tensor] | None = None) -> Tensor:
@@ -67,9 +87,54 @@ class LinkPredictionModel(nn.Module):
         return self.interaction.score_t(ent[hr[:, 0]], rel[hr[:, 1]], ent)
 
     def score_h(self, rt: Tensor, reps: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        """``[B, 2]`` (r, t) ids -> ``[B, num_entities]`` scores of every head."""
+        """``[B, 2]`` (r, t) ids -> ``[B, num_entities]`` scores of every head.
+
+        A reciprocal model answers ``(?, r, t)`` with ``score_t((t, r + num_relations))``.
+        """
+        if self.reciprocal:
+            hr = torch.stack([rt[:, 1], rt[:, 0] + self.num_relations], dim=1)  # [B, 2]
+            return self.score_t(hr, reps=reps)
         ent, rel = reps if reps is not None else self.representations()
         return self.interaction.score_h(ent, rel[rt[:, 0]], ent[rt[:, 1]])
 
     def forward(self, triples: Tensor) -> Tensor:
         return self.score_hrt(triples)
+
+    def post_step(self) -> None:
+        """Call after every optimiser step: re-applies the representation's constraints, if any."""
+        if isinstance(self.representation, Representation):
+            self.representation.post_step()
+
+    def regularization_factors(
+        self,
+        *,
+        entities: Tensor | None = None,
+        relations: Tensor | None = None,
+        reps: tuple[Tensor, Tensor] | None = None,
+    ) -> list[Tensor]:
+        """The factors an L2 / N3 regulariser penalises for the rows a batch used.
+
+        Args:
+            entities: ``[n]`` entity ids (e.g. the heads and tails of a batch, repeats allowed).
+            relations: ``[m]`` relation ids.
+            reps: precomputed :meth:`representations`.
+
+        Returns:
+            A list of ``[n, k]`` / ``[m, k']`` tensors (the interaction's
+            :meth:`~gnnlm.kge.interaction.Interaction.entity_factors` /
+            :meth:`~gnnlm.kge.interaction.Interaction.relation_factors`, e.g. complex moduli for
+            ComplEx; relations are absent when the interaction does not regularise them). L2 is
+            ``sum(f ** 2)``, N3 is ``sum(f.abs() ** 3)`` over the list.
+        """
+        ent, rel = reps if reps is not None else self.representations()
+        out = []
+        if entities is not None:
+            out.append(self.interaction.entity_factors(ent[entities]))
+        if relations is not None:
+            factors = self.interaction.relation_factors(rel[relations])
+            if factors is not None:
+                out.append(factors)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"reciprocal={self.reciprocal}"

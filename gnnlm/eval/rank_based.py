@@ -1,0 +1,194 @@
+"""Exact, fast filtered rank-based evaluation of link prediction (head and tail side).
+
+For a test triple ``(h, r, t)`` the tail side ranks ``t`` among all entities by ``score(h, r, .)``; the
+filtered setting (Bordes et al. 2013) first removes every *other* known true tail of ``(h, r)``. Ties
+are broken *realistically*: the rank is the mean of the optimistic rank (``1 + #better``) and the
+pessimistic rank (``#better + #equal``, the target included), i.e. the expected rank under a random
+order of tied candidates (Berrendorf et al. 2020).
+
+The algorithm, per side:
+
+1. Group the queries: test triples that share ``(h, r)`` share one row of scores, so each unique
+   query is scored once (on FB15k-237 this removes 44 % of the 1-N products).
+2. For a block of unique queries, one ``model.score_t``/``score_h`` call gives ``[Q, N]`` scores
+   (one GEMM for DistMult/ComplEx/TuckER).
+3. Read each target's true score, then overwrite the filtered entities of each row with ``-inf``
+   (a scatter of the CSR from :class:`~gnnlm.data.FilterIndex`; no dense mask). A filtered target is
+   itself overwritten; it is added back to the tie count.
+4. Count better and tied candidates in one pass per target over its row, in cache-sized slices:
+   ``s = sign(scores - true)``, ``sum(s) = #better - #worse`` and ``sum(|s|) = N - #equal``. IEEE
+   subtraction is exact about sign (``a - b == 0`` iff ``a == b`` for finite floats), so these counts
+   equal those of the comparisons ``scores > true`` / ``scores == true``; partial sums of ``+-1`` are
+   exact integers in float32 up to ``2**24`` entities.
+
+Peak extra memory is one ``[Q, N]`` block (``max_scores`` floats) plus one slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from gnnlm.data.filter_index import FilterIndex
+from gnnlm.eval.metrics import RankBasedMetrics
+
+SIDES = ("head", "tail")
+
+
+class RankableModel(Protocol):
+    """What the evaluator needs (:class:`gnnlm.kge.LinkPredictionModel` provides it)."""
+
+    training: bool
+
+    def representations(self) -> tuple[Tensor, Tensor]: ...
+    def score_t(self, hr: Tensor, reps: tuple[Tensor, Tensor] | None = None) -> Tensor: ...
+    def score_h(self, rt: Tensor, reps: tuple[Tensor, Tensor] | None = None) -> Tensor: ...
+    def train(self, mode: bool = True) -> object: ...
+
+
+class RankBasedEvaluator:
+    """Filtered (or raw) rank-based link-prediction evaluation on both sides.
+
+    Args:
+        filter_index: known true triples to filter (usually ``kg.filter_index``: train + valid + test);
+            ``None`` for the raw (unfiltered) setting.
+        batch_size: unique queries scored per model call; default: as many as fit in ``max_scores``.
+        max_scores: memory budget, in floats, of one ``[batch_size, num_entities]`` score block.
+        ks: the ``k`` of Hits@k.
+        sides: which sides to rank, ``("head", "tail")`` by default.
+        quiet: no progress bar.
+
+    Example:
+        >>> evaluator = RankBasedEvaluator(kg.filter_index)  # doctest: +SKIP
+        >>> evaluator.evaluate(model, kg.test).to_dict()["mrr"]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        filter_index: FilterIndex | None = None,
+        *,
+        batch_size: int | None = None,
+        max_scores: int = 2**23,
+        ks: Sequence[int] = (1, 3, 10),
+        sides: Sequence[str] = SIDES,
+        quiet: bool = True,
+    ) -> None:
+        unknown = set(sides) - set(SIDES)
+        if unknown or not sides:
+            raise ValueError(f"sides must be a non-empty subset of {SIDES}, got {tuple(sides)}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.filter_index = filter_index
+        self.batch_size = batch_size
+        self.max_scores = max_scores
+        self.ks = tuple(ks)
+        self.sides = tuple(sides)
+        self.quiet = quiet
+
+    @torch.no_grad()
+    def evaluate(self, model: RankableModel, triples: Tensor) -> RankBasedMetrics:
+        """Rank every triple of ``triples`` (``[n, 3]`` long) on each side and aggregate."""
+        ranks = self.ranks(model, triples)
+        return RankBasedMetrics.from_side_ranks(ranks, triples[:, 1].long(), self.ks)
+
+    @torch.no_grad()
+    def ranks(self, model: RankableModel, triples: Tensor) -> dict[str, Tensor]:
+        """``{side: [n] realistic ranks}`` (float64, half-integers), aligned with ``triples``."""
+        triples = triples.long()
+        if triples.ndim != 2 or triples.shape[1] != 3:
+            raise ValueError(f"triples must be [n, 3], got {tuple(triples.shape)}")
+        was_training = model.training
+        model.train(False)
+        try:
+            reps = model.representations()
+            out = {}
+            for side in self.sides:
+                if side == "tail":
+                    keys, targets = triples[:, [0, 1]], triples[:, 2]  # (h, r) -> t
+                    score = lambda k: model.score_t(k, reps=reps)  # noqa: E731
+                else:
+                    keys, targets = triples[:, [1, 2]], triples[:, 0]  # (r, t) -> h
+                    score = lambda k: model.score_h(k, reps=reps)  # noqa: E731
+                out[side] = self._rank_side(side, score, keys, targets, reps[0].shape[0])
+            return out
+        finally:
+            model.train(was_training)
+
+    def _filter(self, side: str, keys: Tensor) -> tuple[Tensor, Tensor]:
+        assert self.filter_index is not None
+        if side == "tail":
+            return self.filter_index.tails(keys[:, 0], keys[:, 1])
+        return self.filter_index.heads(keys[:, 0], keys[:, 1])
+
+    def _rank_side(
+        self,
+        side: str,
+        score: Callable[[Tensor], Tensor],
+        keys: Tensor,
+        targets: Tensor,
+        num_entities: int,
+    ) -> Tensor:
+        n = len(keys)
+        ranks = torch.empty(n, dtype=torch.float64)
+        if n == 0:
+            return ranks
+        unique_keys, inverse = torch.unique(keys, dim=0, return_inverse=True)  # [U, 2], [n]
+        order = torch.argsort(inverse, stable=True)  # triples grouped by unique query
+        key_ptr = torch.zeros(len(unique_keys) + 1, dtype=torch.long)
+        key_ptr[1:] = torch.bincount(inverse, minlength=len(unique_keys)).cumsum(0)
+        block = self.batch_size or max(1, self.max_scores // max(1, num_entities))
+        start = 0
+        progress = tqdm(total=n, desc=f"ranking {side}s", unit="triple", disable=self.quiet)
+        while start < len(unique_keys):
+            stop = min(start + block, len(unique_keys))
+            scores = score(unique_keys[start:stop])  # [Q, N]
+            idx = order[key_ptr[start] : key_ptr[stop]]  # [T] triples of this block
+            rows = inverse[idx] - start  # [T] row of each triple in `scores`
+            ranks[idx] = self._rank_block(side, scores, unique_keys[start:stop], rows, targets[idx])
+            progress.update(len(idx))
+            start = stop
+        progress.close()
+        return ranks
+
+    def _rank_block(
+        self, side: str, scores: Tensor, keys: Tensor, rows: Tensor, targets: Tensor
+    ) -> Tensor:
+        """Realistic ranks ``[T]`` of ``targets`` in their ``rows`` of ``scores`` ``[Q, N]``."""
+        scores = scores.float().contiguous()  # owned below: the filter writes into it
+        num_entities = scores.shape[1]
+        true = scores[rows, targets]  # [T]
+        if not torch.isfinite(true).all():
+            bad = int(torch.nonzero(~torch.isfinite(true))[0])
+            raise ValueError(
+                f"the model gave a non-finite score {true[bad].item()} to a true {side} "
+                f"(query {keys[rows[bad]].tolist()}, target {int(targets[bad])})"
+            )
+        filtered_self = torch.zeros_like(true)
+        if self.filter_index is not None:
+            ptr, values = self._filter(side, keys)  # CSR over the Q queries
+            owner = torch.repeat_interleave(
+                torch.arange(len(keys)), ptr.diff(), output_size=len(values)
+            )
+            scores.view(-1).index_fill_(0, owner * num_entities + values, float("-inf"))
+            filtered_self = (
+                scores[rows, targets] == float("-inf")
+            ).float()  # [T] 1 if target filtered
+        better = torch.empty_like(true)
+        unequal = torch.empty_like(true)
+        step = max(1, 2**19 // num_entities)  # ~2 MiB slices stay in L2 cache
+        buffer = scores.new_empty(min(step, len(rows)), num_entities)
+        for a in range(0, len(rows), step):
+            b = min(a + step, len(rows))
+            diff = torch.index_select(scores, 0, rows[a:b], out=buffer[: b - a])  # [s, N]
+            diff.sub_(true[a:b, None]).sign_()  # +1 better, 0 tie, -1 worse
+            signed = diff.sum(1)  # [s]: #better - #worse
+            unequal[a:b] = diff.abs_().sum(1)  # [s]: #better + #worse
+            better[a:b] = (unequal[a:b] + signed) / 2
+        if torch.isnan(unequal).any():
+            raise ValueError(f"the model gave NaN scores to some candidate {side}s")
+        equal = num_entities - unequal + filtered_self  # ties, the target included
+        return better.double() + (equal.double() + 1.0) / 2.0

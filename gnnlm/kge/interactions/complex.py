@@ -1,0 +1,55 @@
+"""ComplEx (Trouillon et al., 2016)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from gnnlm.kge.interaction import Interaction, complex_modulus, complex_split
+
+
+class ComplEx(Interaction):
+    r"""ComplEx: a Hermitian bilinear form over complex embeddings.
+
+    .. math:: f(h, r, t) = \operatorname{Re}\Big(\sum_i h_i \, r_i \, \overline{t_i}\Big)
+
+    Paper: `Complex Embeddings for Simple Link Prediction <https://arxiv.org/abs/1606.06357>`_.
+    Entities and relations are ``2d`` real vectors laid out as ``[real | imag]``. 1-N scoring is one GEMM
+    of width ``2d``: with :math:`q = h r`, :math:`f = q_{re} \cdot t_{re} + q_{im} \cdot t_{im}`; for heads,
+    with :math:`p = r \overline{t}`, :math:`f = h_{re} \cdot p_{re} - h_{im} \cdot p_{im}`.
+    Regularisers (N3, Lacroix et al. 2018) see the element-wise moduli.
+    """
+
+    entity_dim_factor: ClassVar[int] = 2
+    relation_dim_factor: ClassVar[int] = 2
+    supports_gemm: ClassVar[bool] = True
+
+    def forward(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        (h_re, h_im), (r_re, r_im), (t_re, t_im) = (
+            complex_split(h),
+            complex_split(r),
+            complex_split(t),
+        )
+        q_re, q_im = h_re * r_re - h_im * r_im, h_re * r_im + h_im * r_re  # q = h * r
+        return (q_re * t_re + q_im * t_im).sum(-1)  # Re(q * conj(t))
+
+    def score_t(self, h: Tensor, r: Tensor, all_t: Tensor) -> Tensor:
+        (h_re, h_im), (r_re, r_im) = complex_split(h), complex_split(r)
+        q = torch.cat(
+            [h_re * r_re - h_im * r_im, h_re * r_im + h_im * r_re], dim=-1
+        )  # [B, 2d] = h * r
+        return q @ all_t.t()  # [B, N]
+
+    def score_h(self, all_h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        (r_re, r_im), (t_re, t_im) = complex_split(r), complex_split(t)
+        # p = r * conj(t); Re(h p) = h_re p_re - h_im p_im, so the query is [p_re | -p_im]
+        p = torch.cat([r_re * t_re + r_im * t_im, r_re * t_im - r_im * t_re], dim=-1)  # [B, 2d]
+        return p @ all_h.t()  # [B, N]
+
+    def entity_factors(self, x: Tensor) -> Tensor:
+        return complex_modulus(x)
+
+    def relation_factors(self, x: Tensor) -> Tensor | None:
+        return complex_modulus(x)

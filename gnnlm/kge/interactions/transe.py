@@ -1,0 +1,96 @@
+"""TransE (Bordes et al., 2013)."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from gnnlm.kge.interaction import Interaction
+
+
+def pairwise_distance(queries: Tensor, candidates: Tensor, p: int, max_elements: int) -> Tensor:
+    """``-``-free distance ``||q_b - c_n||_p`` for every pair, with bounded memory.
+
+    Args:
+        queries: ``[B, d]``.
+        candidates: ``[N, d]``.
+        p: 1 or 2.
+        max_elements: for ``p = 1``, at most this many ``B x chunk x d`` differences are alive at once.
+
+    Returns:
+        ``[B, N]`` distances.
+    """
+    if p == 2:
+        # ||q - c||^2 = ||q||^2 - 2 q.c + ||c||^2: one GEMM and no [B, N, d] tensor. Rounding can make
+        # the difference slightly negative for (near-)equal vectors, hence the clamp; clamping at a tiny
+        # positive value (not 0) keeps the gradient of the square root finite (it is 0 where clamped).
+        sq = (queries * queries).sum(-1, keepdim=True) + (candidates * candidates).sum(-1)  # [B, N]
+        sq = torch.addmm(sq, queries, candidates.t(), alpha=-2.0)  # [B, N]
+        return sq.clamp_min(1e-30).sqrt()
+    per_candidate = max(1, len(queries) * queries.shape[-1])
+    chunk = max(1, max_elements // per_candidate)
+    parts = [
+        (queries[:, None, :] - c[None, :, :]).abs().sum(-1)  # [B, chunk]
+        for c in candidates.split(chunk)
+    ]
+    return torch.cat(parts, dim=1)  # [B, N]
+
+
+class TransE(Interaction):
+    r"""TransE: relations translate heads to tails.
+
+    .. math:: f(h, r, t) = -\|h + r - t\|_p
+
+    Paper: `Translating Embeddings for Modeling Multi-relational Data
+    <https://papers.nips.cc/paper/5071-translating-embeddings-for-modeling-multi-relational-data>`_.
+    Initialisation as in the paper: uniform in :math:`\pm 6/\sqrt{d}`, relations then L2-normalised;
+    entities are projected onto the unit sphere after every optimiser step
+    (:meth:`constrain_entity_`, called through ``LinkPredictionModel.post_step``).
+
+    Args:
+        p: the norm, 1 or 2.
+        margin: a constant added to every score (``margin - distance``); it does not change rankings but
+            matters for logistic losses (RotatE's :math:`\gamma`).
+        normalize_entities: apply the unit-norm entity constraint.
+    """
+
+    constrains_entities: ClassVar[bool] = True
+
+    def __init__(self, p: int = 1, *, margin: float = 0.0, normalize_entities: bool = True) -> None:
+        super().__init__()
+        if p not in (1, 2):
+            raise ValueError(f"TransE supports the L1 and L2 norms, got p={p!r}")
+        self.p = p
+        self.margin = float(margin)
+        self.normalize_entities = normalize_entities
+
+    def forward(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        return self.margin - torch.linalg.vector_norm(h + r - t, ord=self.p, dim=-1)
+
+    def score_t(self, h: Tensor, r: Tensor, all_t: Tensor) -> Tensor:
+        return self.margin - pairwise_distance(h + r, all_t, self.p, self.max_chunk_elements)
+
+    def score_h(self, all_h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        # ||h + r - t|| = ||h - (t - r)||
+        return self.margin - pairwise_distance(t - r, all_h, self.p, self.max_chunk_elements)
+
+    def reset_entity_(self, weight: Tensor) -> None:
+        bound = 6.0 / math.sqrt(weight.shape[-1])
+        nn.init.uniform_(weight, -bound, bound)
+
+    def reset_relation_(self, weight: Tensor) -> None:
+        bound = 6.0 / math.sqrt(weight.shape[-1])
+        nn.init.uniform_(weight, -bound, bound)
+        with torch.no_grad():
+            weight.div_(torch.linalg.vector_norm(weight, dim=-1, keepdim=True).clamp_min(1e-12))
+
+    def constrain_entity_(self, weight: Tensor) -> None:
+        if self.normalize_entities:
+            with torch.no_grad():
+                weight.div_(torch.linalg.vector_norm(weight, dim=-1, keepdim=True).clamp_min(1e-12))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, margin={self.margin}, normalize_entities={self.normalize_entities}"

@@ -1,0 +1,78 @@
+"""Embedding tables: the plain (non-GNN) :class:`~gnnlm.kge.model.Representation`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from gnnlm.kge.model import Representation
+
+Initializer = Callable[[Tensor], None]
+
+
+class EmbeddingRepresentation(Representation):
+    """One free vector per entity and per relation (``nn.Embedding`` tables).
+
+    Args:
+        num_entities: number of entities.
+        num_relations: number of relations (twice the KG's for a reciprocal model).
+        embedding_dim: base width ``d``.
+        entity_dim_factor: entity width is ``entity_dim_factor * d`` (2 for complex-valued models).
+        relation_dim_factor: relation width is ``relation_dim_factor * d``.
+        entity_dim: explicit entity width (overrides ``entity_dim_factor``).
+        relation_dim: explicit relation width (overrides ``relation_dim_factor``; TuckER's ``d_r``).
+        entity_initializer: in-place init of the ``[num_entities, d_e]`` weight (default Xavier normal).
+        relation_initializer: in-place init of the ``[num_relations, d_r]`` weight (default Xavier normal).
+        entity_constrainer: in-place projection of the entity weight applied after init and by
+            :meth:`post_step` (e.g. TransE's unit norm), or ``None``.
+    """
+
+    def __init__(
+        self,
+        num_entities: int,
+        num_relations: int,
+        embedding_dim: int,
+        *,
+        entity_dim_factor: int = 1,
+        relation_dim_factor: int = 1,
+        entity_dim: int | None = None,
+        relation_dim: int | None = None,
+        entity_initializer: Initializer | None = None,
+        relation_initializer: Initializer | None = None,
+        entity_constrainer: Initializer | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_entities = num_entities
+        self.num_relations = num_relations
+        self.embedding_dim = embedding_dim
+        self.entity = nn.Embedding(num_entities, entity_dim or entity_dim_factor * embedding_dim)
+        self.relation = nn.Embedding(
+            num_relations, relation_dim or relation_dim_factor * embedding_dim
+        )
+        self.entity_initializer = entity_initializer or nn.init.xavier_normal_
+        self.relation_initializer = relation_initializer or nn.init.xavier_normal_
+        self.entity_constrainer = entity_constrainer
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.entity_initializer(self.entity.weight)
+            self.relation_initializer(self.relation.weight)
+        self.post_step()
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        """``(entity [num_entities, d_e], relation [num_relations, d_r])``: the weights themselves."""
+        return self.entity.weight, self.relation.weight
+
+    def post_step(self) -> None:
+        if self.entity_constrainer is not None:
+            with torch.no_grad():
+                self.entity_constrainer(self.entity.weight)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_entities={self.num_entities}, num_relations={self.num_relations}, "
+            f"entity_dim={self.entity.embedding_dim}, relation_dim={self.relation.embedding_dim}"
+        )
