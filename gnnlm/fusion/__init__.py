@@ -1,1 +1,40 @@
-"""fusion stage of gnnlm (see the package docstring)."""
+"""Fusing a HuggingFace transformer with a GNN over knowledge-graph subgraphs.
+
+* :class:`FusedLM` runs the LM layer by layer and interleaves injection modes with its top ``K`` layers;
+* modes (:data:`injection_resolver`): ``graph`` (two-way cross-attention tokens <-> subgraph nodes),
+  ``entity`` (ERNIE-style fusion at mention tokens), ``relation`` (per-relation attention bias),
+  ``memory`` (top-k retrieval over a KG memory), ``dual_tower`` (separate towers, contrastive alignment,
+  late join) and ``adaptive`` (a learned gate on the others);
+* data: :class:`SubgraphSampler` (budgeted relation-aware k-hop subgraphs), :class:`TextGraphCollator`
+  making a :class:`TextGraphBatch` (tokenizer tensors + one PyG ``Batch``).
+"""
+
+from __future__ import annotations
+
+from gnnlm.fusion.attention import MaskedCrossAttention, TanhGate
+from gnnlm.fusion.batch import TextGraphBatch, TextGraphCollator, TextGraphExample
+from gnnlm.fusion.config import FusionConfig
+from gnnlm.fusion.injection import FusionState, Injection, InjectionContext
+from gnnlm.fusion.model import FusedLM, injection_parameters
+from gnnlm.fusion.modes import memory_topk
+from gnnlm.fusion.outputs import FusionOutput
+from gnnlm.fusion.registry import injection_resolver
+from gnnlm.fusion.subgraph import SubgraphSampler
+
+__all__ = [
+    "FusedLM",
+    "FusionConfig",
+    "FusionOutput",
+    "FusionState",
+    "Injection",
+    "InjectionContext",
+    "MaskedCrossAttention",
+    "SubgraphSampler",
+    "TanhGate",
+    "TextGraphBatch",
+    "TextGraphCollator",
+    "TextGraphExample",
+    "injection_parameters",
+    "injection_resolver",
+    "memory_topk",
+]

@@ -1,0 +1,75 @@
+"""Typed configuration of a fused LM (saved as JSON next to the weights)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+
+@dataclass
+class FusionConfig:
+    """How to build a :class:`~gnnlm.fusion.model.FusedLM`.
+
+    Attributes:
+        lm: ``"minilm"`` (default, all-MiniLM-L6-v2), ``"tiny-bert"`` / ``"tiny-roberta"`` /
+            ``"tiny-distilbert"``, a local folder or a hub id.
+        attn_implementation: ``"eager"`` / ``"sdpa"`` / ``None`` (HF default).
+        injection: injection modes, by registry name (``graph``, ``entity``, ``relation``, ``memory``,
+            ``dual_tower``, ``adaptive``), combined in this order.
+        injection_kwargs: per mode, keyword arguments (JSON values; tensors such as KGE tables are passed
+            to the model separately).
+        num_fused_layers: ``K``, fusion after the top ``K`` LM layers (default 2, capped at the depth).
+        encoder: GNN spec for :func:`gnnlm.encoders.resolve_encoder` (``"rgcn"``, ``"compgcn"``,
+            ``"pyg:GATConv"``, ``"pkg.mod:Class"``); it gets ``num_layers = K``. Only built when a mode
+            needs node states.
+        encoder_kwargs: extra keyword arguments of the encoder.
+        node_channels: width of node states (entity embeddings in, GNN width).
+        num_entities: KG entities (rows of the node-embedding table).
+        num_relations: edge types of the subgraphs (with inverse relations when the graph has them).
+        pooling: ``"mean"`` or ``"cls"``.
+        kge_channels: width of the KGE tables given as ``entity_embeddings`` (set by the model; lets
+            ``from_pretrained`` rebuild them before loading their saved values).
+    """
+
+    lm: str = "minilm"
+    attn_implementation: str | None = None
+    injection: list[str] = field(default_factory=lambda: ["graph"])
+    injection_kwargs: dict[str, dict] = field(default_factory=dict)
+    num_fused_layers: int = 2
+    encoder: str | None = "rgcn"
+    encoder_kwargs: dict = field(default_factory=dict)
+    node_channels: int = 64
+    num_entities: int = 0
+    num_relations: int = 0
+    pooling: str = "mean"
+    kge_channels: int | None = None
+
+    @classmethod
+    def from_dict(cls, values: dict, *, source: str = "config") -> FusionConfig:
+        """Build from a mapping, naming unknown keys (and where they came from) in the error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"{source}: unknown fusion config keys {unknown}; known: {sorted(known)}"
+            )
+        config = cls(**values)
+        if isinstance(config.injection, str):
+            config.injection = [config.injection]
+        return config
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FusionConfig:
+        try:
+            values = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from err
+        return cls.from_dict(values, source=str(path))

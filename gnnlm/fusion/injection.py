@@ -1,0 +1,139 @@
+"""The one interface every knowledge-injection mode implements.
+
+A fused forward pass (:class:`gnnlm.fusion.model.FusedLM`) runs the LM layer by layer. Around each LM layer
+``i`` it asks every injection for
+
+1. an additive attention bias for layer ``i`` (:meth:`Injection.attention_bias`, relation injection),
+2. after the layer (and after the paired GNN layer, if any), a *delta* to add to the hidden states
+   (:meth:`Injection.layer_delta`: graph, entity and memory injection); deltas are gated residuals that
+   are exactly zero at initialisation, and the model adds them out of place (``h = h + delta``),
+3. at the end, a chance to add late outputs (:meth:`Injection.finalize`: the dual-tower embeddings and
+   contrastive loss).
+
+A mode that needs GNN node states sets :attr:`Injection.uses_graph_encoder`; a mode that reweights the
+other modes' deltas (adaptive injection) sets :attr:`Injection.gates_deltas` and implements
+:meth:`Injection.combine`.
+
+Modes are chosen by name from :data:`gnnlm.fusion.injection_resolver` (``injection: [graph, entity]`` in a
+config). A user-defined subclass is found by name only after ``injection_resolver.register(MyInjection)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from torch import Tensor, nn
+from torch_geometric.utils import to_dense_batch
+
+if TYPE_CHECKING:
+    from gnnlm.fusion.batch import TextGraphBatch
+    from gnnlm.fusion.outputs import FusionOutput
+
+
+@dataclass(frozen=True)
+class InjectionContext:
+    """What every injection is built from (sizes of the LM, the GNN and the KG).
+
+    Attributes:
+        hidden_size: LM width.
+        num_heads: LM attention heads.
+        num_lm_layers: LM depth.
+        fused_layers: LM layer indices after which fusion happens (the top ``K``), ascending.
+        node_channels: width of the GNN node states.
+        num_entities: entities in the KG.
+        num_relations: edge types the subgraphs use (including inverse relations).
+    """
+
+    hidden_size: int
+    num_heads: int
+    num_lm_layers: int
+    fused_layers: tuple[int, ...]
+    node_channels: int
+    num_entities: int
+    num_relations: int
+
+    def fused_index(self, i: int) -> int | None:
+        """Position of LM layer ``i`` among the fused layers, ``None`` when it is not fused."""
+        return self.fused_layers.index(i) if i in self.fused_layers else None
+
+
+@dataclass
+class FusionState:
+    """Everything a fused forward pass shares between the LM loop and the injections.
+
+    Attributes:
+        batch: the input batch.
+        node_states: ``[num_nodes, node_channels]`` current node states (PyG layout), or ``None``.
+        relation_states: ``[num_relations, channels]`` relation states of encoders that update them.
+        knowledge_gates: per fused layer, the adaptive gate ``[batch, seq, 1]`` (adaptive injection).
+        cache: per-forward scratch space, keyed by the injection's name.
+    """
+
+    batch: TextGraphBatch
+    node_states: Tensor | None = None
+    relation_states: Tensor | None = None
+    knowledge_gates: list[Tensor] = field(default_factory=list)
+    cache: dict[str, object] = field(default_factory=dict)
+
+    def dense_nodes(self) -> tuple[Tensor, Tensor]:
+        """Node states padded per example: ``([batch, max_nodes, channels], [batch, max_nodes] mask)``."""
+        graph = self.batch.graph
+        return to_dense_batch(self.node_states, graph.batch, batch_size=self.batch.batch_size)
+
+    def set_dense_nodes(self, dense: Tensor, mask: Tensor) -> None:
+        """Store ``[batch, max_nodes, channels]`` states back in PyG layout (``dense[mask]``)."""
+        self.node_states = dense[mask]  # [num_nodes, channels]
+
+
+class Injection(nn.Module):
+    """Base class of knowledge-injection modes.
+
+    Args:
+        context: sizes of the LM, GNN and KG (:class:`InjectionContext`).
+    """
+
+    #: needs GNN node states (the model then builds and runs a GNN).
+    uses_graph_encoder: ClassVar[bool] = False
+    #: reweights the other modes' deltas instead of producing one (:meth:`combine`).
+    gates_deltas: ClassVar[bool] = False
+
+    def __init__(self, context: InjectionContext) -> None:
+        super().__init__()
+        self.context = context
+
+    @property
+    def name(self) -> str:
+        """Registry name (``graph``, ``entity``, ...)."""
+        from gnnlm.fusion.registry import injection_resolver
+
+        return injection_resolver.normalize_cls(type(self))
+
+    def reset_parameters(self) -> None:
+        """Re-initialise (gates to zero)."""
+        for module in self.children():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    def prepare(self, state: FusionState) -> None:
+        """Per-batch set-up before the first LM layer (default: nothing)."""
+
+    def attention_bias(self, i: int, state: FusionState) -> Tensor | None:
+        """Additive attention bias ``[batch, heads, seq, seq]`` for LM layer ``i``, or ``None``."""
+        return None
+
+    def layer_delta(self, i: int, hidden: Tensor, state: FusionState) -> Tensor | None:
+        """What to add to ``hidden`` (``[batch, seq, hidden]``) after LM layer ``i``, or ``None``."""
+        return None
+
+    def combine(self, i: int, hidden: Tensor, delta: Tensor, state: FusionState) -> Tensor:
+        """Reweight the summed delta of the other modes (only when :attr:`gates_deltas`)."""
+        raise NotImplementedError
+
+    def finalize(self, output: FusionOutput, state: FusionState) -> None:
+        """Add late outputs to ``output`` (default: nothing)."""
+
+    def gate_values(self) -> Tensor | None:
+        """``[num_fused_layers]`` current ``tanh`` gate values, for inspection (or ``None``)."""
+        gate = getattr(self, "gate", None)
+        return None if gate is None else gate.weight.detach().tanh()

@@ -1,0 +1,307 @@
+"""The fused model: a HuggingFace encoder and a GNN over per-example KG subgraphs, run layer by layer.
+
+::
+
+    h = embed(text);  x = node_embedding(n_id)
+    for i in LM layers:
+        h = LM_layer_i(h, mask + sum of attention biases)          # relation injection
+        if i is one of the top K (paired with GNN layer j):
+            x = GNN_layer_j(x, subgraph batch)                       # ONE call for the whole batch
+            h = h + adaptive_gate * sum(injection deltas)           # graph / entity / memory
+    pooled = pool(h);  late outputs (dual tower)
+
+Every delta is a zero-initialised gated residual, so a freshly built model returns exactly the LM's
+hidden states. LM activations are never written in place.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from gnnlm.fusion.batch import TextGraphBatch
+from gnnlm.fusion.config import FusionConfig
+from gnnlm.fusion.injection import FusionState, Injection, InjectionContext
+from gnnlm.fusion.modes.entity import EntityTable
+from gnnlm.fusion.outputs import FusionOutput
+from gnnlm.fusion.registry import injection_resolver
+from gnnlm.lm import TransformerBackbone, load_lm, load_tokenizer, pool, save_lm
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "fusion.safetensors"
+LM_FOLDER = "lm"
+
+
+def _resolve_encoder(spec, **kwargs) -> nn.Module:
+    from gnnlm.encoders import resolve_encoder  # the encoder stage; imported on use
+
+    return resolve_encoder(spec, **kwargs)
+
+
+class FusedLM(nn.Module):
+    """A transformer LM fused with a GNN over KG subgraphs through configurable injection modes.
+
+    Args:
+        config: what to build (:class:`~gnnlm.fusion.config.FusionConfig`).
+        lm: an already loaded :class:`~gnnlm.lm.TransformerBackbone` (default: ``load_lm(config.lm)``).
+        encoder: a GNN instance to use instead of ``config.encoder`` (must have ``num_fused_layers``
+            layers of width ``node_channels``).
+        entity_embeddings: ``[num_entities, d]`` KGE entity representations (for ``source: kge`` in the
+            entity or memory mode), e.g. ``kge_model.representations()[0]``.
+        relation_embeddings: ``[num_relations, d]`` KGE relation representations (memory mode).
+
+    Attributes:
+        lm: the transformer.
+        injections: the modes, in config order (``nn.ModuleDict`` by normalised name).
+        encoder: the GNN (``None`` when no mode needs node states).
+        node_embedding: initial node states ``[num_entities, node_channels]`` (with the GNN).
+        relation_embedding: ``[num_relations, node_channels]`` for encoders that use or update relation
+            representations (CompGCN).
+    """
+
+    def __init__(
+        self,
+        config: FusionConfig,
+        *,
+        lm: TransformerBackbone | None = None,
+        encoder: nn.Module | None = None,
+        entity_embeddings: Tensor | None = None,
+        relation_embeddings: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.lm = (
+            lm
+            if lm is not None
+            else load_lm(config.lm, attn_implementation=config.attn_implementation)
+        )
+        num_layers = self.lm.num_layers
+        k = min(config.num_fused_layers, num_layers)
+        if k < 1:
+            raise ValueError(f"num_fused_layers must be >= 1, got {config.num_fused_layers}")
+        if entity_embeddings is not None:
+            config.kge_channels = int(entity_embeddings.size(1))
+        self.context = InjectionContext(
+            hidden_size=self.lm.hidden_size,
+            num_heads=self.lm.num_heads,
+            num_lm_layers=num_layers,
+            fused_layers=tuple(range(num_layers - k, num_layers)),
+            node_channels=config.node_channels,
+            num_entities=config.num_entities,
+            num_relations=config.num_relations,
+        )
+        self.injections = nn.ModuleDict()
+        for name in config.injection:
+            kwargs = dict(config.injection_kwargs.get(name, {}))
+            cls = injection_resolver.lookup(name)
+            if kwargs.get("source") == "kge":
+                kwargs["entity_embeddings"] = entity_embeddings
+                if cls is not injection_resolver.lookup("entity"):
+                    kwargs["relation_embeddings"] = relation_embeddings
+            key = injection_resolver.normalize_cls(cls)
+            if key in self.injections:
+                raise ValueError(f"injection mode {name!r} listed twice in {config.injection}")
+            self.injections[key] = cls(self.context, **kwargs)
+        gating = [inj for inj in self.injections.values() if inj.gates_deltas]
+        if gating and len(gating) == len(self.injections):
+            raise ValueError(
+                f"{[g.name for g in gating]} only reweights other modes' knowledge; combine it with e.g. "
+                "graph, entity or memory (injection: [graph, adaptive])"
+            )
+        self.encoder: nn.Module | None = None
+        self.node_embedding: EntityTable | None = None
+        self.relation_embedding: nn.Parameter | None = None
+        if any(inj.uses_graph_encoder for inj in self.injections.values()):
+            self._build_encoder(encoder, k)
+
+    def _build_encoder(self, encoder: nn.Module | None, k: int) -> None:
+        config = self.config
+        if config.num_entities <= 0:
+            raise ValueError(
+                "modes that use the GNN need config.num_entities (the KG's entity count)"
+            )
+        if encoder is None:
+            if config.encoder is None:
+                raise ValueError(
+                    f"modes {config.injection} need a GNN: set config.encoder (e.g. 'rgcn')"
+                )
+            kwargs = {"num_layers": k, **config.encoder_kwargs}
+            encoder = _resolve_encoder(
+                config.encoder,
+                in_channels=config.node_channels,
+                out_channels=config.node_channels,
+                num_relations=config.num_relations,
+                **kwargs,
+            )
+        if encoder.num_layers != k:
+            raise ValueError(
+                f"the GNN has {encoder.num_layers} layers but fusion pairs it with the top {k} LM layers"
+            )
+        self.encoder = encoder
+        self.node_embedding = EntityTable(config.num_entities, config.node_channels)
+        if encoder.updates_relations or encoder.supports_edge_attr:
+            self.relation_embedding = nn.Parameter(
+                torch.empty(config.num_relations, config.node_channels)
+            )
+            nn.init.normal_(self.relation_embedding, std=0.02)
+
+    @property
+    def fused_layers(self) -> tuple[int, ...]:
+        return self.context.fused_layers
+
+    def _knowledge(self, i: int, hidden: Tensor, state: FusionState) -> Tensor | None:
+        """Summed (and adaptively gated) delta of all modes after LM layer ``i``."""
+        deltas = [
+            d
+            for inj in self.injections.values()
+            if not inj.gates_deltas and (d := inj.layer_delta(i, hidden, state)) is not None
+        ]
+        if not deltas:
+            return None
+        delta = torch.stack(deltas).sum(0) if len(deltas) > 1 else deltas[0]
+        for inj in self.injections.values():
+            if inj.gates_deltas:
+                delta = inj.combine(i, hidden, delta, state)
+        return delta
+
+    def forward(self, batch: TextGraphBatch, *, output_hidden_states: bool = False) -> FusionOutput:
+        """Encode a text + subgraph batch.
+
+        Args:
+            batch: tokenizer tensors ``[batch, seq]``, the PyG ``Batch`` of subgraphs and the
+                token -> node links (:class:`~gnnlm.fusion.batch.TextGraphBatch`).
+            output_hidden_states: also return every layer's token states.
+
+        Returns:
+            :class:`~gnnlm.fusion.outputs.FusionOutput` (shapes documented there).
+        """
+        lm, graph = self.lm, batch.graph
+        state = FusionState(batch)
+        if self.encoder is not None:
+            state.node_states = self.node_embedding(graph.n_id)  # [num_nodes, node_channels]
+            state.relation_states = self.relation_embedding
+        for inj in self.injections.values():
+            inj.prepare(state)
+        hidden = lm.embed(batch.input_ids, batch.token_type_ids)  # [batch, seq, hidden]
+        plain_mask = lm.attention_mask(batch.attention_mask, hidden)
+        all_hidden = [hidden] if output_hidden_states else None
+        for i in range(lm.num_layers):
+            biases = [
+                b
+                for inj in self.injections.values()
+                if (b := inj.attention_bias(i, state)) is not None
+            ]
+            mask = plain_mask
+            if biases:
+                bias = torch.stack(biases).sum(0) if len(biases) > 1 else biases[0]
+                mask = lm.attention_mask(batch.attention_mask, hidden, bias)
+            hidden = lm.layer_forward(i, hidden, mask)
+            j = self.context.fused_index(i)
+            if j is not None:
+                if self.encoder is not None:
+                    state.node_states, state.relation_states = self.encoder.layer_forward(
+                        j,
+                        state.node_states,
+                        graph.edge_index,
+                        graph.edge_type,
+                        None,
+                        state.relation_states,
+                    )
+                delta = self._knowledge(i, hidden, state)
+                if delta is not None:
+                    hidden = hidden + delta
+            if all_hidden is not None:
+                all_hidden.append(hidden)
+        output = FusionOutput(
+            last_hidden_state=hidden,
+            pooled_output=pool(hidden, batch.attention_mask, self.config.pooling),
+            node_states=state.node_states,
+            hidden_states=tuple(all_hidden) if all_hidden is not None else None,
+        )
+        for inj in self.injections.values():
+            inj.finalize(output, state)
+        output.injection_gates = {
+            name: gates
+            for name, inj in self.injections.items()
+            if (gates := inj.gate_values()) is not None
+        }
+        if state.knowledge_gates:
+            output.knowledge_gates = torch.stack(state.knowledge_gates)  # [num_fused, batch, seq]
+        return output
+
+    # -- persistence -------------------------------------------------------------------------------
+    def save_pretrained(self, folder: str | os.PathLike, tokenizer=None) -> None:
+        """Write ``config.json``, ``fusion.safetensors`` (GNN + fusion weights) and ``lm/`` (HF format)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config.save(folder / CONFIG_NAME)
+        save_lm(self.lm, tokenizer, folder / LM_FOLDER)
+        state = {
+            name: tensor.detach().contiguous().clone()
+            for name, tensor in self.state_dict().items()
+            if not name.startswith("lm.")
+        }
+        save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | os.PathLike, *, encoder: nn.Module | None = None
+    ) -> FusedLM:
+        """Rebuild a model written by :meth:`save_pretrained` (no unpickling: JSON + safetensors).
+
+        Args:
+            folder: the saved folder.
+            encoder: the GNN instance, when it was passed as an instance rather than a config string.
+        """
+        folder = Path(folder)
+        for name in (CONFIG_NAME, WEIGHTS_NAME, LM_FOLDER):
+            if not (folder / name).exists():
+                raise FileNotFoundError(
+                    f"{folder / name} not found (not a save_pretrained folder?)"
+                )
+        config = FusionConfig.load(folder / CONFIG_NAME)
+        lm = load_lm(str(folder / LM_FOLDER), attn_implementation=config.attn_implementation)
+        state = load_file(str(folder / WEIGHTS_NAME))
+        entity = relation = None
+        if config.kge_channels is not None:  # placeholders, overwritten by the saved tables below
+            entity = torch.zeros(config.num_entities, config.kge_channels)
+            relation = torch.zeros(config.num_relations, config.kge_channels)
+        model = cls(
+            config, lm=lm, encoder=encoder, entity_embeddings=entity, relation_embeddings=relation
+        )
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [name for name in missing if not name.startswith("lm.")]
+        if missing or unexpected:
+            raise ValueError(
+                f"{folder / WEIGHTS_NAME}: weights do not match the config (missing {missing}, "
+                f"unexpected {unexpected})"
+            )
+        return model
+
+    @staticmethod
+    def load_tokenizer(folder: str | os.PathLike):
+        """The tokenizer saved with :meth:`save_pretrained`."""
+        return load_tokenizer(str(Path(folder) / LM_FOLDER))
+
+    def extra_repr(self) -> str:
+        return f"injection={list(self.injections)}, fused_layers={list(self.fused_layers)}"
+
+
+def injection_parameters(model: FusedLM) -> dict[str, list[nn.Parameter]]:
+    """Parameters by group (``lm``, ``gnn``, ``fusion``), e.g. for separate learning rates."""
+    groups: dict[str, list[nn.Parameter]] = {"lm": [], "gnn": [], "fusion": []}
+    for name, param in model.named_parameters():
+        if name.startswith("lm."):
+            groups["lm"].append(param)
+        elif name.startswith(("encoder.", "node_embedding.", "relation_embedding")):
+            groups["gnn"].append(param)
+        else:
+            groups["fusion"].append(param)
+    return groups
+
+
+__all__ = ["FusedLM", "Injection", "injection_parameters"]

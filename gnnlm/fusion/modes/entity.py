@@ -1,0 +1,152 @@
+"""Entity injection: ERNIE-style fusion of entity representations into the tokens of each mention."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from gnnlm.fusion.attention import TanhGate
+from gnnlm.fusion.injection import FusionState, Injection, InjectionContext
+
+ENTITY_SOURCES = ("learned", "kge", "gnn")
+
+
+class EntityTable(nn.Module):
+    """A table of entity vectors: learned, or a (frozen or trainable) copy of KGE representations.
+
+    Args:
+        num_entities: rows.
+        channels: width.
+        weight: ``[num_entities, channels]`` initial values (e.g. ``kge_model.representations()[0]``).
+        trainable: whether the table is a parameter (else a buffer, saved but not trained).
+    """
+
+    def __init__(
+        self,
+        num_entities: int,
+        channels: int,
+        *,
+        weight: Tensor | None = None,
+        trainable: bool = True,
+    ) -> None:
+        super().__init__()
+        if weight is not None and tuple(weight.shape) != (num_entities, channels):
+            raise ValueError(
+                f"entity table must be [{num_entities}, {channels}], got {tuple(weight.shape)}"
+            )
+        self.num_entities, self.channels, self.trainable = num_entities, channels, trainable
+        init = (
+            weight.detach().clone().float()
+            if weight is not None
+            else torch.empty(num_entities, channels)
+        )
+        if trainable:
+            self.weight = nn.Parameter(init)
+        else:
+            self.register_buffer("weight", init)
+        if weight is None:
+            self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """``[*]`` entity ids -> ``[*, channels]``."""
+        return self.weight[ids]
+
+    def extra_repr(self) -> str:
+        return f"{self.num_entities}, {self.channels}, trainable={self.trainable}"
+
+
+class EntityInjection(Injection):
+    r"""Entity vectors fused into the hidden states of the tokens that mention them.
+
+    For a token :math:`j` inside a mention of entity :math:`e` (ERNIE, Zhang et al., 2019,
+    https://arxiv.org/abs/1905.07129, with a gated residual instead of ERNIE's replaced states):
+
+    .. math::
+        h_j' = h_j + \tanh(g_i)\, W_o\,\mathrm{GELU}(W_t\,\mathrm{LN}(h_j) + W_e\, v_e)
+
+    Tokens outside mentions are unchanged. :math:`v_e` comes from ``source``:
+
+    * ``"learned"``: an entity table trained with the task;
+    * ``"kge"``: a KGE model's entity representations (``LinkPredictionModel.representations()[0]``),
+      given as ``entity_embeddings`` to :class:`~gnnlm.fusion.model.FusedLM`, frozen unless ``trainable``;
+    * ``"gnn"``: the current GNN node state of the entity in the example's subgraph. This instance then
+      sets ``uses_graph_encoder`` (the only mode whose need for a GNN depends on a setting).
+
+    Args:
+        context: sizes.
+        source: ``learned``, ``kge`` or ``gnn``.
+        entity_channels: width of the learned table (default: ``node_channels``).
+        entity_embeddings: ``[num_entities, d]`` initial table for ``kge``.
+        trainable: whether a ``kge`` table is trained (``learned`` always is).
+    """
+
+    def __init__(
+        self,
+        context: InjectionContext,
+        *,
+        source: str = "learned",
+        entity_channels: int | None = None,
+        entity_embeddings: Tensor | None = None,
+        trainable: bool = False,
+    ) -> None:
+        super().__init__(context)
+        if source not in ENTITY_SOURCES:
+            raise ValueError(f"entity source must be one of {ENTITY_SOURCES}, got {source!r}")
+        self.source = source
+        self.uses_graph_encoder = source == "gnn"
+        self.table: EntityTable | None = None
+        if source == "gnn":
+            channels = context.node_channels
+        elif source == "kge":
+            if entity_embeddings is None:
+                raise ValueError("entity source 'kge' needs entity_embeddings [num_entities, d]")
+            channels = int(entity_embeddings.size(1))
+            self.table = EntityTable(
+                context.num_entities, channels, weight=entity_embeddings, trainable=trainable
+            )
+        else:
+            channels = entity_channels or context.node_channels
+            self.table = EntityTable(context.num_entities, channels)
+        k, d = len(context.fused_layers), context.hidden_size
+        self.entity_channels = channels
+        self.norm = nn.ModuleList(nn.LayerNorm(d) for _ in range(k))
+        self.token_proj = nn.ModuleList(nn.Linear(d, d) for _ in range(k))
+        self.entity_proj = nn.ModuleList(nn.Linear(channels, d, bias=False) for _ in range(k))
+        self.out = nn.ModuleList(nn.Linear(d, d) for _ in range(k))
+        self.gate = TanhGate(k)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for modules in (self.norm, self.token_proj, self.entity_proj, self.out):
+            for module in modules:
+                module.reset_parameters()
+        self.gate.reset_parameters()
+
+    def _entity_vectors(self, state: FusionState) -> Tensor:
+        """``[batch, seq, entity_channels]`` vector of each token's entity (zeros where none)."""
+        token_node = state.batch.token_node  # [batch, seq]
+        if len(state.batch.graph.n_id) == 0:  # no example links to anything
+            return state.batch.attention_mask.new_zeros(
+                *token_node.shape, self.entity_channels
+            ).float()
+        node = token_node.clamp_min(0)
+        if self.source == "gnn":
+            vectors = state.node_states[node]  # [batch, seq, dn]
+        else:
+            vectors = self.table(state.batch.graph.n_id[node])  # [batch, seq, de]
+        return vectors * (token_node >= 0).unsqueeze(-1).to(vectors.dtype)
+
+    def layer_delta(self, i: int, hidden: Tensor, state: FusionState) -> Tensor | None:
+        j = self.context.fused_index(i)
+        if j is None:
+            return None
+        vectors = self._entity_vectors(state)  # [batch, seq, de]
+        mentioned = (state.batch.token_node >= 0).unsqueeze(-1).to(hidden.dtype)  # [batch, seq, 1]
+        fused = self.token_proj[j](self.norm[j](hidden)) + self.entity_proj[j](vectors)
+        return self.gate(j) * mentioned * self.out[j](nn.functional.gelu(fused))
+
+    def extra_repr(self) -> str:
+        return f"source={self.source}, entity_channels={self.entity_channels}, layers={list(self.context.fused_layers)}"

@@ -1,0 +1,170 @@
+"""k-hop subgraphs of a knowledge graph around the entities an example links to.
+
+Each text example links to a few entities (its *seeds*). :class:`SubgraphSampler` grows a ``num_hops``
+neighbourhood around them with a node budget and relation-aware pruning, and returns the induced subgraph
+with seeds first (local ids ``0..num_seeds-1``), so the collator can point mention tokens at them.
+
+Relation-aware pruning: when a hop would exceed the budget, candidates are ranked by the most informative
+relation that reaches them, with a relation's weight its inverse document frequency
+``w_r = log(E / count_r)`` by default (a rare relation such as ``/film/film/directed_by`` says more than
+``gender``), then by a fixed random rank (so ties do not favour low ids). A weight of ``-inf`` removes a
+relation from the walk entirely.
+
+The expansion walks a CSR adjacency (``O(degree of the frontier)`` per hop) instead of calling
+:func:`torch_geometric.utils.k_hop_subgraph` per example, whose cost is ``O(num_edges)`` per hop; with no
+budget the node sets are identical (tested against ``k_hop_subgraph``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+
+def _csr_positions(ptr: Tensor, nodes: Tensor) -> Tensor:
+    """Positions in CSR order of all edges leaving ``nodes`` (``[k]``) -> ``[sum of degrees]``."""
+    start, end = ptr[nodes], ptr[nodes + 1]
+    count = end - start  # [k]
+    offsets = torch.repeat_interleave(start - torch.cumsum(count, 0) + count, count)  # [sum deg]
+    return offsets + torch.arange(int(count.sum()), dtype=torch.long)
+
+
+class SubgraphSampler:
+    """Budgeted, relation-aware k-hop subgraphs over one relational graph.
+
+    Args:
+        graph: ``Data`` with ``edge_index: [2, E]`` (row 0 = head), ``edge_type: [E]``, ``num_nodes`` and
+            ``num_relations`` — typically ``kg.homogeneous(add_inverse=True)`` so both directions are
+            walked and ``edge_type`` distinguishes inverse relations.
+        num_hops: neighbourhood radius.
+        max_nodes: node budget per example (seeds always kept, even beyond the budget).
+        relation_weight: ``[num_relations]`` priority of each relation when pruning (default: IDF);
+            ``-inf`` never walks that relation.
+        inverse_offset: with an inverse-augmented graph, the id offset of inverse relations
+            (``kg.num_relations``), so that :meth:`sample`'s ``exclude`` removes both directions.
+        seed: seed of the random tie-break rank.
+    """
+
+    def __init__(
+        self,
+        graph: Data,
+        *,
+        num_hops: int = 2,
+        max_nodes: int = 50,
+        relation_weight: Tensor | None = None,
+        inverse_offset: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if num_hops < 0 or max_nodes < 1:
+            raise ValueError(
+                f"need num_hops >= 0 and max_nodes >= 1, got {num_hops} and {max_nodes}"
+            )
+        self.num_nodes = int(graph.num_nodes)
+        self.num_relations = int(graph.num_relations)
+        self.num_hops = num_hops
+        self.max_nodes = max_nodes
+        self.inverse_offset = inverse_offset
+        src, dst = graph.edge_index
+        edge_type = graph.edge_type
+        if relation_weight is None:
+            count = torch.bincount(edge_type, minlength=self.num_relations).clamp_min(1).double()
+            relation_weight = torch.log(len(edge_type) / count).float()  # [num_relations]
+        if relation_weight.shape != (self.num_relations,):
+            raise ValueError(
+                f"relation_weight must have shape [{self.num_relations}], got {tuple(relation_weight.shape)}"
+            )
+        self.relation_weight = relation_weight.float()
+        perm = torch.argsort(src, stable=True)
+        self.src, self.dst, self.edge_type = src[perm], dst[perm], edge_type[perm]  # CSR order
+        counts = torch.bincount(self.src, minlength=self.num_nodes)
+        self.ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])  # [num_nodes + 1]
+        generator = torch.Generator().manual_seed(seed)
+        self.rank = torch.randperm(self.num_nodes, generator=generator)  # tie-break
+
+    def _expand(self, frontier: Tensor, selected: Tensor) -> tuple[Tensor, Tensor]:
+        """Unseen neighbours of ``frontier`` and the best relation weight reaching each."""
+        pos = _csr_positions(self.ptr, frontier)
+        weight = self.relation_weight[self.edge_type[pos]]
+        neighbour = self.dst[pos]
+        keep = ~torch.isin(neighbour, selected) & (weight > -math.inf)
+        neighbour, weight = neighbour[keep], weight[keep]
+        candidates, inverse = torch.unique(neighbour, return_inverse=True)
+        best = torch.full((len(candidates),), -math.inf).scatter_reduce(0, inverse, weight, "amax")
+        return candidates, best
+
+    def node_set(self, seeds: Tensor) -> Tensor:
+        """Global ids of the kept nodes, seeds first (deduplicated, in order), then hop by hop."""
+        seeds = torch.as_tensor(seeds, dtype=torch.long).reshape(-1)
+        if seeds.numel() and (seeds.min() < 0 or seeds.max() >= self.num_nodes):
+            raise ValueError(f"seed entity id out of range [0, {self.num_nodes}): {seeds.tolist()}")
+        unique, first = torch.unique(seeds, return_inverse=True)
+        order = torch.full((len(unique),), len(seeds), dtype=torch.long).scatter_reduce(
+            0, first, torch.arange(len(seeds)), "amin"
+        )
+        selected = unique[torch.argsort(order)]  # seeds, first occurrence order
+        frontier = selected
+        for _ in range(self.num_hops):
+            budget = self.max_nodes - len(selected)
+            if budget <= 0 or len(frontier) == 0:
+                break
+            candidates, best = self._expand(frontier, selected)
+            if len(candidates) > budget:
+                # Highest weight first, then the fixed random rank: lexsort via two stable sorts.
+                order = torch.argsort(self.rank[candidates], stable=True)
+                order = order[torch.argsort(-best[order], stable=True)]
+                candidates = candidates[order[:budget]]
+            frontier = candidates
+            selected = torch.cat([selected, candidates])
+        return selected
+
+    def sample(self, seeds: Tensor | list[int], exclude: Tensor | None = None) -> Data:
+        """The subgraph of one example.
+
+        Args:
+            seeds: ``[num_seeds]`` global entity ids the example links to.
+            exclude: ``[k, 3]`` (head, relation, tail) triples whose edges must not appear (for a triple
+                being classified, its own edge); with ``inverse_offset`` the inverse edge
+                ``(tail, relation + inverse_offset, head)`` is removed too.
+
+        Returns:
+            ``Data`` with ``n_id: [n]`` global ids (seeds first), ``edge_index: [2, e]`` local ids,
+            ``edge_type: [e]``, ``num_nodes = n`` and ``num_seeds``.
+        """
+        nodes = self.node_set(torch.as_tensor(seeds, dtype=torch.long))
+        pos = _csr_positions(self.ptr, nodes)
+        src, dst, edge_type = self.src[pos], self.dst[pos], self.edge_type[pos]
+        keep = torch.isin(dst, nodes)
+        src, dst, edge_type = src[keep], dst[keep], edge_type[keep]
+        if exclude is not None and len(exclude) and len(src):
+            exclude = exclude.long().reshape(-1, 3)
+            h, r, t = exclude.unbind(1)
+            banned = torch.stack([h, r, t], 1)  # [k, 3]
+            if self.inverse_offset is not None:
+                inverse = torch.stack([t, r + self.inverse_offset, h], 1)
+                banned = torch.cat([banned, inverse])  # [2k, 3]
+            key = (src * self.num_relations + edge_type) * self.num_nodes + dst  # [e]
+            banned_key = (
+                banned[:, 0] * self.num_relations + banned[:, 1]
+            ) * self.num_nodes + banned[:, 2]
+            keep = ~torch.isin(key, banned_key)
+            src, dst, edge_type = src[keep], dst[keep], edge_type[keep]
+        # Relabel global -> local ids.
+        sorted_nodes, perm = torch.sort(nodes)
+        local = perm[torch.searchsorted(sorted_nodes, torch.stack([src, dst]))]  # [2, e]
+        num_seeds = len(torch.unique(torch.as_tensor(seeds, dtype=torch.long)))
+        return Data(
+            n_id=nodes,
+            edge_index=local,
+            edge_type=edge_type,
+            num_nodes=len(nodes),
+            num_seeds=num_seeds,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(num_nodes={self.num_nodes}, num_relations={self.num_relations}, "
+            f"num_hops={self.num_hops}, max_nodes={self.max_nodes})"
+        )
