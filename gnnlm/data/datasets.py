@@ -26,6 +26,8 @@ from gnnlm.data.conve import (
 from gnnlm.data.dataset import Dataset
 from gnnlm.data.knowledge_graph import KnowledgeGraph
 from gnnlm.data.metaqa import MetaQADataset
+from gnnlm.data.ogb import OGBLBioKGDataset, OGBLWikiKG2Dataset
+from gnnlm.data.tsv import TSVDataset
 
 #: every registered dataset, by name
 dataset_resolver: ClassResolver[Dataset] = ClassResolver(
@@ -37,6 +39,8 @@ dataset_resolver: ClassResolver[Dataset] = ClassResolver(
         NationsDataset,
         ConceptNetDataset,
         MetaQADataset,
+        OGBLBioKGDataset,
+        OGBLWikiKG2Dataset,
     ],
     base=Dataset,
     suffix="Dataset",
@@ -57,9 +61,9 @@ def get_dataset(name: str | Dataset | type[Dataset], **options) -> Dataset:
     if isinstance(name, type):
         return name(**options)
     if name.startswith("tsv:"):
-        from gnnlm.data.tsv import TSVDataset
-
         return TSVDataset(path=name[len("tsv:") :], **options)
+    if name == "tsv":  # path given as an option (YAML configs)
+        return TSVDataset(**options)
     try:
         cls = dataset_resolver.lookup(name)
     except (KeyError, ValueError):
