@@ -1,0 +1,270 @@
+"""FusedLM behaviour: identity at init, learning, batch isolation, padding invariance, GNN calls, I/O."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gnnlm.fusion import FusedLM, FusionConfig, injection_parameters
+from tests.fusion.helpers import ALL_MODES, EXAMPLES, NAMES, build, collator, example, perturb
+
+ARCHS = ["bert", "roberta"]
+
+
+def _real(batch):
+    return batch.attention_mask.bool()
+
+
+@pytest.mark.parametrize("arch", ARCHS + ["distilbert"])
+@pytest.mark.parametrize("modes", ALL_MODES, ids=str)
+def test_fresh_model_reproduces_the_lm(arch, modes):
+    model = build(arch, modes)
+    batch = collator()(EXAMPLES)
+    out = model(batch, output_hidden_states=True)
+    reference = model.lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+    real = _real(batch)
+    assert torch.equal(out.last_hidden_state[real], reference.last_hidden_state[real])
+    assert len(out.hidden_states) == model.lm.num_layers + 1
+    # Gates really are there and start closed (relation: zero bias table; adaptive: sigmoid(2)).
+    for name, gates in out.injection_gates.items():
+        if name != "adaptive":
+            assert torch.all(gates == 0), name
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("modes", ALL_MODES, ids=str)
+def test_one_step_changes_outputs_and_then_every_part_gets_gradients(arch, modes):
+    model = build(arch, modes).train()
+    for module in model.modules():  # deterministic comparison: no dropout
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    batch = collator()(EXAMPLES)
+    before = model(batch)
+
+    def loss_fn(out):
+        loss = out.pooled_output.pow(2).sum() + out.last_hidden_state.sum()
+        if out.contrastive_loss is not None:
+            loss = loss + out.contrastive_loss
+        return loss
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    loss_fn(before).backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    after = model(batch)
+    if "dual_tower" in modes:  # the towers only meet after the LM: pooled output changes
+        assert not torch.allclose(after.pooled_output, before.pooled_output)
+    else:
+        assert not torch.allclose(after.last_hidden_state, before.last_hidden_state)
+    loss_fn(after).backward()
+    groups = injection_parameters(model)
+    for group in ("lm", "fusion") + (("gnn",) if model.encoder is not None else ()):
+        norms = [p.grad.abs().sum() for p in groups[group] if p.grad is not None]
+        assert norms and sum(norms) > 0, group
+
+
+def _example_outputs(model, batch):
+    with torch.no_grad():
+        out = model(batch)
+    return out
+
+
+@pytest.mark.parametrize("modes", ALL_MODES, ids=str)
+def test_no_leakage_across_the_batch(modes):
+    model = build("bert", modes)
+    perturb(model)
+    base = collator()(EXAMPLES)
+    changed_text = list(EXAMPLES)
+    changed_text[1] = example("europe holds the alps and the rhine near bonn city")
+    changed_graph = list(EXAMPLES)
+    changed_graph[1] = example(EXAMPLES[1].text, extra=[10])  # same text, other subgraph
+    ref = _example_outputs(model, base)
+    for variant in (changed_text, changed_graph):
+        batch = collator()(variant)
+        out = _example_outputs(model, batch)
+        assert not torch.equal(batch.graph.n_id, base.graph.n_id) or variant is changed_text
+        for i in (0, 2, 3):
+            s = int(base.attention_mask[i].sum())
+            s2 = int(batch.attention_mask[i].sum())
+            assert s == s2
+            torch.testing.assert_close(
+                out.last_hidden_state[i, :s], ref.last_hidden_state[i, :s], atol=1e-5, rtol=1e-5
+            )
+            torch.testing.assert_close(
+                out.pooled_output[i], ref.pooled_output[i], atol=1e-5, rtol=1e-5
+            )
+    # ... while example 1 itself did change (the test can fail).
+    out = _example_outputs(model, collator()(changed_text))
+    assert not torch.allclose(out.pooled_output[1], ref.pooled_output[1], atol=1e-4)
+    if modes in ("graph", "dual_tower"):
+        out = _example_outputs(model, collator()(changed_graph))
+        assert not torch.allclose(out.pooled_output[1], ref.pooled_output[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("modes", ALL_MODES, ids=str)
+def test_alone_equals_inside_a_padded_batch(arch, modes):
+    model = build(arch, modes)
+    perturb(model)
+    batch = collator()(EXAMPLES)
+    full = _example_outputs(model, batch)
+    for i in range(len(EXAMPLES)):
+        alone = _example_outputs(model, collator()([EXAMPLES[i]]))
+        s = int(batch.attention_mask[i].sum())
+        assert alone.last_hidden_state.shape[1] == s  # no padding alone
+        torch.testing.assert_close(
+            alone.last_hidden_state[0], full.last_hidden_state[i, :s], atol=1e-5, rtol=1e-4
+        )
+        torch.testing.assert_close(
+            alone.pooled_output[0], full.pooled_output[i], atol=1e-5, rtol=1e-4
+        )
+        if full.node_states is not None:
+            nodes = batch.graph.batch == i
+            torch.testing.assert_close(
+                alone.node_states, full.node_states[nodes], atol=1e-5, rtol=1e-4
+            )
+
+
+def test_one_gnn_call_per_layer_for_the_whole_batch(monkeypatch):
+    model = build("bert", ["graph", "entity"], injection_kwargs={"entity": {"source": "gnn"}})
+    calls = []
+    original = model.encoder.layer_forward
+
+    def counting(i, x, *args):
+        calls.append((i, x.size(0)))
+        return original(i, x, *args)
+
+    monkeypatch.setattr(model.encoder, "layer_forward", counting)
+    batch = collator()(EXAMPLES)
+    model(batch)
+    assert calls == [(0, batch.graph.num_nodes), (1, batch.graph.num_nodes)]
+
+
+@pytest.mark.parametrize(
+    "modes", ALL_MODES + [["graph", "entity", "relation", "memory", "adaptive"]], ids=str
+)
+def test_save_and_load_round_trip_exactly(tmp_path, modes):
+    model = build("roberta", modes)
+    perturb(model)
+    batch = collator()(EXAMPLES)
+    out = _example_outputs(model, batch)
+    model.save_pretrained(tmp_path / "m")
+    from tests.fusion.helpers import TinyRGCN
+
+    # The tiny GNN is an instance (not a config string), so it is handed back; its weights are loaded.
+    loaded = FusedLM.from_pretrained(tmp_path / "m", encoder=TinyRGCN(16, 6, 2)).eval()
+    again = _example_outputs(loaded, batch)
+    assert torch.equal(out.last_hidden_state, again.last_hidden_state)
+    assert torch.equal(out.pooled_output, again.pooled_output)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+
+
+def test_entity_and_memory_from_a_kge_table_round_trip(tmp_path):
+    table = torch.randn(len(NAMES), 10)
+    relations = torch.randn(6, 10)
+    config = build("bert", "entity").config
+    config.injection = ["entity", "memory"]
+    config.injection_kwargs = {
+        "entity": {"source": "kge"},
+        "memory": {"source": "kge", "include_relations": True, "top_k": 3},
+    }
+    model = FusedLM(
+        config,
+        lm=build("bert", "entity").lm,
+        entity_embeddings=table,
+        relation_embeddings=relations,
+    )
+    assert torch.equal(model.injections["entity"].table.weight, table)
+    assert "table.weight" not in dict(model.injections["entity"].named_parameters())  # frozen
+    assert model.injections["memory"].memory.weight.shape == (len(NAMES) + 6, 10)
+    perturb(model)
+    batch = collator()(EXAMPLES)
+    out = _example_outputs(model.eval(), batch)
+    model.save_pretrained(tmp_path / "kge")
+    loaded = FusedLM.from_pretrained(tmp_path / "kge").eval()
+    assert torch.equal(loaded.injections["entity"].table.weight, table)
+    assert torch.equal(out.last_hidden_state, _example_outputs(loaded, batch).last_hidden_state)
+
+
+def test_adaptive_gates_are_exposed_and_adaptive_alone_is_refused():
+    model = build("bert", ["graph", "adaptive"])
+    batch = collator()(EXAMPLES)
+    out = model(batch)
+    assert out.knowledge_gates.shape == (2, *batch.input_ids.shape)
+    assert torch.all((out.knowledge_gates > 0) & (out.knowledge_gates < 1))
+    layer = build(
+        "bert", ["entity", "adaptive"], injection_kwargs={"adaptive": {"granularity": "layer"}}
+    )
+    gates = layer(batch).knowledge_gates
+    assert torch.allclose(gates, torch.sigmoid(torch.tensor(2.0)).expand_as(gates))
+    with pytest.raises(ValueError, match="only reweights other modes"):
+        build("bert", ["adaptive"])
+
+
+def test_dual_tower_outputs_and_duplicate_entities_are_not_negatives():
+    model = build("bert", "dual_tower")
+    examples = [EXAMPLES[0], EXAMPLES[0], EXAMPLES[1], EXAMPLES[3]]
+    out = model(collator()(examples))
+    assert out.text_embedding.shape == out.graph_embedding.shape == (4, model.lm.hidden_size)
+    torch.testing.assert_close(out.text_embedding.norm(dim=-1), torch.ones(4))
+    tower = model.injections["dualtower"]
+    text, graph = out.text_embedding[:3], out.graph_embedding[:3]
+    entity = torch.tensor([0, 0, 2])
+    logits = tower.score(text, graph)
+    # Brute force: the duplicate (rows 0 and 1 share an anchor) is dropped from each other's negatives.
+    keep = torch.tensor([[1, 0, 1], [0, 1, 1], [1, 1, 1]], dtype=torch.bool)
+    ce = []
+    for i in range(3):
+        row = logits[i][keep[i]]
+        col = logits[:, i][keep[:, i]]
+        ce.append(0.5 * (-(row.log_softmax(0)[keep[i][: i + 1].sum() - 1])))
+        ce.append(0.5 * (-(col.log_softmax(0)[keep[:, i][: i + 1].sum() - 1])))
+    torch.testing.assert_close(
+        tower.contrastive_loss(text, graph, entity), torch.stack(ce).sum() / 3
+    )
+    assert torch.isfinite(out.contrastive_loss)
+
+
+def test_relation_bias_equals_a_loop_over_edges():
+    model = build("bert", "relation")
+    relation = model.injections["relation"]
+    with torch.no_grad():
+        relation.weight.normal_()
+    batch = collator()(EXAMPLES)
+    from gnnlm.fusion import FusionState
+
+    state = FusionState(batch)
+    relation.prepare(state)
+    bias = relation.attention_bias(1, state)  # [batch, heads, seq, seq]
+    expected = torch.zeros_like(bias)
+    graph = batch.graph
+    for (u, v), r in zip(graph.edge_index.t().tolist(), graph.edge_type.tolist()):
+        b = int(graph.batch[u])
+        for i in (batch.token_node[b] == u).nonzero().flatten().tolist():
+            for j in (batch.token_node[b] == v).nonzero().flatten().tolist():
+                expected[b, :, i, j] += relation.weight[1, r]
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(bias, expected)
+
+
+def test_bias_needs_an_additive_attention_implementation():
+    model = build("bert", "relation", attn_implementation="sdpa")  # sdpa adds float masks too
+    model(collator()(EXAMPLES))
+    config = FusionConfig(
+        injection=["graph"], encoder=None, num_entities=3, num_relations=2, lm="tiny-bert"
+    )
+    with pytest.raises(ValueError, match="need a GNN"):
+        FusedLM(config)
+
+
+def test_unknown_config_keys_are_named():
+    with pytest.raises(ValueError, match=r"my.json: unknown fusion config keys \['injections'\]"):
+        FusionConfig.from_dict({"injections": ["graph"]}, source="my.json")
+
+
+def test_repr_names_modes_and_layers():
+    model = build("bert", ["graph", "entity"])
+    text = repr(model)
+    assert "injection=['graph', 'entity'], fused_layers=[0, 1]" in text
+    assert "MaskedCrossAttention(32, 16, heads=2, head_channels=16)" in text
