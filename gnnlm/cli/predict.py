@@ -1,0 +1,69 @@
+"""``gnnlm predict RUN_DIR --head NAME --relation NAME [--k 10]`` (or ``--tail NAME`` for heads)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="top-k tails of (head, relation, ?) or heads of (?, relation, tail)",
+        description="Rank every entity as the missing tail (--head) or head (--tail) of a query, with a "
+        "trained run's model. Answers already known from the training triples are left out by default.",
+    )
+    parser.add_argument("run_dir", type=Path, help="a directory written by `gnnlm train`")
+    side = parser.add_mutually_exclusive_group(required=True)
+    side.add_argument("--head", help="head entity: predict tails of (HEAD, RELATION, ?)")
+    side.add_argument("--tail", help="tail entity: predict heads of (?, RELATION, TAIL)")
+    parser.add_argument("--relation", required=True, help="relation name")
+    parser.add_argument("--k", type=int, default=10, help="number of answers (default: 10)")
+    parser.add_argument(
+        "--exclude",
+        choices=("train", "all", "none"),
+        default="train",
+        help="leave out answers known from the train split (default), from every split, or none",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gnnlm.cli.evaluate import load_run
+    from gnnlm.train import CheckpointError, ConfigError, predict_heads, predict_tails
+
+    if args.k < 1:
+        print(f"gnnlm predict: --k must be >= 1, got {args.k}", file=sys.stderr)
+        return 2
+    exclude = None if args.exclude == "none" else args.exclude
+    try:
+        _, kg, model = load_run(args.run_dir)
+        if args.head is not None:
+            prediction = predict_tails(model, kg, args.head, args.relation, args.k, exclude=exclude)
+        else:
+            prediction = predict_heads(model, kg, args.relation, args.tail, args.k, exclude=exclude)
+    except (ConfigError, CheckpointError, FileNotFoundError) as err:
+        print(f"gnnlm predict: {err}", file=sys.stderr)
+        return 2
+    except KeyError as err:
+        print(f"gnnlm predict: {err.args[0]}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(prediction.to_dict(), indent=2))
+        return 0
+    h, r, t = prediction.query
+    note = (
+        f"{len(prediction.excluded)} known answers ({exclude}) left out"
+        if exclude
+        else "no answers left out"
+    )
+    print(f"({h}, {r}, {t})  [{note}]")
+    for rank, (name, label, score) in enumerate(
+        zip(prediction.names, prediction.labels, prediction.scores), 1
+    ):
+        shown = name if label == name else f"{name} ({label})"
+        print(f"{rank:>3}. {shown:<50} {float(score):.4f}")
+    return 0

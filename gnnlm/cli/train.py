@@ -1,0 +1,66 @@
+"""``gnnlm train CONFIG.yaml [--set key=value ...] [--out RUN_DIR] [--quiet] [--resume]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a link-prediction model from a YAML config",
+        description="Train a KG embedding / GNN link-prediction model; writes config.yaml, metrics.csv, "
+        "log.jsonl, checkpoint.safetensors, model/ and metrics.json into the run directory.",
+    )
+    parser.add_argument("config", type=Path, help="YAML config (see configs/)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set training.lr=0.01 (repeatable; values are YAML)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="run directory (default: runs/<config>-<time>)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gnnlm.train import CheckpointError, ConfigError, TrainConfig, Trainer
+
+    try:
+        config = TrainConfig.load(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"gnnlm train: {err}", file=sys.stderr)
+        return 2
+    if args.resume and args.out is None:
+        print("gnnlm train: --resume needs --out RUN_DIR", file=sys.stderr)
+        return 2
+    out = (
+        args.out
+        or Path("runs")
+        / f"{args.config.parent.name}-{args.config.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    try:
+        result = Trainer(config, run_dir=out, quiet=args.quiet).fit(resume=args.resume)
+    except (ConfigError, CheckpointError) as err:
+        print(f"gnnlm train: {err}", file=sys.stderr)
+        return 2
+    summary = {split: {k: result.metrics[split][k] for k in ("mrr", "mr", "hits@1", "hits@3", "hits@10")}
+               for split in ("valid", "test")}  # fmt: skip
+    print(
+        json.dumps(
+            {"run_dir": str(out), "best_epoch": result.metrics["best_epoch"], **summary}, indent=2
+        )
+    )
+    return 0
