@@ -160,14 +160,19 @@ def build_knowledge_graph(
     entities = entities if entities is not None else Vocabulary()
     relations = relations if relations is not None else Vocabulary()
 
-    def lookup(vocab: Vocabulary, fixed: bool, value: str, what: str, src: RawTriples, i: int):
-        if not fixed:
-            return vocab.add(value)
-        if value not in vocab:
-            raise DataFormatError(
-                src.file_of(i), src.lines[i], f"{what} not in the {name} vocabulary", value
-            )
-        return vocab.id(value)
+    # plain dicts in the hot loop; the vocabularies are rebuilt from them at the end
+    entity_ids = {n: i for i, n in enumerate(entities.names)}
+    relation_ids = {n: i for i, n in enumerate(relations.names)}
+
+    def lookup(table: dict[str, int], fixed: bool, value: str, what: str, src: RawTriples, i: int):
+        idx = table.get(value)
+        if idx is None:
+            if fixed:
+                raise DataFormatError(
+                    src.file_of(i), src.lines[i], f"{what} not in the {name} vocabulary", value
+                )
+            idx = table[value] = len(table)
+        return idx
 
     train_entities: set[str] = set()
     train_relations: set[str] = set()
@@ -229,9 +234,9 @@ def build_knowledge_graph(
                     continue
             rows.append(
                 (
-                    lookup(entities, fixed_entities, h, "head entity", src, i),
-                    lookup(relations, fixed_relations, r, "relation", src, i),
-                    lookup(entities, fixed_entities, t, "tail entity", src, i),
+                    lookup(entity_ids, fixed_entities, h, "head entity", src, i),
+                    lookup(relation_ids, fixed_relations, r, "relation", src, i),
+                    lookup(entity_ids, fixed_entities, t, "tail entity", src, i),
                 )
             )
             if is_train:
@@ -246,6 +251,10 @@ def build_knowledge_graph(
             report["unseen_triples"][split] = n_unseen
             report["overlapping_triples"][split] = n_overlap
 
+    if not fixed_entities:
+        entities = Vocabulary(entity_ids)  # dicts keep insertion order: ids are unchanged
+    if not fixed_relations:
+        relations = Vocabulary(relation_ids)
     extra = dict(kg_kwargs.pop("extra", None) or {})
     extra.update(report)
     extra["unseen_policy"] = unseen

@@ -147,8 +147,8 @@ class TSVDataset(Dataset):
     def _layout(self, path: Path, delimiter: str) -> tuple[int, tuple[int, int, int]]:
         """Column count and (head, relation, tail) indices, from the header or the first line."""
         first = next(iter_lines(path, encoding=self.encoding), None)
-        if first is None:
-            raise DataFormatError(path, None, "empty file")
+        if first is None:  # an empty valid/test split is allowed; train is checked in read()
+            first = (1, delimiter.join(str(c) for c in self.columns))
         number, line = first
         fields = line.split(delimiter)
         num_columns = self.num_columns or len(fields)
@@ -183,6 +183,8 @@ class TSVDataset(Dataset):
                 encoding=self.encoding,
                 skip_header=self.header,
             )
+            if split == "train" and not raw[split].triples:
+                raise DataFormatError(path, None, "the training file holds no triples")
         kg = build_knowledge_graph(
             raw,
             name=self.display_name,

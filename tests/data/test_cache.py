@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from gnnlm.data import cache as cache_module
+from gnnlm.data import load_dataset
+from tests.data.conftest import TINY, write_split_files
+
+
+def assert_same_graph(a, b):
+    assert a.statistics() == b.statistics()
+    for split in a.splits:
+        assert torch.equal(a.splits[split], b.splits[split])
+    assert a.entities == b.entities and a.relations == b.relations
+    assert torch.equal(a.entity_type, b.entity_type) and a.node_types == b.node_types
+    assert a.relation_text == b.relation_text
+    assert (a.entity_text is None) == (b.entity_text is None)
+    if a.entity_text is not None:
+        assert a.entity_text == b.entity_text
+    skip = {"from_cache", "load_seconds"}
+    assert {k: v for k, v in a.extra.items() if k not in skip} == {
+        k: v for k, v in b.extra.items() if k not in skip
+    }
+
+
+@pytest.fixture
+def tiny_dir(tmp_path):
+    folder = write_split_files(tmp_path / "tiny", TINY)
+    (folder / "names.tsv").write_text("a\tAlpha\nb\tBeta\nz\tZeta\n")
+    return folder
+
+
+def test_second_load_comes_from_cache_and_is_identical(tiny_dir, isolated_cache):
+    before = sorted(os.listdir(tiny_dir))
+    first = load_dataset(f"tsv:{tiny_dir}", entity_text="names.tsv")
+    second = load_dataset(f"tsv:{tiny_dir}", entity_text="names.tsv")
+    assert not first.extra["from_cache"] and second.extra["from_cache"]
+    assert_same_graph(first, second)
+    assert second.entity_label(0) == "Alpha" and second.entity_label(2) == "c"
+    # nothing written next to the data; entries are safetensors + JSON, no temporary leftovers
+    assert sorted(os.listdir(tiny_dir)) == before
+    files = sorted(p.suffix for p in (isolated_cache / "processed").rglob("*") if p.is_file())
+    assert files == [".json", ".safetensors"]
+
+
+def test_options_and_edits_change_the_key(tiny_dir):
+    load_dataset(f"tsv:{tiny_dir}")
+    assert not load_dataset(f"tsv:{tiny_dir}", duplicates="drop").extra["from_cache"]
+    with open(tiny_dir / "train.txt", "a") as f:
+        f.write("e\tlikes\ta\n")
+    kg = load_dataset(f"tsv:{tiny_dir}")
+    assert not kg.extra["from_cache"] and kg.statistics()["num_train"] == 6
+
+
+def test_cache_false_neither_reads_nor_writes(tiny_dir, isolated_cache):
+    kg = load_dataset(f"tsv:{tiny_dir}", cache=False)
+    assert not kg.extra["from_cache"]
+    assert not (isolated_cache / "processed").exists()
+
+
+def test_corrupt_entry_is_rebuilt_with_a_warning(tiny_dir, isolated_cache):
+    first = load_dataset(f"tsv:{tiny_dir}")
+    (meta,) = (isolated_cache / "processed").rglob("*.json")
+    meta.write_text("{not json")
+    with pytest.warns(UserWarning, match="ignoring unreadable cache entry"):
+        again = load_dataset(f"tsv:{tiny_dir}")
+    assert not again.extra["from_cache"]
+    assert_same_graph(first, again)
+    assert load_dataset(f"tsv:{tiny_dir}").extra["from_cache"]  # rewritten
+
+
+def test_clear(tiny_dir):
+    load_dataset(f"tsv:{tiny_dir}")
+    assert cache_module.clear() == 2
+    assert not load_dataset(f"tsv:{tiny_dir}").extra["from_cache"]
+
+
+def test_cached_real_graph_equals_fresh_parse(real_data_dir):
+    fresh = load_dataset("fb15k-237", cache=False)
+    load_dataset("fb15k-237")  # writes the entry
+    cached = load_dataset("fb15k-237")
+    assert cached.extra["from_cache"]
+    assert_same_graph(fresh, cached)
+    assert cached.entity_text.wikidata_ids == fresh.entity_text.wikidata_ids
