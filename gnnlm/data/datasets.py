@@ -52,7 +52,7 @@ def dataset_names() -> list[str]:
     return [cls.name for cls in dataset_resolver]
 
 
-def get_dataset(name: str | Dataset | type[Dataset], **options) -> Dataset:
+def get_dataset(name: str | Dataset | type[Dataset], /, **options) -> Dataset:
     """A dataset object for ``name`` (a registered name, ``tsv:DIR``, a class or an instance)."""
     if isinstance(name, Dataset):
         if options:
@@ -76,7 +76,7 @@ def get_dataset(name: str | Dataset | type[Dataset], **options) -> Dataset:
 
 
 def load_dataset(
-    name: str | Dataset | type[Dataset], data_dir: str | os.PathLike | None = None, **options
+    name: str | Dataset | type[Dataset], /, data_dir: str | os.PathLike | None = None, **options
 ) -> KnowledgeGraph:
     """Load a knowledge graph by name.
 
