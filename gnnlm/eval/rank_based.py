@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from gnnlm.data.filter_index import FilterIndex
 from gnnlm.eval.metrics import RankBasedMetrics
+from gnnlm.kge.model import LinkPredictionModel
 
 SIDES = ("head", "tail")
 
@@ -105,6 +106,11 @@ class RankBasedEvaluator:
         model.train(False)
         try:
             reps = model.representations()
+            if isinstance(model, LinkPredictionModel) and model.interaction.supports_gemm:
+                # Same [N, d] values, column-major storage: the 1-N products `q @ ent.t()` then read a
+                # contiguous [d, N] operand, which BLAS multiplies ~10 % faster.
+                reps = (reps[0].t().contiguous().t(), reps[1])
+            triples = triples.to(reps[0].device)  # rank where the model lives
             out = {}
             for side in self.sides:
                 if side == "tail":
@@ -148,7 +154,10 @@ class RankBasedEvaluator:
             scores = score(unique_keys[start:stop])  # [Q, N]
             idx = order[key_ptr[start] : key_ptr[stop]]  # [T] triples of this block
             rows = inverse[idx] - start  # [T] row of each triple in `scores`
-            ranks[idx] = self._rank_block(side, scores, unique_keys[start:stop], rows, targets[idx])
+            block_ranks = self._rank_block(
+                side, scores, unique_keys[start:stop], rows, targets[idx]
+            )
+            ranks[idx.cpu()] = block_ranks.cpu()
             progress.update(len(idx))
             start = stop
         progress.close()
@@ -169,14 +178,15 @@ class RankBasedEvaluator:
             )
         filtered_self = torch.zeros_like(true)
         if self.filter_index is not None:
-            ptr, values = self._filter(side, keys)  # CSR over the Q queries
+            ptr, values = self._filter(side, keys.cpu())  # CSR over the Q queries
             owner = torch.repeat_interleave(
                 torch.arange(len(keys)), ptr.diff(), output_size=len(values)
             )
-            scores.view(-1).index_fill_(0, owner * num_entities + values, float("-inf"))
+            flat = (owner * num_entities + values).to(scores.device)  # [nnz] positions in `scores`
+            scores.view(-1).index_fill_(0, flat, float("-inf"))
             filtered_self = (
                 scores[rows, targets] == float("-inf")
-            ).float()  # [T] 1 if target filtered
+            ).float()  # [T] 1: target filtered
         better = torch.empty_like(true)
         unequal = torch.empty_like(true)
         step = max(1, 2**19 // num_entities)  # ~2 MiB slices stay in L2 cache

@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from gnnlm.kge.gemm import matmul_nt
 from gnnlm.kge.interaction import Interaction, complex_modulus, complex_split
 
 
@@ -40,13 +41,13 @@ class ComplEx(Interaction):
         q = torch.cat(
             [h_re * r_re - h_im * r_im, h_re * r_im + h_im * r_re], dim=-1
         )  # [B, 2d] = h * r
-        return q @ all_t.t()  # [B, N]
+        return matmul_nt(q, all_t)  # [B, N]
 
     def score_h(self, all_h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         (r_re, r_im), (t_re, t_im) = complex_split(r), complex_split(t)
         # p = r * conj(t); Re(h p) = h_re p_re - h_im p_im, so the query is [p_re | -p_im]
         p = torch.cat([r_re * t_re + r_im * t_im, r_re * t_im - r_im * t_re], dim=-1)  # [B, 2d]
-        return p @ all_h.t()  # [B, N]
+        return matmul_nt(p, all_h)  # [B, N]
 
     def entity_factors(self, x: Tensor) -> Tensor:
         return complex_modulus(x)

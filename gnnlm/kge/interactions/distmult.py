@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from gnnlm.kge.gemm import matmul_nt
 from gnnlm.kge.interaction import Interaction
 
 
@@ -24,7 +25,7 @@ class DistMult(Interaction):
         return (h * r * t).sum(-1)
 
     def score_t(self, h: Tensor, r: Tensor, all_t: Tensor) -> Tensor:
-        return (h * r) @ all_t.t()  # [B, d] @ [d, N] -> [B, N]
+        return matmul_nt(h * r, all_t)  # [B, d] @ [d, N] -> [B, N]
 
     def score_h(self, all_h: Tensor, r: Tensor, t: Tensor) -> Tensor:
-        return (r * t) @ all_h.t()  # [B, N]
+        return matmul_nt(r * t, all_h)  # [B, N]

@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from gnnlm.kge.gemm import matmul_nt
 from gnnlm.kge.interaction import Interaction
 
 
@@ -28,7 +29,7 @@ def pairwise_distance(queries: Tensor, candidates: Tensor, p: int, max_elements:
         # the difference slightly negative for (near-)equal vectors, hence the clamp; clamping at a tiny
         # positive value (not 0) keeps the gradient of the square root finite (it is 0 where clamped).
         sq = (queries * queries).sum(-1, keepdim=True) + (candidates * candidates).sum(-1)  # [B, N]
-        sq = torch.addmm(sq, queries, candidates.t(), alpha=-2.0)  # [B, N]
+        sq = sq - 2.0 * matmul_nt(queries, candidates)  # [B, N]
         return sq.clamp_min(1e-30).sqrt()
     per_candidate = max(1, len(queries) * queries.shape[-1])
     chunk = max(1, max_elements // per_candidate)

@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from gnnlm.kge.gemm import matmul_nt
 from gnnlm.kge.interaction import Interaction
 
 
@@ -102,7 +103,7 @@ class TuckER(Interaction):
         return (q * t).sum(-1)
 
     def score_t(self, h: Tensor, r: Tensor, all_t: Tensor) -> Tensor:
-        return self._query(h, r) @ all_t.t()  # [B, N]
+        return matmul_nt(self._query(h, r), all_t)  # [B, N]
 
     def score_h(self, all_h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         # f = (bn1(x W_r) * m) . t with x = dropout(bn0(h)) and bn1(y) = y * a + c (inference form):
@@ -112,7 +113,7 @@ class TuckER(Interaction):
         t = self.hidden_dropout2(t)  # [B, d_e]
         u = torch.bmm(self._relation_matrices(r), (scale1 * t)[:, :, None])[:, :, 0]  # [B, d_e]
         x = self.input_dropout(all_h * scale0 + shift0)  # [N, d_e]
-        return u @ x.t() + (shift1 * t).sum(-1, keepdim=True)  # [B, N]
+        return matmul_nt(u, x) + (shift1 * t).sum(-1, keepdim=True)  # [B, N]
 
     def extra_repr(self) -> str:
         return f"entity_dim={self.entity_dim}, relation_dim={self.relation_dim}"
