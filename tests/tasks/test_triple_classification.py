@@ -31,7 +31,7 @@ def test_cli_runs_all_variants_on_a_real_subsample(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert set(results["variants"]) == {"lm", "lm+graph", "lm+entity"}
     assert results["num_train_examples"] == 48 and results["num_eval_examples"] == 24
-    for name, metrics in results["variants"].items():
+    for metrics in results["variants"].values():
         assert 0.0 <= metrics["accuracy"] <= 1.0
         assert metrics["train_steps"] == 2
     assert results["variants"]["lm+graph"]["gates"]["graph"] != [0.0, 0.0]  # the gates trained
