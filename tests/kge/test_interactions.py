@@ -175,3 +175,18 @@ def test_complex_and_rotate_regularisation_factors_are_moduli():
     torch.testing.assert_close(RotatE().entity_factors(x), t(5, 1))
     assert RotatE().relation_factors(t(0.3)) is None
     torch.testing.assert_close(DistMult().relation_factors(x), x)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_to_n_gradients_match_forward(name):
+    interaction = make(name).eval()
+    inputs = [x.requires_grad_() for x in random_inputs(interaction, b=3, n=5, seed=2)]
+    h, r, _, cand = inputs
+    weights = torch.randn(3, 5, generator=torch.Generator().manual_seed(3))
+    (interaction.score_t(h, r, cand) * weights).sum().backward()
+    fast = [x.grad.clone() for x in (h, r, cand)]
+    for x in (h, r, cand):
+        x.grad = None
+    (interaction(h[:, None], r[:, None], cand[None]) * weights).sum().backward()
+    for got, expected in zip(fast, (h.grad, r.grad, cand.grad)):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
