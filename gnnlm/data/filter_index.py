@@ -16,14 +16,21 @@ class _CSR:
     """Sorted unique int64 keys, each with a sorted run of int64 values."""
 
     def __init__(self, keys: Tensor, values: Tensor) -> None:
-        # Sort by (key, value) and drop duplicate pairs.
-        pair = torch.stack([keys, values], dim=1).unique(
-            dim=0
-        )  # [nnz, 2], lexicographically sorted
-        unique_keys, counts = torch.unique_consecutive(pair[:, 0], return_counts=True)
+        # Sort by (key, value) and drop duplicate pairs with one 1-D unique over key * span + value:
+        # the order of a lexicographic sort of the pairs, several times faster than unique(dim=0).
+        # Keys are entity * num_relations + relation and values entities, so the product stays far
+        # below 2**63 even for ogbl-wikikg2; the 2-D fallback covers anything larger.
+        span = int(values.max()) + 1 if values.numel() else 1
+        if keys.numel() and int(keys.max()) >= (2**62) // span:
+            pair = torch.stack([keys, values], dim=1).unique(dim=0)  # [nnz, 2]
+            pair_keys, pair_values = pair[:, 0], pair[:, 1]
+        else:
+            combined = torch.unique(keys * span + values)  # [nnz], sorted
+            pair_keys, pair_values = combined // span, combined % span
+        unique_keys, counts = torch.unique_consecutive(pair_keys, return_counts=True)
         self.keys = unique_keys  # [num_keys]
         self.ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])  # [num_keys + 1]
-        self.values = pair[:, 1].contiguous()  # [nnz]
+        self.values = pair_values.contiguous()  # [nnz]
 
     def lookup(self, query_keys: Tensor) -> tuple[Tensor, Tensor]:
         """For each query key, its values: returns ``(ptr [B + 1], values [nnz])`` in query order."""
