@@ -34,6 +34,8 @@ class _CSR:
 
     def lookup(self, query_keys: Tensor) -> tuple[Tensor, Tensor]:
         """For each query key, its values: returns ``(ptr [B + 1], values [nnz])`` in query order."""
+        if len(self.keys) == 0:  # an empty index: every query has no values
+            return torch.zeros(len(query_keys) + 1, dtype=torch.long), self.values.new_empty(0)
         pos = torch.searchsorted(self.keys, query_keys).clamp_(max=max(len(self.keys) - 1, 0))
         found = (
             self.keys[pos] == query_keys
