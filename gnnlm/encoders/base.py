@@ -6,16 +6,39 @@ protocol; fusion steps through it one layer at a time (:meth:`GraphEncoder.layer
 layer ``i`` can run right after LM layer ``i``.
 
 Users plug in an encoder in three ways: a registered name (``encoder: compgcn``), a dotted path
-(``encoder: mypkg.encoders:MyGNN``), or an instance. A subclass only has to build ``self.layers`` (any
-modules) and, if its layers have an unusual signature, override :meth:`layer_forward`.
+(``encoder: mypkg.encoders:MyGNN``), or an instance (see :func:`gnnlm.encoders.resolve_encoder`). A
+subclass only has to call ``super().__init__(act=..., dropout=...)``, build ``self.layers`` (any modules)
+and set its capability flags; the default :meth:`GraphEncoder.layer_forward` calls layer ``i`` as
+
+* ``layer(x, edge_index)`` plus ``edge_type=`` when ``supports_edge_type`` and ``edge_attr=`` when
+  ``supports_edge_attr`` (``edge_attr`` defaults to ``relation[edge_type]``: relation embeddings per edge);
+* ``layer(x, edge_index, edge_type, relation) -> (x, relation)`` when ``updates_relations``;
+
+then applies the activation and dropout (between layers; also after the last one with ``act_last``).
+Layers with another signature override :meth:`GraphEncoder.layer_forward`.
+
+Example (a whole encoder)::
+
+    class MyGNN(GraphEncoder):
+        supports_edge_type = True
+
+        def __init__(self, in_channels, out_channels, num_relations, num_layers=2):
+            super().__init__(act="relu", dropout=0.1)
+            self.layers = nn.ModuleList(
+                RGCNConv(in_channels if i == 0 else out_channels, out_channels, num_relations)
+                for i in range(num_layers)
+            )
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.nn.resolver import activation_resolver
 
 
 @dataclass
@@ -41,18 +64,50 @@ class GraphEncoder(nn.Module):
 
     * ``supports_edge_type``: the layers use ``edge_type`` (relational GNNs);
     * ``supports_edge_attr``: the layers use ``edge_attr`` (e.g. relation embeddings per edge);
-    * ``updates_relations``: :meth:`layer_forward` returns new relation representations (CompGCN).
+    * ``updates_relations``: :meth:`layer_forward` returns new relation representations (CompGCN);
+    * ``needs_source_degree``: a node's output depends on its neighbours' degrees (symmetric
+      normalisation), so an exact subgraph needs one hop more than ``num_layers``.
     """
 
     supports_edge_type: ClassVar[bool] = False
     supports_edge_attr: ClassVar[bool] = False
     updates_relations: ClassVar[bool] = False
+    needs_source_degree: ClassVar[bool] = False
 
     layers: nn.ModuleList
+
+    def __init__(
+        self,
+        *,
+        act: str | Callable | None = None,
+        dropout: float = 0.0,
+        act_last: bool = False,
+    ) -> None:
+        """Set the between-layer activation and dropout used by the default :meth:`layer_forward`.
+
+        Args:
+            act: activation (a name for PyG's ``activation_resolver`` such as ``"relu"``/``"tanh"``,
+                a module or a function), or ``None`` for none.
+            dropout: feature dropout probability after the activation.
+            act_last: also apply activation and dropout after the last layer.
+        """
+        super().__init__()
+        self.act = activation_resolver(act) if isinstance(act, str) else act
+        self.dropout = float(dropout)
+        self.act_last = bool(act_last)
 
     @property
     def num_layers(self) -> int:
         return len(self.layers)
+
+    def post_layer(self, i: int, x: Tensor) -> Tensor:
+        """Activation and dropout after layer ``i`` (skipped after the last unless ``act_last``)."""
+        if i < self.num_layers - 1 or getattr(self, "act_last", False):
+            act = getattr(self, "act", None)
+            if act is not None:
+                x = act(x)
+            x = F.dropout(x, p=getattr(self, "dropout", 0.0), training=self.training)
+        return x
 
     def layer_forward(
         self,
@@ -77,7 +132,23 @@ class GraphEncoder(nn.Module):
             ``(x, relation)``: new node states ``[num_nodes, channels_i]`` and relation representations
             (unchanged unless ``updates_relations``).
         """
-        raise NotImplementedError
+        layer = self.layers[i]
+        if self.updates_relations:
+            x, relation = layer(x, edge_index, edge_type, relation)
+            return self.post_layer(i, x), relation
+        kwargs = {}
+        if self.supports_edge_type:
+            kwargs["edge_type"] = edge_type
+        if self.supports_edge_attr:
+            if edge_attr is None:
+                if relation is None or edge_type is None:
+                    raise ValueError(
+                        f"{type(self).__name__} uses edge_attr: pass edge_attr [num_edges, d] or "
+                        "relation [num_relations, d] together with edge_type"
+                    )
+                edge_attr = relation[edge_type]  # [E, d]
+            kwargs["edge_attr"] = edge_attr
+        return self.post_layer(i, layer(x, edge_index, **kwargs)), relation
 
     def forward(
         self,
