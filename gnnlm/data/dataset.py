@@ -7,6 +7,7 @@ import gc
 import os
 import re
 import time
+import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -146,7 +147,10 @@ class Dataset(ABC):
                 if self.verify:
                     self.check_published(kg, location.path)
                 if self.cache:
-                    cache.save(kg, self.name, key)
+                    try:
+                        cache.save(kg, self.name, key)
+                    except OSError as err:  # a read-only home must not stop loading
+                        warnings.warn(f"not caching the processed {self.name}: {err}", stacklevel=2)
         kg.extra.update(
             path=str(location.path),
             source=location.source,

@@ -3,7 +3,7 @@
 Resolution order for a dataset whose folder name is ``folder``:
 
 1. ``data_dir`` given explicitly (``load_dataset(..., data_dir=...)`` / ``--data-dir``): it must hold the
-   dataset, either as ``data_dir/folder`` or as the folder itself; nothing else is tried.
+   dataset, as ``data_dir/folder`` or as the folder itself; nothing else is tried.
 2. ``$GNNLM_DATA_DIR/folder``.
 3. The user cache, ``$GNNLM_CACHE_DIR/datasets/folder`` (default ``~/.cache/gnnlm``, or
    ``$XDG_CACHE_HOME/gnnlm``).
@@ -89,7 +89,9 @@ def find_local(
     """
     if data_dir is not None:
         root = Path(data_dir).expanduser()
-        for candidate in (root / folder, root):
+        # the root of all datasets, a parent folder (conceptnet/ for conceptnet/CN-100K), or the
+        # dataset folder itself
+        for candidate in dict.fromkeys((root / folder, root / Path(folder).name, root)):
             if _holds(candidate, required):
                 return Location(candidate, "data_dir")
         raise DatasetNotFoundError(

@@ -85,3 +85,12 @@ def test_cached_real_graph_equals_fresh_parse(real_data_dir):
     assert cached.extra["from_cache"]
     assert_same_graph(fresh, cached)
     assert cached.entity_text.wikidata_ids == fresh.entity_text.wikidata_ids
+
+
+def test_unwritable_cache_only_warns(tiny_dir, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")  # the cache folder path is a file: every write fails
+    monkeypatch.setenv("GNNLM_CACHE_DIR", str(blocker))
+    with pytest.warns(UserWarning, match="not caching the processed tsv"):
+        kg = load_dataset(f"tsv:{tiny_dir}")
+    assert kg.statistics()["num_train"] == 5
