@@ -88,10 +88,19 @@ class TuckER(Interaction):
         return self.hidden_dropout1(w.view(-1, self.entity_dim, self.entity_dim))  # [M, d_e, d_e]
 
     def _query(self, h: Tensor, r: Tensor) -> Tensor:
-        """``[M, d_e], [M, d_r]`` -> ``[M, d_e]``: dropout(bn1(dropout(bn0(h)) W_r))."""
+        """``[M, d_e], [M, d_r]`` -> ``[M, d_e]``: dropout(bn1(dropout(bn0(h)) W_r)).
+
+        The ``[M, d_e, d_e]`` matrices :math:`W_r` are built ``max_chunk_elements`` floats at a time.
+        """
         x = h if self.bn0 is None else self.bn0(h)
         x = self.input_dropout(x)
-        x = torch.bmm(x[:, None, :], self._relation_matrices(r))[:, 0, :]  # [M, d_e]
+        rows = max(1, self.max_chunk_elements // (self.entity_dim * self.entity_dim))
+        x = torch.cat(
+            [
+                torch.bmm(xc[:, None, :], self._relation_matrices(rc))[:, 0, :]  # [m, d_e]
+                for xc, rc in zip(x.split(rows), r.split(rows))
+            ]
+        )  # [M, d_e]
         x = x if self.bn1 is None else self.bn1(x)
         return self.hidden_dropout2(x)
 
@@ -111,7 +120,14 @@ class TuckER(Interaction):
         scale0, shift0 = _affine(self.bn0, self.entity_dim, all_h)
         scale1, shift1 = _affine(self.bn1, self.entity_dim, t)
         t = self.hidden_dropout2(t)  # [B, d_e]
-        u = torch.bmm(self._relation_matrices(r), (scale1 * t)[:, :, None])[:, :, 0]  # [B, d_e]
+        rows = max(1, self.max_chunk_elements // (self.entity_dim * self.entity_dim))
+        v = scale1 * t  # [B, d_e]
+        u = torch.cat(
+            [
+                torch.bmm(self._relation_matrices(rc), vc[:, :, None])[:, :, 0]  # [b, d_e]
+                for rc, vc in zip(r.split(rows), v.split(rows))
+            ]
+        )  # [B, d_e]
         x = self.input_dropout(all_h * scale0 + shift0)  # [N, d_e]
         return matmul_nt(u, x) + (shift1 * t).sum(-1, keepdim=True)  # [B, N]
 
