@@ -114,9 +114,10 @@ def _print_one(info: dict) -> None:
                     f"  corrected {fix['file']}:{fix['line']}: id {fix['found']!r} -> {fix['used']}"
                 )
             continue
-        shown = (
-            ", ".join(f"{k} {v:,}" for k, v in value.items()) if isinstance(value, dict) else value
-        )
+        if isinstance(value, dict):
+            shown = ", ".join(f"{k} {v:,}" for k, v in value.items())
+        else:
+            shown = f"{value:,}" if isinstance(value, int) else str(value)
         print(f"  {key.replace('_', ' ')}: {shown}")
     print(
         f"  policies: unseen={info.get('unseen_policy')} duplicates={info.get('duplicates_policy')}"
