@@ -7,7 +7,7 @@
 torch.Size([1, 10])
 
 Interactions are found through :data:`interaction_resolver` by registered name (``"transe"``,
-``"distmult"``, ``"complex"``, ``"rotate"``, ``"tucker"``; case, ``-`` and ``_`` are ignored), by class,
+``"distmult"``, ``"complex"``, ``"rotate"``, ``"tucker"``, ``"conve"``; case, ``-`` and ``_`` are ignored), by class,
 by instance, or by dotted path ``"pkg.module:MyInteraction"``. A user's subclass of
 :class:`~gnnlm.kge.interaction.Interaction` is found *by name* only after
 ``interaction_resolver.register(MyInteraction)``; the class itself or its dotted path always works.
@@ -18,14 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 from gnnlm.kge.interaction import Interaction
-from gnnlm.kge.interactions import ComplEx, DistMult, RotatE, TransE, TuckER
+from gnnlm.kge.interactions import ComplEx, ConvE, DistMult, RotatE, TransE, TuckER
 from gnnlm.kge.model import LinkPredictionModel, Representation
 from gnnlm.kge.representation import EmbeddingRepresentation
 from gnnlm.kge.resolver import DottedPathResolver
 
 #: Registry of scoring functions: ``interaction_resolver.make("complex")``.
 interaction_resolver: DottedPathResolver[Interaction] = DottedPathResolver(
-    [TransE, DistMult, ComplEx, RotatE, TuckER], base=Interaction, suffix=""
+    [TransE, DistMult, ComplEx, RotatE, TuckER, ConvE], base=Interaction, suffix=""
 )
 
 
@@ -106,6 +106,7 @@ def build_kge_model(
 
 __all__ = [
     "ComplEx",
+    "ConvE",
     "DistMult",
     "EmbeddingRepresentation",
     "Interaction",

@@ -35,7 +35,8 @@ class Interaction(nn.Module):
     entity_dim_factor: ClassVar[int] = 1
     #: relation representation width as a multiple of ``embedding_dim``.
     relation_dim_factor: ClassVar[int] = 1
-    #: True when :meth:`score_t`/:meth:`score_h` are a single matrix product.
+    #: True when 1-N tail scoring (:meth:`score_t`) is a single matrix product (and :meth:`score_h`
+    #: too, except for ConvE, whose head enters non-linearly).
     supports_gemm: ClassVar[bool] = False
     #: True when the constructor needs ``embedding_dim`` (interactions with their own weights, e.g.
     #: TuckER's core tensor); :func:`gnnlm.kge.build_kge_model` then passes it.

@@ -6,8 +6,9 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
-from gnnlm.kge import ComplEx, DistMult, Interaction, RotatE, TransE, TuckER
+from gnnlm.kge import ComplEx, ConvE, DistMult, Interaction, RotatE, TransE, TuckER
 
 
 def t(*values: float) -> torch.Tensor:
@@ -69,6 +70,26 @@ def test_tucker_hand():
     torch.testing.assert_close(model(h, r, tail), expected)
 
 
+def test_conve_hand():
+    # d = 2, height 1: image [[h1, h2], [r1, r2]]; one 1x1 filter (weight 2, bias -1); batch norms at
+    # their initial statistics are the identity up to 1/sqrt(1 + eps).
+    model = ConvE(2, embedding_height=1, num_filters=1, kernel_size=1).eval()
+    with torch.no_grad():
+        model.conv.weight.fill_(2.0)
+        model.conv.bias.fill_(-1.0)
+        model.fc.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 1, 1, -1]]))
+        model.fc.bias.zero_()
+    # image [[1, 2], [3, -1]] -> 2x - 1 = [[1, 3], [5, -3]] -> relu -> [1, 3, 5, 0] -> fc -> [1, 8];
+    # t = (2, -1) with bias 0.5: 1 * 2 + 8 * (-1) + 0.5 = -5.5
+    assert model(t(1, 2, 0.0), t(3, -1), t(2, -1, 0.5)).item() == pytest.approx(-5.5, rel=1e-3)
+    assert "image=2x2" in repr(model)
+    with pytest.raises(ValueError, match="smaller than the 3x3 kernel"):
+        ConvE(8)
+    with pytest.raises(ValueError, match="not divisible"):
+        ConvE(12, embedding_height=5)
+    assert ConvE(200).height == 20  # the paper's 20 x 10
+
+
 # -- 1-N scoring equals per-triple scoring ---------------------------------------------------------
 
 
@@ -80,15 +101,16 @@ def make(name: str) -> Interaction:
         "complex": ComplEx,
         "rotate": RotatE,
         "tucker": lambda: TuckER(4, relation_dim=3),
+        "conve": lambda: ConvE(12, num_filters=4),
     }[name]()
 
 
-NAMES = ["transe1", "transe2", "distmult", "complex", "rotate", "tucker"]
+NAMES = ["transe1", "transe2", "distmult", "complex", "rotate", "tucker", "conve"]
 
 
 def random_inputs(interaction: Interaction, b: int = 3, n: int = 7, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    d_e, d_r = interaction.representation_dims(4)
+    d_e, d_r = interaction.representation_dims(12 if isinstance(interaction, ConvE) else 4)
     return (
         torch.randn(b, d_e, generator=g),
         torch.randn(b, d_r, generator=g),
@@ -98,10 +120,10 @@ def random_inputs(interaction: Interaction, b: int = 3, n: int = 7, seed: int = 
 
 
 def randomize_batch_norm(interaction: Interaction) -> None:
-    """Give TuckER's batch norms non-trivial running statistics so the folding in score_h is tested."""
+    """Give batch norms non-trivial statistics, so that TuckER's folding in score_h is tested."""
     g = torch.Generator().manual_seed(1)
-    for bn in (getattr(interaction, "bn0", None), getattr(interaction, "bn1", None)):
-        if bn is not None:
+    for bn in interaction.modules():
+        if isinstance(bn, nn.modules.batchnorm._BatchNorm):
             bn.running_mean.copy_(torch.randn(bn.num_features, generator=g))
             bn.running_var.copy_(torch.rand(bn.num_features, generator=g) + 0.5)
             bn.weight.data.copy_(torch.randn(bn.num_features, generator=g))

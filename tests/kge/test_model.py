@@ -15,13 +15,15 @@ from gnnlm.kge import (
     build_kge_model,
 )
 
-NAMES = ["transe", "distmult", "complex", "rotate", "tucker"]
+NAMES = ["transe", "distmult", "complex", "rotate", "tucker", "conve"]
+DIM = {"conve": 12}  # ConvE needs an image at least as large as its kernel
 DIMS = {
     "transe": (8, 8),
     "distmult": (8, 8),
     "complex": (16, 16),
     "rotate": (16, 8),
     "tucker": (8, 8),
+    "conve": (13, 12),  # entities carry a bias column
 }
 
 
@@ -29,7 +31,7 @@ DIMS = {
 @pytest.mark.parametrize("reciprocal", [False, True])
 def test_build_shapes_and_one_to_n(name, reciprocal):
     torch.manual_seed(0)
-    model = build_kge_model(name, 6, 3, 8, reciprocal=reciprocal).eval()
+    model = build_kge_model(name, 6, 3, DIM.get(name, 8), reciprocal=reciprocal).eval()
     ent, rel = model.representations()
     assert ent.shape == (6, DIMS[name][0])
     assert rel.shape == (6 if reciprocal else 3, DIMS[name][1])

@@ -35,6 +35,7 @@ class Doubled(Interaction):
         ("transe", TransE),
         ("trans_e", TransE),
         ("tucker", TuckER),
+        ("ConvE", ConvE),
     ],
 )
 def test_lookup_by_name(query, cls):
