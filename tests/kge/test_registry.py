@@ -7,6 +7,7 @@ from torch import Tensor
 
 from gnnlm.kge import (
     ComplEx,
+    ConvE,
     DistMult,
     Interaction,
     RotatE,
