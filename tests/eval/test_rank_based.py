@@ -187,3 +187,34 @@ def test_real_data_against_dense_reference():
             better = ((scores > true) & ~mask).sum(1)
             equal = ((scores == true) & ~mask).sum(1)
             torch.testing.assert_close(got[side], better.double() + (equal.double() + 1) / 2)
+
+
+def test_representations_computed_once_for_a_custom_representation():
+    """A non-table representation (here: a linear map of a table, like a one-layer encoder)."""
+    from torch import nn
+
+    from gnnlm.kge import DistMult, Representation
+
+    class Mapped(Representation):
+        def __init__(self) -> None:
+            super().__init__()
+            self.num_entities, self.num_relations = NUM_ENTITIES, NUM_RELATIONS
+            self.x = nn.Parameter(torch.randn(NUM_ENTITIES, 4))
+            self.rel = nn.Parameter(torch.randn(NUM_RELATIONS, 4))
+            self.lin = nn.Linear(4, 4)
+            self.calls = 0
+
+        def forward(self):
+            self.calls += 1
+            return self.lin(self.x), self.rel
+
+    rep = Mapped()
+    model = LinkPredictionModel(rep, DistMult())
+    test = random_triples(20, seed=7)
+    ranks = RankBasedEvaluator(batch_size=3).ranks(model, test)
+    assert rep.calls == 1
+    with torch.no_grad():
+        scores = model.score_t(test[:, [0, 1]])
+    true = scores.gather(1, test[:, 2:])
+    expected = (scores > true).sum(1) + ((scores == true).sum(1) + 1) / 2
+    torch.testing.assert_close(ranks["tail"], expected.double())

@@ -127,3 +127,17 @@ def test_tucker_relation_dim_and_explicit_representation():
 def test_repr():
     text = repr(build_kge_model("complex", 3, 2, 4, reciprocal=True))
     assert "reciprocal=True" in text and "num_relations=4" in text and "entity_dim=8" in text
+
+
+def test_embedding_representation_reset_parameters():
+    rep = EmbeddingRepresentation(
+        5, 2, 3, entity_dim_factor=2, entity_constrainer=TransE().constrain_entity_
+    )
+    assert rep.entity.weight.shape == (5, 6) and rep.relation.weight.shape == (2, 3)
+    with torch.no_grad():
+        rep.entity.weight.zero_()
+        rep.relation.weight.zero_()
+    rep.reset_parameters()
+    assert rep.relation.weight.abs().sum() > 0
+    torch.testing.assert_close(rep.entity.weight.norm(dim=1), torch.ones(5))  # constrained
+    assert "entity_dim=6" in repr(rep)
