@@ -96,7 +96,11 @@ def test_listing_names_every_dataset_and_never_downloads(tmp_path, monkeypatch, 
 
 
 @pytest.mark.skipif(not os.environ.get("GNNLM_DATA_DIR"), reason="GNNLM_DATA_DIR is not set")
-def test_real_listing_matches_published_statistics(capsys):
+def test_real_listing_matches_published_statistics(capsys, tmp_path_factory, monkeypatch):
+    # the session's cache of real datasets (tests/data/conftest.py), so each is parsed once
+    cache = tmp_path_factory.getbasetemp() / "real-data-cache"
+    cache.mkdir(exist_ok=True)
+    monkeypatch.setenv("GNNLM_CACHE_DIR", str(cache))
     assert main(["datasets", "--json"]) == 0
     infos = json.loads(capsys.readouterr().out)
     assert [

@@ -16,10 +16,18 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     return path
 
 
+def shared_real_cache(tmp_path_factory) -> Path:
+    """One processed-graph cache per test session for the real datasets (each parsed once)."""
+    path = tmp_path_factory.getbasetemp() / "real-data-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
 @pytest.fixture
-def real_data_dir() -> Path:
+def real_data_dir(tmp_path_factory, monkeypatch, isolated_cache) -> Path:
     if not REAL_DATA or not Path(REAL_DATA).is_dir():
         pytest.skip("GNNLM_DATA_DIR is not set")
+    monkeypatch.setenv("GNNLM_CACHE_DIR", str(shared_real_cache(tmp_path_factory)))
     return Path(REAL_DATA)
 
 

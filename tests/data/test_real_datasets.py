@@ -18,18 +18,6 @@ PUBLISHED = {
 KEYS = ("num_entities", "num_relations", "num_train", "num_valid", "num_test")
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("real-cache")
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(shared_cache, monkeypatch):
-    """Override: one cache for this module, so each real dataset is parsed once."""
-    monkeypatch.setenv("GNNLM_CACHE_DIR", str(shared_cache))
-    return shared_cache
-
-
 def brute_force_unseen(folder, split):
     train = [line.split("\t") for line in (folder / "train.txt").read_text().splitlines()]
     ents = {x for h, _, t in train for x in (h, t)}
