@@ -243,7 +243,15 @@ def _check_value(hint: Any, value: Any, *, path: str, where: _Where) -> Any:
         raise ConfigError(
             f"{where(path)}: {path} must be {_type_name(hint)}, got {value!r} ({type(value).__name__})"
         )
-    return dict(value) if expected is dict else value
+    if expected is dict:
+        for key, item in value.items():
+            if item is None and isinstance(key, str) and ":" in key:
+                raise ConfigError(
+                    f"{where(path)}: {path} has the key {key!r} with no value; YAML needs a space after "
+                    f"the colon ({{{key.replace(':', ': ', 1)}}})"
+                )
+        return dict(value)
+    return value
 
 
 def _type_name(hint: Any) -> str:
