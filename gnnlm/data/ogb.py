@@ -271,7 +271,10 @@ def _read_mapping(path: Path) -> list[str] | None:
     df = df.sort_values(df.columns[0])
     if df.iloc[:, 0].tolist() != list(range(len(df))):
         return None  # not an index -> name file; keep OGB's ids as names
-    return [str(x) for x in df.iloc[:, 1].tolist()]
+    names = [str(x) for x in df.iloc[:, 1].tolist()]
+    if len(set(names)) != len(names):
+        return None  # names must identify entities; keep OGB's ids instead
+    return names
 
 
 class OGBLinkDataset(Dataset):

@@ -184,3 +184,21 @@ def test_biokg_folder_loads_without_prompt_or_pickle(tmp_path, monkeypatch):
     assert again.extra["from_cache"] and torch.equal(again.entity_type, kg.entity_type)
     with pytest.raises(DataError, match="published train split"):
         load_dataset("ogbl-biokg", data_dir=tmp_path, cache=False)  # verify: not the real counts
+
+
+def test_biokg_mapping_files_name_entities_and_relations(tmp_path):
+    folder = write_biokg_folder(tmp_path)
+    relations = ["drug-protein", "protein-protein", "drug-disease"]
+    _csv_gz(
+        folder / "mapping" / "relidx2relname.csv.gz",
+        [["rel idx", "rel name"]] + [[i, f"{n}!"] for i, n in enumerate(relations)],
+    )
+    for node_type, count in NUM_NODES.items():
+        rows = [["ent idx", "ent name"]] + [
+            [i, f"{node_type[:2].upper()}{i:03d}"] for i in reversed(range(count))
+        ]
+        _csv_gz(folder / "mapping" / f"{node_type}_entidx2name.csv.gz", rows)
+    kg = load_dataset("ogbl-biokg", data_dir=tmp_path, verify=False)
+    assert kg.relations.names == tuple(f"{n}!" for n in relations)
+    assert kg.entities.name(3) == "drug/DR001"  # sorted by the index column, prefixed by type
+    assert kg.entities.id("protein/PR001") == 6
