@@ -299,7 +299,12 @@ class Trainer:
         self.model.train()
         total, count = 0.0, 0
         clip = self.config.training.clip_grad_norm
-        for indices in self.loop.batches(self.generator):
+        num_batches = math.ceil(self.loop.num_examples / self.loop.batch_size)
+        batches = tqdm(
+            self.loop.batches(self.generator), total=num_batches, desc=f"epoch {self.epoch + 1}",
+            leave=False, disable=self.quiet or num_batches < 20, dynamic_ncols=True,
+        )  # fmt: skip
+        for indices in batches:
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.loop.batch_loss(indices, self.generator)
             if not torch.isfinite(loss):
