@@ -26,7 +26,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("umls", "kinship", "nations", "fb15k-237", "wn18rr")
-MODELS = ("transe", "distmult", "complex", "rotate", "tucker")
+MODELS = ("transe", "distmult", "complex", "rotate", "tucker", "conve")
 AIM = re.compile(r"Aims at: test MRR\s*([0-9.]+)")
 
 

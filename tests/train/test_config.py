@@ -6,7 +6,7 @@ import pytest
 
 from gnnlm.train.config import ConfigError, TrainConfig, apply_overrides, config_diff
 
-MODELS = ("transe", "distmult", "complex", "rotate", "tucker")
+MODELS = ("transe", "distmult", "complex", "rotate", "tucker", "conve")
 CONFIGS = sorted(
     p
     for p in Path(__file__).resolve().parents[2].joinpath("configs").glob("*/*.yaml")
