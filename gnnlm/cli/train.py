@@ -56,6 +56,14 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, CheckpointError) as err:
         print(f"gnnlm train: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"\ngnnlm train: interrupted; continue from the last checkpoint with\n"
+            f"  gnnlm train {args.config} --out {out} --resume"
+            + "".join(f" --set {o}" for o in args.overrides),
+            file=sys.stderr,
+        )
+        return 130
     summary = {split: {k: result.metrics[split][k] for k in ("mrr", "mr", "hits@1", "hits@3", "hits@10")}
                for split in ("valid", "test")}  # fmt: skip
     print(

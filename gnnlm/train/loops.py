@@ -121,17 +121,15 @@ class SLCWALoop(TrainingLoop):
 
         ``None`` means uniform weights over all ``K`` negatives.
         """
-        if self.adversarial_temperature is None and mask is None:
-            return None
         if self.adversarial_temperature is None:
-            weights = mask.float()
-        else:
-            logits = self.adversarial_temperature * negative_scores.detach()  # [B, K]
-            if mask is not None:
-                logits = logits.masked_fill(~mask, float("-inf"))
-            weights = torch.softmax(logits, dim=1).nan_to_num(0.0)  # all-masked rows -> 0
-            return weights
-        return weights / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
+            if mask is None:
+                return None
+            weights = mask.float()  # [B, K]
+            return weights / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
+        logits = self.adversarial_temperature * negative_scores.detach()  # [B, K], weights are constants
+        if mask is not None:
+            logits = logits.masked_fill(~mask, float("-inf"))
+        return torch.softmax(logits, dim=1).nan_to_num(0.0)  # all-masked rows -> 0
 
     def batch_loss(self, indices: Tensor, generator: torch.Generator) -> Tensor:
         positive = self.triples[indices]  # [B, 3]
