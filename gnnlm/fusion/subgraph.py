@@ -83,13 +83,21 @@ class SubgraphSampler:
         self.ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])  # [num_nodes + 1]
         generator = torch.Generator().manual_seed(seed)
         self.rank = torch.randperm(self.num_nodes, generator=generator)  # tie-break
+        self._member = torch.zeros(self.num_nodes, dtype=torch.bool)  # scratch membership mask
+
+    def _in(self, values: Tensor, nodes: Tensor) -> Tensor:
+        """``values`` in ``nodes`` via a reusable ``[num_nodes]`` mask (faster than ``isin`` on hubs)."""
+        self._member[nodes] = True
+        out = self._member[values]
+        self._member[nodes] = False
+        return out
 
     def _expand(self, frontier: Tensor, selected: Tensor) -> tuple[Tensor, Tensor]:
         """Unseen neighbours of ``frontier`` and the best relation weight reaching each."""
         pos = _csr_positions(self.ptr, frontier)
         weight = self.relation_weight[self.edge_type[pos]]
         neighbour = self.dst[pos]
-        keep = ~torch.isin(neighbour, selected) & (weight > -math.inf)
+        keep = ~self._in(neighbour, selected) & (weight > -math.inf)
         neighbour, weight = neighbour[keep], weight[keep]
         candidates, inverse = torch.unique(neighbour, return_inverse=True)
         best = torch.full((len(candidates),), -math.inf).scatter_reduce(0, inverse, weight, "amax")
@@ -136,7 +144,7 @@ class SubgraphSampler:
         nodes = self.node_set(torch.as_tensor(seeds, dtype=torch.long))
         pos = _csr_positions(self.ptr, nodes)
         src, dst, edge_type = self.src[pos], self.dst[pos], self.edge_type[pos]
-        keep = torch.isin(dst, nodes)
+        keep = self._in(dst, nodes)
         src, dst, edge_type = src[keep], dst[keep], edge_type[keep]
         if exclude is not None and len(exclude) and len(src):
             exclude = exclude.long().reshape(-1, 3)

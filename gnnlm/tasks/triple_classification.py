@@ -67,8 +67,8 @@ class TripleClassificationConfig:
     lm: str = "minilm"
     variants: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_VARIANTS))
     injection_kwargs: dict[str, dict] = field(default_factory=lambda: {"entity": {"source": "gnn"}})
-    encoder: str = "rgcn"
-    encoder_kwargs: dict = field(default_factory=dict)
+    encoder: str = "compgcn"
+    encoder_kwargs: dict = field(default_factory=lambda: {"batch_norm": False})
     node_channels: int = 64
     num_fused_layers: int = 2
     num_hops: int = 2

@@ -268,3 +268,35 @@ def test_repr_names_modes_and_layers():
     text = repr(model)
     assert "injection=['graph', 'entity'], fused_layers=[0, 1]" in text
     assert "MaskedCrossAttention(32, 16, heads=2, head_channels=16)" in text
+
+
+@pytest.mark.parametrize("encoder", ["compgcn", "rgcn"])
+def test_registered_encoders_by_config_string(tmp_path, encoder):
+    """The encoder stage's GNNs plug in by name; a config string is enough to reload the model."""
+    kwargs = {"batch_norm": False} if encoder == "compgcn" else {}
+    config = FusionConfig(
+        lm="tiny-bert",
+        attn_implementation="eager",
+        injection=["graph", "entity"],
+        injection_kwargs={"entity": {"source": "gnn"}},
+        encoder=encoder,
+        encoder_kwargs=kwargs,
+        node_channels=16,
+        num_entities=len(NAMES),
+        num_relations=6,
+    )
+    model = FusedLM(config).eval()
+    assert (model.relation_embedding is not None) == (
+        encoder == "compgcn"
+    )  # CompGCN updates relations
+    batch = collator()(EXAMPLES)
+    out = model(batch)
+    reference = model.lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+    real = _real(batch)
+    assert torch.equal(out.last_hidden_state[real], reference.last_hidden_state[real])
+    assert out.node_states.shape == (batch.graph.num_nodes, 16)
+    perturb(model)
+    out = _example_outputs(model, batch)
+    model.save_pretrained(tmp_path / encoder)
+    loaded = FusedLM.from_pretrained(tmp_path / encoder).eval()
+    assert torch.equal(_example_outputs(loaded, batch).last_hidden_state, out.last_hidden_state)
