@@ -10,6 +10,7 @@ batched nodes), which is what entity and relation injection use.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
@@ -83,6 +84,8 @@ class TextGraphBatch:
         values = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if isinstance(value, Batch):  # PyG's .to() works in place: move a shallow copy
+                value = copy.copy(value)
             values[f.name] = value.to(device) if value is not None else None
         return TextGraphBatch(**values)
 

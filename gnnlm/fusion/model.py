@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from gnnlm.fusion.batch import TextGraphBatch
 from gnnlm.fusion.config import FusionConfig
-from gnnlm.fusion.injection import FusionState, Injection, InjectionContext
+from gnnlm.fusion.injection import FusionState, InjectionContext
 from gnnlm.fusion.modes.entity import EntityTable
 from gnnlm.fusion.outputs import FusionOutput
 from gnnlm.fusion.registry import injection_resolver
@@ -302,6 +302,3 @@ def injection_parameters(model: FusedLM) -> dict[str, list[nn.Parameter]]:
         else:
             groups["fusion"].append(param)
     return groups
-
-
-__all__ = ["FusedLM", "Injection", "injection_parameters"]

@@ -33,6 +33,8 @@ def test_batch_moves_to_a_device_as_a_copy():
     moved = batch.to("cpu")
     assert moved is not batch and torch.equal(moved.input_ids, batch.input_ids)
     assert moved.graph.num_nodes == batch.graph.num_nodes
+    moved.graph.n_id = moved.graph.n_id + 1  # the copy's graph is its own
+    assert not torch.equal(moved.graph.n_id, batch.graph.n_id)
 
 
 def test_slow_tokenizers_and_empty_batches_are_refused():

@@ -178,6 +178,7 @@ def test_entity_and_memory_from_a_kge_table_round_trip(tmp_path):
     assert torch.equal(model.injections["entity"].table.weight, table)
     assert "table.weight" not in dict(model.injections["entity"].named_parameters())  # frozen
     assert model.injections["memory"].memory.weight.shape == (len(NAMES) + 6, 10)
+    assert "memory.weight" not in dict(model.injections["memory"].named_parameters())  # frozen
     perturb(model)
     batch = collator()(EXAMPLES)
     out = _example_outputs(model.eval(), batch)
