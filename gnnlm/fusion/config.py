@@ -32,6 +32,8 @@ class FusionConfig:
         num_entities: KG entities (rows of the node-embedding table).
         num_relations: edge types of the subgraphs (with inverse relations when the graph has them).
         pooling: ``"mean"`` or ``"cls"``.
+        num_roles: distinct roles of linked entities in the node features (first, second, ... linked
+            entity; later ones share the last role).
         kge_channels: width of the KGE tables given as ``entity_embeddings`` (set by the model; lets
             ``from_pretrained`` rebuild them before loading their saved values).
     """
@@ -47,6 +49,7 @@ class FusionConfig:
     num_entities: int = 0
     num_relations: int = 0
     pooling: str = "mean"
+    num_roles: int = 2
     kge_channels: int | None = None
 
     @classmethod

@@ -59,6 +59,10 @@ class FusedLM(nn.Module):
         injections: the modes, in config order (``nn.ModuleDict`` by normalised name).
         encoder: the GNN (``None`` when no mode needs node states).
         node_embedding: initial node states ``[num_entities, node_channels]`` (with the GNN).
+        role_embedding: added to the initial state of each example's linked entities by their order
+            (first, second, ... linked entity; the rest share one "context" role), as QA-GNN marks
+            question / answer / context nodes, so the GNN can tell the entities the text is about
+            from their neighbourhood.
         relation_embedding: ``[num_relations, node_channels]`` for encoders that use or update relation
             representations (CompGCN).
     """
@@ -114,6 +118,7 @@ class FusedLM(nn.Module):
             )
         self.encoder: nn.Module | None = None
         self.node_embedding: EntityTable | None = None
+        self.role_embedding: nn.Embedding | None = None
         self.relation_embedding: nn.Parameter | None = None
         if any(inj.uses_graph_encoder for inj in self.injections.values()):
             self._build_encoder(encoder, k)
@@ -143,6 +148,8 @@ class FusedLM(nn.Module):
             )
         self.encoder = encoder
         self.node_embedding = EntityTable(config.num_entities, config.node_channels)
+        self.role_embedding = nn.Embedding(config.num_roles + 1, config.node_channels)
+        nn.init.normal_(self.role_embedding.weight, std=0.02)
         if encoder.updates_relations or encoder.supports_edge_attr:
             self.relation_embedding = nn.Parameter(
                 torch.empty(config.num_relations, config.node_channels)
@@ -182,7 +189,9 @@ class FusedLM(nn.Module):
         lm, graph = self.lm, batch.graph
         state = FusionState(batch)
         if self.encoder is not None:
-            state.node_states = self.node_embedding(graph.n_id)  # [num_nodes, node_channels]
+            state.node_states = self.node_embedding(graph.n_id) + self.role_embedding(
+                self.node_roles(batch)
+            )  # [num_nodes, node_channels]
             state.relation_states = self.relation_embedding
         for inj in self.injections.values():
             inj.prepare(state)
@@ -220,6 +229,7 @@ class FusedLM(nn.Module):
             last_hidden_state=hidden,
             pooled_output=pool(hidden, batch.attention_mask, self.config.pooling),
             node_states=state.node_states,
+            graph_pooled_output=self.pool_linked(state.node_states, batch),
             hidden_states=tuple(all_hidden) if all_hidden is not None else None,
         )
         for inj in self.injections.values():
@@ -232,6 +242,28 @@ class FusedLM(nn.Module):
         if state.knowledge_gates:
             output.knowledge_gates = torch.stack(state.knowledge_gates)  # [num_fused, batch, seq]
         return output
+
+    def node_roles(self, batch: TextGraphBatch) -> Tensor:
+        """``[num_nodes]`` role id: ``k + 1`` for the ``k``-th linked entity (capped), 0 for context."""
+        graph = batch.graph
+        local = torch.arange(graph.num_nodes, device=graph.batch.device) - graph.ptr[graph.batch]
+        linked = local < graph.num_seeds[graph.batch]
+        return torch.where(linked, local.clamp_max(self.config.num_roles - 1) + 1, 0)
+
+    @staticmethod
+    def pool_linked(node_states: Tensor | None, batch: TextGraphBatch) -> Tensor | None:
+        """``[batch, node_channels]`` mean state of each example's linked entities (0 without any)."""
+        if node_states is None:
+            return None
+        graph = batch.graph
+        local = torch.arange(graph.num_nodes, device=graph.batch.device) - graph.ptr[graph.batch]
+        linked = (
+            (local < graph.num_seeds[graph.batch]).to(node_states.dtype).unsqueeze(-1)
+        )  # [N, 1]
+        total = node_states.new_zeros(batch.batch_size, node_states.size(-1))
+        total = total.index_add(0, graph.batch, node_states * linked)  # [batch, node_channels]
+        count = graph.num_seeds.clamp_min(1).to(node_states.dtype).unsqueeze(-1)  # [batch, 1]
+        return total / count
 
     # -- persistence -------------------------------------------------------------------------------
     def save_pretrained(self, folder: str | os.PathLike, tokenizer=None) -> None:
@@ -297,7 +329,9 @@ def injection_parameters(model: FusedLM) -> dict[str, list[nn.Parameter]]:
     for name, param in model.named_parameters():
         if name.startswith("lm."):
             groups["lm"].append(param)
-        elif name.startswith(("encoder.", "node_embedding.", "relation_embedding")):
+        elif name.startswith(
+            ("encoder.", "node_embedding.", "role_embedding.", "relation_embedding")
+        ):
             groups["gnn"].append(param)
         else:
             groups["fusion"].append(param)

@@ -17,6 +17,8 @@ class FusionOutput:
             dual tower adds its late-joined graph part here).
         node_states: ``[num_nodes, node_channels]`` final GNN node states in PyG layout
             (``batch.graph.batch`` says which example each row belongs to), or ``None`` without a GNN.
+        graph_pooled_output: ``[batch, node_channels]`` mean final state of each example's linked entities
+            (zeros for an example without any), or ``None`` without a GNN.
         hidden_states: ``num_lm_layers + 1`` tensors ``[batch, seq, hidden]`` (embeddings, then after each
             layer and its fusion), when asked for.
         injection_gates: per mode, ``[num_fused_layers]`` current gate values (``tanh(g)``; relation
@@ -30,6 +32,7 @@ class FusionOutput:
     last_hidden_state: Tensor
     pooled_output: Tensor
     node_states: Tensor | None = None
+    graph_pooled_output: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     injection_gates: dict[str, Tensor] = field(default_factory=dict)
     knowledge_gates: Tensor | None = None

@@ -56,7 +56,8 @@ class TripleClassificationConfig:
         num_train: training positives (as many negatives are added); ``num_test`` likewise on ``split``.
         split: evaluation split (``test`` or ``valid``).
         epochs, batch_size, max_length: training loop and text length.
-        lm_lr: learning rate of the LM; ``fusion_lr`` of the GNN, fusion modules and head.
+        lm_lr: learning rate of the LM; ``fusion_lr`` of the GNN, fusion modules and head; ``gate_lr``
+            of the zero-initialised gates (larger, so knowledge can enter within a short run).
         freeze_lm_layers: the bottom LM layers (and embeddings) kept frozen; they run without gradients.
         threads: torch intra-op threads.
     """
@@ -81,6 +82,7 @@ class TripleClassificationConfig:
     max_length: int = 32
     lm_lr: float = 5e-5
     fusion_lr: float = 3e-3
+    gate_lr: float = 2e-2
     freeze_lm_layers: int = 4
     threads: int = 2
 
@@ -171,17 +173,25 @@ def build_examples(kg, config: TripleClassificationConfig) -> tuple[list, list]:
 
 # -- model -------------------------------------------------------------------------------------------
 class TripleClassifier(nn.Module):
-    """A fused LM with a linear head on the pooled output: ``logit = w^T pooled + b``."""
+    """A fused LM with a linear head: ``logit = w^T [pooled_text; pooled_linked_nodes] + b``.
+
+    As in GreaseLM / QA-GNN, the head reads the text and (with a GNN) the final states of the linked
+    entities (:attr:`~gnnlm.fusion.FusionOutput.graph_pooled_output`); without a GNN, the text alone.
+    """
 
     def __init__(self, fused: FusedLM) -> None:
         super().__init__()
         self.fused = fused
-        self.head = nn.Linear(fused.lm.hidden_size, 1)
+        graph = fused.config.node_channels if fused.encoder is not None else 0
+        self.head = nn.Linear(fused.lm.hidden_size + graph, 1)
 
     def forward(self, batch: TextGraphBatch) -> tuple[Tensor, Tensor]:
         """``(logits [batch], loss)``; the loss adds the dual tower's contrastive loss when present."""
         out = self.fused(batch)
-        logits = self.head(out.pooled_output).squeeze(-1)
+        features = out.pooled_output
+        if out.graph_pooled_output is not None:
+            features = torch.cat([features, out.graph_pooled_output], -1)  # [batch, hidden + nodes]
+        logits = self.head(features).squeeze(-1)
         loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels.float())
         if out.contrastive_loss is not None:
             loss = loss + 0.1 * out.contrastive_loss

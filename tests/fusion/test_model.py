@@ -301,3 +301,21 @@ def test_registered_encoders_by_config_string(tmp_path, encoder):
     model.save_pretrained(tmp_path / encoder)
     loaded = FusedLM.from_pretrained(tmp_path / encoder).eval()
     assert torch.equal(_example_outputs(loaded, batch).last_hidden_state, out.last_hidden_state)
+
+
+def test_linked_entity_pooling_and_roles_equal_a_loop():
+    model = build("bert", "graph")
+    perturb(model)
+    batch = collator()(EXAMPLES)
+    out = _example_outputs(model, batch)
+    graph = batch.graph
+    roles = model.node_roles(batch)
+    for i in range(batch.batch_size):
+        start, k = int(graph.ptr[i]), int(graph.num_seeds[i])
+        nodes = graph.ptr[i + 1] - graph.ptr[i]
+        expected_roles = [min(j, model.config.num_roles - 1) + 1 for j in range(k)] + [0] * (
+            int(nodes) - k
+        )
+        assert roles[graph.batch == i].tolist() == expected_roles
+        expected = out.node_states[start : start + k].mean(0) if k else torch.zeros(16)
+        torch.testing.assert_close(out.graph_pooled_output[i], expected)
