@@ -15,6 +15,7 @@ from gnnlm.fusion.attention import MaskedCrossAttention, TanhGate
 from gnnlm.fusion.batch import TextGraphBatch, TextGraphCollator, TextGraphExample
 from gnnlm.fusion.config import FusionConfig
 from gnnlm.fusion.injection import FusionState, Injection, InjectionContext
+from gnnlm.fusion.kge import kge_tables
 from gnnlm.fusion.model import FusedLM, injection_parameters
 from gnnlm.fusion.modes import memory_topk
 from gnnlm.fusion.outputs import FusionOutput
@@ -36,5 +37,6 @@ __all__ = [
     "TextGraphExample",
     "injection_parameters",
     "injection_resolver",
+    "kge_tables",
     "memory_topk",
 ]

@@ -301,7 +301,9 @@ class FusedLM(nn.Module):
         entity = relation = None
         if config.kge_channels is not None:  # placeholders, overwritten by the saved tables below
             entity = torch.zeros(config.num_entities, config.kge_channels)
-            relation = torch.zeros(config.num_relations, config.kge_channels)
+            memory = state.get("injections.memory.memory.weight")
+            rows = config.num_relations if memory is None else len(memory) - config.num_entities
+            relation = torch.zeros(max(rows, 0), config.kge_channels)
         model = cls(
             config, lm=lm, encoder=encoder, entity_embeddings=entity, relation_embeddings=relation
         )

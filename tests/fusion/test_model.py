@@ -319,3 +319,45 @@ def test_linked_entity_pooling_and_roles_equal_a_loop():
         assert roles[graph.batch == i].tolist() == expected_roles
         expected = out.node_states[start : start + k].mean(0) if k else torch.zeros(16)
         torch.testing.assert_close(out.graph_pooled_output[i], expected)
+
+
+def test_kge_model_tables_feed_entity_and_memory_injection(tmp_path):
+    from gnnlm.fusion import kge_tables
+    from gnnlm.kge import build_kge_model
+
+    kge = build_kge_model(
+        "distmult", len(NAMES), 3, 12, reciprocal=True
+    )  # 6 relations with inverses
+    entity, relation = kge_tables(kge)
+    ref_entity, ref_relation = kge.representations()
+    assert torch.equal(entity, ref_entity) and torch.equal(relation, ref_relation)
+    assert not entity.requires_grad
+    config = build("bert", "entity").config
+    config.injection = ["entity", "memory"]
+    config.injection_kwargs = {
+        "entity": {"source": "kge", "trainable": True},
+        "memory": {"source": "kge", "include_relations": True},
+    }
+    model = FusedLM(
+        config,
+        lm=build("bert", "entity").lm,
+        entity_embeddings=entity,
+        relation_embeddings=relation,
+    )
+    assert "table.weight" in dict(model.injections["entity"].named_parameters())  # trainable copy
+    model.save_pretrained(tmp_path / "m")
+    loaded = FusedLM.from_pretrained(tmp_path / "m")
+    assert torch.equal(
+        loaded.injections["memory"].memory.weight, model.injections["memory"].memory.weight
+    )
+    rotate = build_kge_model("rotate", len(NAMES), 3, 4, reciprocal=True)
+    entity, relation = kge_tables(rotate)
+    with pytest.raises(
+        ValueError, match="memory rows must share one width: entities 8, relations 4"
+    ):
+        FusedLM(
+            config,
+            lm=build("bert", "entity").lm,
+            entity_embeddings=entity,
+            relation_embeddings=relation,
+        )

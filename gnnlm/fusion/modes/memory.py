@@ -112,6 +112,12 @@ class MemoryInjection(Injection):
                     raise ValueError(
                         "include_relations with source 'kge' needs relation_embeddings"
                     )
+                if relation_embeddings.size(1) != entity_embeddings.size(1):
+                    raise ValueError(
+                        "memory rows must share one width: entities "
+                        f"{entity_embeddings.size(1)}, relations {relation_embeddings.size(1)} "
+                        "(e.g. RotatE); use include_relations=False"
+                    )
                 weight = torch.cat(
                     [entity_embeddings, relation_embeddings[: context.num_relations]]
                 )
