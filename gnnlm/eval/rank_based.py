@@ -129,8 +129,16 @@ class RankBasedEvaluator:
             reps = model.representations()
             if isinstance(model, LinkPredictionModel) and model.interaction.supports_gemm:
                 # Same [N, d] values, column-major storage: the 1-N products `q @ ent.t()` then read a
-                # contiguous [d, N] operand, which BLAS multiplies ~10 % faster.
+                # contiguous [d, N] operand (measured 2-10 % faster, MKL and oneDNN).
                 reps = (reps[0].t().contiguous().t(), reps[1])
+            num_entities = reps[0].shape[0]
+            entities = triples[:, [0, 2]]
+            if len(triples) and (entities.min() < 0 or entities.max() >= num_entities):
+                row = int(((entities < 0) | (entities >= num_entities)).any(1).nonzero()[0])
+                raise ValueError(
+                    f"triple {row} {triples[row].tolist()} has an entity id outside "
+                    f"[0, {num_entities}) of the model"
+                )
             triples = triples.to(reps[0].device)  # rank where the model lives
             out = {}
             for side in self.sides:
@@ -140,7 +148,7 @@ class RankBasedEvaluator:
                 else:
                     keys, targets = triples[:, [1, 2]], triples[:, 0]  # (r, t) -> h
                     score = lambda k: model.score_h(k, reps=reps)  # noqa: E731
-                out[side] = self._rank_side(side, score, keys, targets, reps[0].shape[0])
+                out[side] = self._rank_side(side, score, keys, targets, num_entities)
             return out
         finally:
             model.train(was_training)

@@ -153,6 +153,10 @@ def test_sides_train_mode_and_errors():
         RankBasedEvaluator(sides=("left",))
     with pytest.raises(ValueError, match=r"triples must be \[n, 3\]"):
         RankBasedEvaluator().evaluate(model, test[:, :2])
+    with pytest.raises(
+        ValueError, match=r"triple 1 \[2, 0, 13\] has an entity id outside \[0, 13\)"
+    ):
+        RankBasedEvaluator().evaluate(model, torch.tensor([[0, 0, 1], [2, 0, 13]]))
     with torch.no_grad():
         model.representation.entity.weight[int(test[0, 2])] = float("nan")
     with pytest.raises(ValueError, match="non-finite score"):
