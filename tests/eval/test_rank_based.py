@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -139,6 +140,7 @@ def test_metrics_and_breakdowns_equal_brute_force():
         "per_relation",
     }
     assert flat["num_queries"] == 60 and flat["per_side"]["tail"]["num_queries"] == 30
+    assert json.loads(json.dumps(flat)) == flat  # JSON-ready (metrics.json)
     assert metrics["hits@10"] == flat["hits@10"]
 
 
