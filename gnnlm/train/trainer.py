@@ -138,6 +138,10 @@ class Trainer:
 
             kg = load_dataset(config.dataset, **config.dataset_kwargs)
         self.kg = kg
+        if config.evaluation.frequency and len(kg.valid) == 0:
+            raise ConfigError(
+                f"{kg.name} has no validation triples: set evaluation.frequency=0 (no early stopping)"
+            )
         self.evaluator = self._make_evaluator()
 
     # -- construction ------------------------------------------------------------------------------
@@ -351,6 +355,8 @@ class Trainer:
         metrics: dict[str, Any] = {}
         eval_seconds = {}
         for split in ("valid", "test"):
+            if len(self.kg.splits[split]) == 0:
+                continue
             start = time.perf_counter()
             metrics[split] = self.evaluate(split)
             eval_seconds[split] = time.perf_counter() - start
