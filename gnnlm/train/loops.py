@@ -126,7 +126,8 @@ class SLCWALoop(TrainingLoop):
                 return None
             weights = mask.float()  # [B, K]
             return weights / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
-        logits = self.adversarial_temperature * negative_scores.detach()  # [B, K], weights are constants
+        # Detached: the weights are constants, as in Sun et al. (2019).
+        logits = self.adversarial_temperature * negative_scores.detach()  # [B, K]
         if mask is not None:
             logits = logits.masked_fill(~mask, float("-inf"))
         return torch.softmax(logits, dim=1).nan_to_num(0.0)  # all-masked rows -> 0
