@@ -77,4 +77,6 @@ def test_minilm_run_on_wn18rr_learns(tmp_path):
     assert main(["task", "triple-classification", str(CONFIG), "--out", str(out), "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())
     for metrics in results["variants"].values():
-        assert metrics["accuracy"] > 0.6  # chance is 0.5 (balanced)
+        # Balanced classes: chance is 0.5, and 0.58 is > 3 standard errors above it on 500 examples.
+        # (Measured with this config: lm 0.636, lm+graph 0.682, lm+entity 0.672.)
+        assert metrics["accuracy"] > 0.58
