@@ -70,6 +70,8 @@ class TrainResult:
             written to ``metrics.json``.
         history: one dict per epoch (as in ``log.jsonl``).
         run_dir: the run directory, or ``None``.
+        pretrained_config: what :meth:`save_pretrained` writes as ``config.json``.
+        kg: the graph it was trained on.
     """
 
     model: nn.Module
@@ -77,6 +79,12 @@ class TrainResult:
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     run_dir: Path | None = None
+    pretrained_config: PretrainedConfig | None = None
+    kg: KnowledgeGraph | None = field(default=None, repr=False)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the trained model for :func:`~gnnlm.train.from_pretrained` (config, weights, vocab)."""
+        return save_pretrained(self.model, directory, self.pretrained_config, kg=self.kg)
 
 
 @dataclass
@@ -375,7 +383,15 @@ class Trainer:
                 self.model, self.run_dir / "model", self.pretrained_config(), kg=self.kg
             )
             atomic_write_json(self.run_dir / "metrics.json", metrics)
-        return TrainResult(self.model, self.config, metrics, list(logger.rows), self.run_dir)
+        return TrainResult(
+            self.model,
+            self.config,
+            metrics,
+            list(logger.rows),
+            self.run_dir,
+            self.pretrained_config(),
+            self.kg,
+        )
 
     def pretrained_config(self) -> PretrainedConfig:
         return PretrainedConfig(

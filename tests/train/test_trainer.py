@@ -122,9 +122,11 @@ def test_run_dir_contents_and_best_weights(tmp_path, load_real):
         metrics["best_epoch"] == max(result.history, key=lambda r: r.get("valid_mrr", -1))["epoch"]
     )
     loaded = from_pretrained(tmp_path / "model", kg=kg)
+    copy = from_pretrained(result.save_pretrained(tmp_path / "copy"))
     hr = torch.tensor([[0, 0], [3, 5]])
     with torch.no_grad():
         assert torch.equal(loaded.score_t(hr), result.model.score_t(hr))
+        assert torch.equal(copy.score_t(hr), result.model.score_t(hr))
 
 
 def test_complex_learns_umls(load_real):
