@@ -74,7 +74,7 @@ def save_tensors(
     """Atomically write ``tensors`` (and a JSON-serialisable ``metadata`` document) as safetensors."""
     meta = {_STATE_KEY: json.dumps(metadata)} if metadata is not None else None
     data = safetensors_dumps(
-        {k: v.detach().contiguous() for k, v in tensors.items()}, metadata=meta
+        {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta
     )
     atomic_write_bytes(path, data)
 

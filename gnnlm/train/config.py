@@ -82,6 +82,8 @@ class TrainingConfig:
         clip_grad_norm: clip the gradient norm to this value (``None``: no clipping).
         checkpoint_frequency: write a resumable checkpoint every this many epochs (0: never).
         deterministic: use ``torch.use_deterministic_algorithms`` during the run.
+        device: ``cpu``, ``cuda``, ``cuda:1``, ... or ``auto`` (CUDA when available). Batches are drawn on
+            the CPU from one seeded generator; exact resume is guaranteed on CPU.
     """
 
     loop: str = "kvsall"
@@ -105,6 +107,7 @@ class TrainingConfig:
     clip_grad_norm: float | None = None
     checkpoint_frequency: int = 1
     deterministic: bool = True
+    device: str = "cpu"
 
 
 @dataclass

@@ -59,6 +59,12 @@ class TrainingLoop:
         """Number of training examples (triples or queries) in one epoch."""
         raise NotImplementedError
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model lives; batches are built on the CPU (one CPU random source) and moved there."""
+        param = next(self.model.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+
     def batches(self, generator: torch.Generator) -> Iterator[Tensor]:
         """Shuffled ``[batch]`` example indices covering one epoch (the last batch may be smaller)."""
         order = torch.randperm(self.num_examples, generator=generator)
@@ -135,11 +141,14 @@ class SLCWALoop(TrainingLoop):
     def batch_loss(self, indices: Tensor, generator: torch.Generator) -> Tensor:
         positive = self.triples[indices]  # [B, 3]
         batch = self.sampler.sample(positive, generator)
+        device = self.device
+        positive = positive.to(device)
         reps = self.model.representations()
         pos_scores = self.model.score_hrt(positive, reps)  # [B]
-        neg_scores = self.model.score_hrt(batch.negatives.view(-1, 3), reps)  # [B * K]
+        neg_scores = self.model.score_hrt(batch.negatives.view(-1, 3).to(device), reps)  # [B * K]
         neg_scores = neg_scores.view(len(positive), -1)  # [B, K]
-        weights = self.negative_weights(neg_scores, batch.mask)
+        mask = batch.mask.to(device) if batch.mask is not None else None
+        weights = self.negative_weights(neg_scores, mask)
         loss = self.loss.slcwa(pos_scores, neg_scores, weights)
         entities = torch.cat([positive[:, 0], positive[:, 2]])  # [2B]
         return loss + self._regularization(reps, entities, positive[:, 1])
@@ -235,17 +244,19 @@ class KvsAllLoop(TrainingLoop):
         # Tail-side queries first, then head-side ones; the targets are ordered the same way.
         sides = self.sides[indices]
         tail_q, head_q = indices[sides == 0], indices[sides == 1]
+        device = self.device
         reps = self.model.representations()
         scores = []
         if len(tail_q):
             hr = torch.stack([self.anchors[tail_q], self.relations[tail_q]], dim=1)  # [B_t, 2]
-            scores.append(self.model.score_t(hr, reps))  # [B_t, N]
+            scores.append(self.model.score_t(hr.to(device), reps))  # [B_t, N]
         if len(head_q):
             rt = torch.stack([self.relations[head_q], self.anchors[head_q]], dim=1)  # [B_h, 2]
-            scores.append(self.model.score_h(rt, reps))  # [B_h, N]
+            scores.append(self.model.score_h(rt.to(device), reps))  # [B_h, N]
         ordered = torch.cat([tail_q, head_q])
-        loss = self.loss.kvsall(torch.cat(scores), self.targets(ordered))
-        return loss + self._regularization(reps, self.anchors[ordered], self.relations[ordered])
+        loss = self.loss.kvsall(torch.cat(scores), self.targets(ordered).to(device))
+        entities, relations = self.anchors[ordered].to(device), self.relations[ordered].to(device)
+        return loss + self._regularization(reps, entities, relations)
 
 
 loop_resolver: ClassResolver[TrainingLoop] = ClassResolver(

@@ -101,6 +101,11 @@ def _known(kg: KnowledgeGraph, exclude: str | None) -> FilterIndex | None:
     return FilterIndex(kg.train, kg.num_entities, kg.num_relations)
 
 
+def _device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def _top_k(scores: Tensor, known: Tensor, k: int) -> tuple[Tensor, Tensor]:
     scores = scores.clone()
@@ -133,7 +138,8 @@ def predict_tails(
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        scores = model.score_t(torch.tensor([[h, r]]))[0]  # [num_entities]
+        hr = torch.tensor([[h, r]], device=_device(model))
+        scores = model.score_t(hr)[0].cpu()  # [num_entities]
     model.train(was_training)
     index = _known(kg, exclude)
     known = (
@@ -158,7 +164,8 @@ def predict_heads(
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        scores = model.score_h(torch.tensor([[r, t]]))[0]  # [num_entities]
+        rt = torch.tensor([[r, t]], device=_device(model))
+        scores = model.score_h(rt)[0].cpu()  # [num_entities]
     model.train(was_training)
     index = _known(kg, exclude)
     known = (

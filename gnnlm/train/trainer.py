@@ -176,6 +176,22 @@ class Trainer:
         if e.metric not in HEADLINE:
             raise ConfigError(f"evaluation.metric must be one of {HEADLINE}, got {e.metric!r}")
 
+    @property
+    def device(self) -> torch.device:
+        """The device of ``training.device`` (``auto``: CUDA when available)."""
+        name = self.config.training.device
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            device = torch.device(name)
+        except RuntimeError as err:
+            raise ConfigError(f"training.device={name!r}: {err}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(
+                f"training.device={name!r}: CUDA is not available here (use cpu or auto)"
+            )
+        return device
+
     def _make_evaluator(self):
         from gnnlm.eval import RankBasedEvaluator
 
@@ -192,7 +208,7 @@ class Trainer:
             self.kg.num_relations,
             reciprocal=t.reciprocal,
             kg=self.kg,
-        )
+        ).to(self.device)
         self.optimizer = optimizer_resolver.make(
             t.optimizer, {"lr": t.lr, **t.optimizer_kwargs}, params=self.model.parameters()
         )

@@ -164,3 +164,16 @@ def test_shipped_umls_configs_reach_their_numbers(load_real, model):
     path = Path(__file__).resolve().parents[2] / "configs" / "umls" / f"{model}.yaml"
     result = Trainer(TrainConfig.load(path), kg=load_real("umls"), quiet=True).fit()
     assert result.metrics["test"]["mrr"] > UMLS_BOUNDS[model]
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("tpu", "training.device='tpu'"),
+        ("cuda:0" if not torch.cuda.is_available() else "bogus", "training.device="),
+    ],
+)
+def test_bad_device_is_a_config_error(load_real, device, message):
+    trainer = Trainer(config(f"training.device={device}"), kg=load_real("nations"), quiet=True)
+    with pytest.raises(ConfigError, match=message):
+        trainer.fit()
