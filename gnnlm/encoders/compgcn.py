@@ -69,9 +69,12 @@ class CompGCNConv(MessagePassing):
     ``W_out``), where ``R = relation.size(0)``. Each layer has its own self-loop relation
     :math:`\mathbf{z}_{\textrm{loop}}`.
 
-    Since :math:`\phi(\cdot, \mathbf{z}_r)` is linear, the weighted sum of :math:`\mathbf{x}_u` over the
-    edges of one ``(relation, destination)`` pair is composed and transformed *once* per pair (see
-    :mod:`gnnlm.encoders.pairs`), never once per edge.
+    Since :math:`\phi(\cdot, \mathbf{z}_r)` is linear (affine for ``sub``), the weighted sum of
+    :math:`\mathbf{x}_u` over the edges of one ``(relation, destination)`` pair is composed once per pair
+    (see :mod:`gnnlm.encoders.pairs`); and since :math:`\mathbf{W}_{\textrm{dir}}` is shared by all
+    relations of a direction, the composed pairs are summed per node first and multiplied by
+    :math:`\mathbf{W}_{\textrm{dir}}` once per node: ``O(E d + S d + N d^2)``, never a per-edge
+    product.
 
     Args:
         in_channels: input width (entities and relations).
@@ -113,7 +116,7 @@ class CompGCNConv(MessagePassing):
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.bn = nn.BatchNorm1d(out_channels) if batch_norm else None
         self._pairs = PairCache()
-        self._weights: tuple[object, Tensor] | None = None
+        self._weights: tuple[object, tuple[Tensor, Tensor]] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -126,14 +129,18 @@ class CompGCNConv(MessagePassing):
         if self.bn is not None:
             self.bn.reset_parameters()
 
-    def _edge_weight(self, pairs, num_forward: int) -> Tensor:
-        """``[E]`` symmetric normaliser within each direction (cached with the pairs)."""
+    def _structure(self, pairs, num_forward: int) -> tuple[Tensor, Tensor]:
+        """``[E]`` symmetric normaliser within each direction, ``[S]`` node index ``dst + N * inverse``.
+
+        Cached with the pairs (the graph is fixed during full-graph training).
+        """
         if self._weights is not None and self._weights[0] is pairs:
             return self._weights[1]
         forward_edge = pairs.pair_type[pairs.edge_pair] < num_forward  # [E]
         w = pairs.symmetric_weight(forward_edge) + pairs.symmetric_weight(~forward_edge)  # [E]
-        self._weights = (pairs, w)
-        return w
+        direction_index = pairs.pair_dst + pairs.num_nodes * (pairs.pair_type >= num_forward)  # [S]
+        self._weights = (pairs, (w, direction_index))
+        return w, direction_index
 
     def forward(
         self, x: Tensor, edge_index: Tensor, edge_type: Tensor, relation: Tensor
@@ -149,32 +156,41 @@ class CompGCNConv(MessagePassing):
         Returns:
             ``(x, relation)``: ``[num_nodes, out_channels]`` and ``[R, out_channels]``.
         """
-        num_rel = relation.size(0)
+        num_rel, num_nodes = relation.size(0), x.size(0)
         if num_rel % 2:
             raise ValueError(
                 f"CompGCNConv expects relations followed by their inverses (an even number), got "
                 f"relation of shape {list(relation.shape)}"
             )
-        num_forward = num_rel // 2
-        pairs = self._pairs.get(edge_index, edge_type, x.size(0), num_rel)
-        edge_weight = self._edge_weight(pairs, num_forward)  # [E]
+        half = num_rel // 2
+        pairs = self._pairs.get(edge_index, edge_type, num_nodes, num_rel)
+        edge_weight, direction_index = self._structure(pairs, half)  # [E], [S]
         if self.fused:
-            pair_x = pairs.aggregate(x, edge_weight)  # [P, d_in]
-            weight_sum = torch.zeros(pairs.num_pairs, device=x.device, dtype=x.dtype)
-            weight_sum = weight_sum.index_add(0, pairs.edge_pair, edge_weight.to(x.dtype))  # [P]
-            z = relation[pairs.pair_type]  # [P, d_in]
-            pair_msg = compose(pair_x, z, self.composition, weight_sum)  # [P, d_in]
+            pair_x = pairs.aggregate(x, edge_weight)  # [S, d_in]: sum_j alpha x_j per slot
+            if self.composition == "sub":
+                alpha_sum = torch.zeros(pairs.num_pairs, dtype=x.dtype, device=x.device)
+                alpha_sum = alpha_sum.index_add(0, pairs.edge_pair, edge_weight.to(x.dtype))
+                pair_x = torch.cat([pair_x, alpha_sum[:, None]], dim=1)  # [S, d_in + 1]
+                pair_msg = pairs.per_relation(
+                    lambda a, z: a[..., :-1] - a[..., -1:] * z, pair_x, relation
+                )  # [S, d_in]: sum_j alpha x_j - (sum_j alpha) z_r
+            else:
+                pair_msg = pairs.per_relation(
+                    lambda a, z: compose(a, z, self.composition), pair_x, relation
+                )  # [S, d_in]: phi(sum_j alpha x_j, z_r)
         else:
             pair_msg = self.propagate(
                 pairs.pair_edge_index,
                 x=(x, None),
                 z=relation[edge_type],
                 edge_weight=edge_weight,
-                size=(x.size(0), pairs.num_pairs),
-            )  # [P, d_in]
-        mid = pairs.rel_ptr[num_forward]  # pairs are sorted by relation: forward ones come first
-        in_res = pairs.scatter(pair_msg[:mid] @ self.w_in, 0, mid)  # [N, d_out]
-        out_res = pairs.scatter(pair_msg[mid:] @ self.w_out, mid, None)  # [N, d_out]
+                size=(num_nodes, pairs.num_pairs),
+            )  # [S, d_in]: sum_j alpha phi(x_j, z_r) per slot, composed edge by edge
+        # W_dir is shared by all relations of a direction: sum the composed messages per node first,
+        # then one [N, d_in] x [d_in, d_out] product per direction (not one per pair or edge).
+        node_msg = pairs.scatter(pair_msg, direction_index, 2 * num_nodes)  # [2N, d_in]
+        in_res = node_msg[:num_nodes] @ self.w_in  # [N, d_out]
+        out_res = node_msg[num_nodes:] @ self.w_out  # [N, d_out]
         loop_res = compose(x, self.loop_rel, self.composition) @ self.w_loop  # [N, d_out]
         out = (
             F.dropout(in_res, self.dropout, self.training)

@@ -183,8 +183,8 @@ def _instantiate(cls: type, kwargs: dict[str, Any]) -> nn.Module:
         inspect.signature(cls).bind(**kwargs)
     except TypeError as err:
         raise TypeError(
-            f"cannot build {cls.__name__}{inspect.signature(cls)} with arguments "
-            f"{sorted(kwargs)}: {err}"
+            f"cannot build {cls.__name__} with arguments {sorted(kwargs)}: {err}; its signature is "
+            f"{cls.__name__}{inspect.signature(cls)}"
         ) from err
     return cls(**kwargs)
 

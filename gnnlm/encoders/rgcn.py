@@ -201,6 +201,7 @@ class RGCN(GraphEncoder):
         act: activation between layers (name for PyG's ``activation_resolver`` or a callable).
         act_last: also apply activation and dropout after the last layer.
         aggr: ``"mean"`` or ``"add"`` over the neighbours of one relation.
+        fused: see :class:`RGCNConv`.
     """
 
     supports_edge_type = True
@@ -221,6 +222,7 @@ class RGCN(GraphEncoder):
         act: str | Callable | None = "relu",
         act_last: bool = False,
         aggr: str = "mean",
+        fused: bool = True,
     ) -> None:
         super().__init__(act=act, dropout=dropout, act_last=act_last)
         if num_bases is None and num_blocks is None and num_relations > 30:
@@ -237,6 +239,7 @@ class RGCN(GraphEncoder):
                 aggr=aggr,
                 edge_dropout=edge_dropout,
                 self_loop_dropout=self_loop_dropout,
+                fused=fused,
             )
             for d_in, d_out in zip(dims[:-1], dims[1:])
         )

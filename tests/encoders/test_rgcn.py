@@ -76,7 +76,7 @@ def test_fused_equals_message_passing(aggr):
     plain.load_state_dict(fused.state_dict())
     torch.testing.assert_close(fused(x, edge_index, edge_type), plain(x, edge_index, edge_type))
     pairs = RelationalPairs.build(edge_index, edge_type, 6, 3)
-    assert pairs.num_pairs < edge_index.size(1)  # the tiny graph does share pairs
+    assert pairs.num_unique_pairs < edge_index.size(1)  # the tiny graph does share pairs
 
 
 def test_gradients_reach_every_parameter_and_input():
@@ -110,9 +110,11 @@ def test_edge_dropout_is_training_only_and_unbiased():
     clean = conv(x, edge_index, edge_type)
     conv.train()
     torch.manual_seed(0)
-    runs = torch.stack([conv(x, edge_index, edge_type) for _ in range(4000)])
+    runs = torch.stack([conv(x, edge_index, edge_type) for _ in range(1000)])
     assert not torch.allclose(runs[0], clean)
-    torch.testing.assert_close(runs.mean(0), clean, atol=0.08, rtol=0.0)
+    # Kept edges and self-loops are scaled by 1 / (1 - p): the mean over samples is the clean output
+    # (without the scaling it would be off by about half the output's magnitude, ~1 here).
+    torch.testing.assert_close(runs.mean(0), clean, atol=0.3, rtol=0.0)
 
 
 def test_cache_rebuilds_on_new_or_edited_graph():

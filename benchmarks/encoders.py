@@ -1,0 +1,293 @@
+"""Speed and memory of our R-GCN / CompGCN against stock PyG, and their link-prediction quality.
+
+    python benchmarks/encoders.py                       # everything (stock RGCNConv takes minutes)
+    python benchmarks/encoders.py --skip-stock          # only our layers
+    python benchmarks/encoders.py --only speed --steps 3
+    python benchmarks/encoders.py --only mrr --datasets umls
+
+Speed: one training step = forward of a 2-layer encoder over the *full* FB15k-237 training graph with
+inverse edges (14,541 nodes, 544,230 edges, 474 edge types), a loss on all outputs, backward and an Adam
+step. Each configuration runs in a fresh subprocess, so its peak resident memory (``ru_maxrss``) is its
+own; "peak RSS" includes the interpreter, torch and the loaded dataset (``base RSS`` is the same process
+right before the model is built). Stock PyG runs get a timeout and an address-space cap, so a layer that
+would swap the (shared) machine is recorded as out of memory instead. R-GCN runs use dim 64 with 30
+bases (or 8 blocks), CompGCN dim 200, as in the papers' FB15k-237 settings.
+
+Quality: trains ``configs/<dataset>/rgcn.yaml`` and ``compgcn.yaml`` with the training engine, and the
+same config with ``model.encoder=null`` (a plain embedding table: the same interaction, loop and budget)
+for the KGE baseline; filtered test MRR / Hits.
+
+Prints tables and writes ``benchmarks/results/encoders.json``. The thread count is set explicitly
+(``--threads``); timings depend on what else runs on the machine, and the load average at the start is
+recorded next to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "encoders.json"
+
+SPEED_CONFIGS = [
+    # name, implementation, dim, options
+    ("ours R-GCN basis-30", "ours-rgcn", 64, {"num_bases": 30}),
+    ("ours R-GCN block-8", "ours-rgcn", 64, {"num_blocks": 8}),
+    ("ours R-GCN basis-30 unfused", "ours-rgcn", 64, {"num_bases": 30, "fused": False}),
+    ("ours CompGCN sub", "ours-compgcn", 200, {"composition": "sub"}),
+    ("ours CompGCN mult", "ours-compgcn", 200, {"composition": "mult"}),
+    ("ours CompGCN corr", "ours-compgcn", 200, {"composition": "corr"}),
+    ("ours CompGCN mult unfused", "ours-compgcn", 200, {"composition": "mult", "fused": False}),
+    ("PyG RGCNConv basis-30", "pyg-RGCNConv", 64, {"num_bases": 30}),
+    ("PyG FastRGCNConv basis-30", "pyg-FastRGCNConv", 64, {"num_bases": 30}),
+    ("PyG RGCNConv block-8", "pyg-RGCNConv", 64, {"num_blocks": 8}),
+    ("PyG FastRGCNConv block-8", "pyg-FastRGCNConv", 64, {"num_blocks": 8}),
+]
+
+
+# -- speed: one configuration per subprocess ---------------------------------------------------------
+def _vm_size_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def speed_worker(spec: dict) -> dict:
+    """Time ``spec["steps"]`` training steps after ``spec["warmup"]`` (runs inside a subprocess)."""
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(spec["threads"])
+    torch.manual_seed(0)
+    from gnnlm.data import load_dataset
+
+    kg = load_dataset("fb15k-237")
+    graph = kg.homogeneous(add_inverse=True)
+    num_nodes, num_rel = graph.num_nodes, graph.num_relations
+    edge_index, edge_type = graph.edge_index, graph.edge_type
+    base_rss = _max_rss_mb()
+    if spec.get("mem_cap_gb"):
+        cap = _vm_size_bytes() + int(spec["mem_cap_gb"] * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    dim, opts, impl = spec["dim"], dict(spec["options"]), spec["impl"]
+    x = nn.Parameter(torch.randn(num_nodes, dim) * 0.1)
+    params = [x]
+    relation = None
+    if impl == "ours-rgcn":
+        from gnnlm.encoders import RGCN
+
+        enc = RGCN(dim, dim, num_rel, num_layers=2, **opts)
+
+        def run():
+            return enc(x, edge_index, edge_type).x.square().mean()
+
+    elif impl == "ours-compgcn":
+        from gnnlm.encoders import CompGCN
+
+        enc = CompGCN(dim, dim, num_layers=2, **opts)
+        relation = nn.Parameter(torch.randn(num_rel, dim) * 0.1)
+        params.append(relation)
+
+        def run():
+            out = enc(x, edge_index, edge_type, None, relation)
+            return out.x.square().mean() + out.relation.square().mean()
+
+    elif impl.startswith("pyg-"):
+        import torch_geometric.nn as pyg_nn
+
+        conv = getattr(pyg_nn, impl[4:])
+        enc = nn.ModuleList([conv(dim, dim, num_rel, **opts) for _ in range(2)])
+
+        def run():
+            h = enc[1](torch.relu(enc[0](x, edge_index, edge_type)), edge_index, edge_type)
+            return h.square().mean()
+
+    else:
+        raise ValueError(impl)
+    params += list(enc.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
+    times = []
+    for _ in range(spec["warmup"] + spec["steps"]):
+        start = time.perf_counter()
+        loss = run()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+    measured = times[spec["warmup"] :]
+    return {
+        "step_seconds": sorted(measured)[len(measured) // 2],
+        "step_seconds_all": [round(t, 4) for t in times],
+        "first_step_seconds": times[0],
+        "peak_rss_mb": _max_rss_mb(),
+        "base_rss_mb": base_rss,
+        "num_parameters": sum(p.numel() for p in params),
+    }
+
+
+def run_speed(spec: dict, timeout: float) -> dict:
+    cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timeout after {timeout:.0f} s", "wall_seconds": timeout}
+    wall = time.perf_counter() - start
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode == 0 and lines:
+        return {"status": "ok", "wall_seconds": wall, **json.loads(lines[-1])}
+    err = proc.stderr.strip().splitlines()
+    last = err[-1] if err else f"exit code {proc.returncode}"
+    oom = "alloc" in proc.stderr.lower() or "memory" in proc.stderr.lower() or proc.returncode == -9
+    status = f"out of memory (cap {spec.get('mem_cap_gb')} GiB)" if oom else "error"
+    return {"status": status, "error": last[-300:], "wall_seconds": wall}
+
+
+def speed_table(args) -> list[dict]:
+    records = []
+    for name, impl, dim, opts in SPEED_CONFIGS:
+        stock = impl.startswith("pyg-")
+        if stock and args.skip_stock:
+            continue
+        spec = {
+            "impl": impl,
+            "dim": dim,
+            "options": opts,
+            "threads": args.threads,
+            "warmup": 0 if stock else 1,
+            "steps": args.stock_steps if stock else args.steps,
+            "mem_cap_gb": args.mem_cap_gb if stock else None,
+        }
+        print(f"[speed] {name} ...", file=sys.stderr, flush=True)
+        result = run_speed(spec, args.stock_timeout if stock else args.timeout)
+        records.append({"name": name, **spec, **result})
+        print(f"[speed] {name}: {_fmt_speed(records[-1])}", file=sys.stderr, flush=True)
+    reference = next(
+        (
+            r["step_seconds"]
+            for r in records
+            if r["name"] == "PyG RGCNConv basis-30" and r["status"] == "ok"
+        ),
+        None,
+    )
+    for r in records:
+        if reference and r.get("status") == "ok":
+            r["speedup_vs_pyg_rgcnconv_basis30"] = reference / r["step_seconds"]
+    return records
+
+
+def _fmt_speed(r: dict) -> str:
+    if r.get("status") != "ok":
+        return r.get("status", "?")
+    return f"{r['step_seconds']:.3f} s/step, peak RSS {r['peak_rss_mb'] / 1024:.2f} GiB"
+
+
+# -- quality ------------------------------------------------------------------------------------------
+def run_quality(dataset: str, model: str, overrides: list[str]) -> dict:
+    from gnnlm.train import TrainConfig, train
+
+    encoder_model = "rgcn" if model == "plain" else model
+    path = ROOT / "configs" / dataset / f"{encoder_model}.yaml"
+    extra = ["model.encoder=null", "model.encoder_kwargs={}"] if model == "plain" else []
+    config = TrainConfig.load(path, [*extra, *overrides])
+    start = time.perf_counter()
+    result = train(config, quiet=True)
+    test = result.metrics["test"]
+    return {
+        "dataset": dataset,
+        "model": model if model != "plain" else f"plain {config.model.interaction}",
+        "interaction": config.model.interaction,
+        "encoder": config.model.encoder,
+        "config": str(path.relative_to(ROOT)),
+        "overrides": [*extra, *overrides],
+        "mrr": test["mrr"],
+        "hits@1": test["hits@1"],
+        "hits@10": test["hits@10"],
+        "epochs": result.metrics.get("epochs"),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=("speed", "mrr"), default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps of our layers")
+    parser.add_argument("--stock-steps", type=int, default=1, help="timed steps of stock PyG")
+    parser.add_argument("--skip-stock", action="store_true", help="skip stock PyG layers")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--stock-timeout", type=float, default=900.0)
+    parser.add_argument("--mem-cap-gb", type=float, default=10.0, help="address-space cap, stock")
+    parser.add_argument("--datasets", nargs="+", default=["umls", "kinship"])
+    parser.add_argument("--models", nargs="+", default=["plain", "rgcn", "compgcn"])
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(speed_worker(json.loads(args.worker))))
+        return 0
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("GNNLM_DATA_DIR", str(ROOT.parent / "shared" / "datasets"))
+    report = json.loads(args.out.read_text()) if args.out.exists() else {}
+    report["machine"] = {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "load_average_at_start": os.getloadavg(),
+        "note": "shared machine: other jobs ran at the same time; timings are noisy",
+    }
+    if args.only in (None, "speed"):
+        records = speed_table(args)
+        report["speed"] = records
+        print("\nFull FB15k-237 graph (544,230 edges with inverses), 2 layers, one training step")
+        print(
+            f"{'configuration':32s} {'dim':>4s} {'s/step':>9s} {'peak RSS GiB':>13s} {'speedup':>8s}"
+        )
+        for r in records:
+            ok = r["status"] == "ok"
+            step = f"{r['step_seconds']:9.3f}" if ok else f"{r['status']:>9s}"
+            rss = f"{r['peak_rss_mb'] / 1024:13.2f}" if ok else " " * 13
+            speedup = r.get("speedup_vs_pyg_rgcnconv_basis30")
+            sp = f"{speedup:7.0f}x" if speedup else " " * 8
+            print(f"{r['name']:32s} {r['dim']:4d} {step} {rss} {sp}")
+    if args.only in (None, "mrr"):
+        rows = []
+        for dataset in args.datasets:
+            for model in args.models:
+                print(f"[mrr] {dataset} {model} ...", file=sys.stderr, flush=True)
+                rows.append(run_quality(dataset, model, args.overrides))
+        report["quality"] = rows
+        print("\nFiltered test link prediction (same loop, dimension and epochs per dataset)")
+        print(f"{'dataset':9s} {'model':18s} {'MRR':>6s} {'H@1':>6s} {'H@10':>6s} {'seconds':>8s}")
+        for r in rows:
+            print(
+                f"{r['dataset']:9s} {r['model']:18s} {r['mrr']:6.3f} {r['hits@1']:6.3f} "
+                f"{r['hits@10']:6.3f} {r['seconds']:8.0f}"
+            )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
