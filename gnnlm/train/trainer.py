@@ -44,12 +44,12 @@ from gnnlm.train.checkpoint import (
     save_tensors,
 )
 from gnnlm.train.config import ConfigError, TrainConfig, config_diff
-from gnnlm.train.logging import MetricsLogger
 from gnnlm.train.loops import KvsAllLoop, SLCWALoop, TrainingLoop, loop_resolver
 from gnnlm.train.losses import loss_resolver
 from gnnlm.train.negative_sampling import sampler_resolver
 from gnnlm.train.pretrained import PretrainedConfig, build_model, save_pretrained
 from gnnlm.train.regularizers import regularizer_resolver
+from gnnlm.train.run_log import MetricsLogger
 
 if TYPE_CHECKING:
     from gnnlm.data import KnowledgeGraph
