@@ -129,7 +129,8 @@ def speed_worker(spec: dict) -> dict:
         times.append(time.perf_counter() - start)
     measured = times[spec["warmup"] :]
     return {
-        "step_seconds": sorted(measured)[len(measured) // 2],
+        "step_seconds": sorted(measured)[len(measured) // 2],  # median
+        "step_seconds_min": min(measured),  # least disturbed by other jobs
         "step_seconds_all": [round(t, 4) for t in times],
         "first_step_seconds": times[0],
         "peak_rss_mb": _max_rss_mb(),
@@ -256,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         "note": "shared machine: other jobs ran at the same time; timings are noisy",
     }
     if args.only in (None, "speed"):
+        print(f"threads {args.threads}, load average {os.getloadavg()}", file=sys.stderr)
         records = speed_table(args)
         report["speed"] = records
         print("\nFull FB15k-237 graph (544,230 edges with inverses), 2 layers, one training step")
