@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from gnnlm.train.checkpoint import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("umls", "kinship", "nations", "fb15k-237", "wn18rr")
 MODELS = ("transe", "distmult", "complex", "rotate", "tucker", "conve")
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     for record in records:
         record["machine"] = machine
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"records": keep + records}, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps({"records": keep + records}, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
 
