@@ -127,3 +127,22 @@ def test_reset_parameters_and_repr():
     assert repr(conv) == "CompGCNConv(4, 6, composition='corr')"
     with pytest.raises(ValueError, match="unknown composition 'rotate'"):
         CompGCNConv(4, 4, composition="rotate")
+
+
+@pytest.mark.parametrize("composition", ["sub", "mult", "corr"])
+def test_many_relations_and_buckets_fused_equals_per_edge(composition):
+    gen = torch.Generator().manual_seed(2)
+    num_nodes, num_relations = 80, 30
+    sizes = (torch.rand(num_relations, generator=gen) ** 3 * 200).long() + 1
+    rel = torch.repeat_interleave(torch.arange(num_relations), sizes)
+    edges = torch.randint(num_nodes, (2, len(rel)), generator=gen)
+    edge_index = torch.cat([edges, edges.flip(0)], dim=1)
+    edge_type = torch.cat([rel, rel + num_relations])
+    x = torch.randn(num_nodes, 6, generator=gen)
+    relation = torch.randn(2 * num_relations, 6, generator=gen)
+    fused = CompGCNConv(6, 6, composition=composition).eval()
+    plain = CompGCNConv(6, 6, composition=composition, fused=False).eval()
+    plain.load_state_dict(fused.state_dict())
+    a, _ = fused(x, edge_index, edge_type, relation)
+    b, _ = plain(x, edge_index, edge_type, relation)
+    torch.testing.assert_close(a, b)

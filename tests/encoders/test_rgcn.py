@@ -147,3 +147,25 @@ def test_bad_arguments_are_named():
     x, edge_index, edge_type = tiny_graph()
     with pytest.raises(ValueError, match=r"relation ids outside \[0, 2\)"):
         RGCNConv(4, 4, 2)(x, edge_index, edge_type + 1)
+
+
+def test_many_relations_and_buckets_match_stock_pyg():
+    """A random multigraph whose relations fall into many size buckets (1 to ~250 pairs each)."""
+    gen = torch.Generator().manual_seed(1)
+    num_nodes, num_relations = 120, 40
+    sizes = (
+        torch.rand(num_relations, generator=gen) ** 3 * 400
+    ).long() + 1  # skewed, like real KGs
+    edge_type = torch.repeat_interleave(torch.arange(num_relations), sizes)
+    edge_index = torch.randint(num_nodes, (2, len(edge_type)), generator=gen)
+    x = torch.randn(num_nodes, 8, generator=gen, requires_grad=True)
+    ours = RGCNConv(8, 8, num_relations, num_bases=5)
+    theirs = FastRGCNConv(8, 8, num_relations, num_bases=5)
+    theirs.load_state_dict(ours.state_dict())
+    pairs = RelationalPairs.build(edge_index, edge_type, num_nodes, num_relations)
+    assert len(pairs.buckets) >= 5
+    out = ours(x, edge_index, edge_type)
+    torch.testing.assert_close(out, theirs(x, edge_index, edge_type))
+    (g_ours,) = torch.autograd.grad(out.square().sum(), x)
+    (g_theirs,) = torch.autograd.grad(theirs(x, edge_index, edge_type).square().sum(), x)
+    torch.testing.assert_close(g_ours, g_theirs)
