@@ -16,7 +16,7 @@ test-slow: install
 
 demo: install
 	gnnlm datasets umls
-	gnnlm train configs/umls/complex.yaml --out runs/demo-umls-complex
+	gnnlm train configs/umls/complex.yaml --out runs/demo-umls-complex --threads 1
 	gnnlm predict runs/demo-umls-complex --head virus --relation causes --k 5
 
 lint:

@@ -30,13 +30,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    parser.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
     )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from gnnlm.train import CheckpointError, ConfigError, TrainConfig, Trainer
+
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"gnnlm train: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
 
     try:
         config = TrainConfig.load(args.config, args.overrides)
