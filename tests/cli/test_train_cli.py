@@ -25,7 +25,7 @@ def env(tmp_path, monkeypatch):
 
 def test_train_evaluate_predict_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
-    code = main(["train", str(CONFIGS / "nations" / "complex.yaml"), "--out", str(run), "--quiet",
+    code = main(["train", str(CONFIGS / "nations" / "complex.yaml"), "--out", str(run), "--quiet", "--threads", "1",
                  "--set", "training.epochs=4", "--set", "evaluation.frequency=2"])  # fmt: skip
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
