@@ -361,3 +361,39 @@ def test_kge_model_tables_feed_entity_and_memory_injection(tmp_path):
             entity_embeddings=entity,
             relation_embeddings=relation,
         )
+
+
+def test_a_user_mode_plugs_in_by_name_after_registering():
+    from gnnlm.fusion import Injection, TanhGate, injection_resolver
+
+    class BagOfEntities(Injection):
+        """Adds a gated projection of the mean linked-entity state to every token."""
+
+        uses_graph_encoder = True
+
+        def __init__(self, context):
+            super().__init__(context)
+            self.proj = torch.nn.Linear(context.node_channels, context.hidden_size)
+            self.gate = TanhGate(len(context.fused_layers))
+
+        def layer_delta(self, i, hidden, state):
+            j = self.context.fused_index(i)
+            if j is None:
+                return None
+            pooled = FusedLM.pool_linked(state.node_states, state.batch)  # [batch, nodes]
+            return self.gate(j) * self.proj(pooled).unsqueeze(1).expand_as(hidden)
+
+    with pytest.raises(KeyError):
+        injection_resolver.lookup("bagofentities")
+    injection_resolver.register(BagOfEntities)
+    try:
+        model = build("bert", ["bag_of_entities", "adaptive"])
+        batch = collator()(EXAMPLES)
+        reference = model.lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        assert torch.equal(
+            model(batch).last_hidden_state[_real(batch)], reference.last_hidden_state[_real(batch)]
+        )
+        perturb(model)
+        assert not torch.allclose(model(batch).last_hidden_state, reference.last_hidden_state)
+    finally:
+        injection_resolver.lookup_dict.pop("bagofentities", None)
