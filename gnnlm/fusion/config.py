@@ -23,9 +23,8 @@ class FusionConfig:
         num_fused_layers: ``K``, fusion after the top ``K`` LM layers (default 2, capped at the depth).
         encoder: GNN spec for :func:`gnnlm.encoders.resolve_encoder` (``"rgcn"``, ``"compgcn"``,
             ``"pyg:GATConv"``, ``"pkg.mod:Class"``); it gets ``num_layers = K``. Only built when a mode
-            needs node states. The default, CompGCN, costs the same for any number of relations
-            (R-GCN applies one matrix per relation present, slow on batched subgraphs of FB15k-237's
-            474 relation types).
+            needs node states. The default, CompGCN, has no per-relation weights, so its cost does not
+            grow with the number of relation types (474 with inverses on FB15k-237).
         encoder_kwargs: extra keyword arguments of the encoder. Batch normalisation is off by default:
             it would mix statistics across the examples of a batch.
         node_channels: width of node states (entity embeddings in, GNN width).
