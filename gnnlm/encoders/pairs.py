@@ -23,6 +23,7 @@ materialised. The structure depends only on the graph, so it is built once and c
 
 from __future__ import annotations
 
+import math
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -314,7 +315,7 @@ def _layout(counts: list[int]) -> tuple[list[tuple[int, int]], Tensor, Tensor, T
     groups: dict[int, list[int]] = {}
     for r, n in enumerate(counts):
         if n:
-            groups.setdefault((n - 1).bit_length(), []).append(r)
+            groups.setdefault(int(2 * math.log2(n)), []).append(r)  # width ratio <= sqrt(2)
     starts = [0]
     for n in counts:
         starts.append(starts[-1] + n)
