@@ -142,7 +142,7 @@ class RGCNConv(MessagePassing):
             base = edge_weight if edge_weight is not None else torch.ones_like(keep, dtype=x.dtype)
             edge_weight = base * keep / (1.0 - self.edge_dropout)
         if self.fused:
-            pair_x = pairs.aggregate(x, edge_weight)  # [P, d_in]
+            pair_x = pairs.aggregate(x, edge_weight)  # [S, d_in] (S = pair slots)
         else:
             if edge_weight is None:
                 edge_weight = x.new_ones(pairs.num_edges)
@@ -151,8 +151,8 @@ class RGCNConv(MessagePassing):
                 x=(x, None),
                 edge_weight=edge_weight,
                 size=(x.size(0), pairs.num_pairs),
-            )  # [P, d_in]
-        pair_out = pairs.relation_matmul(pair_x, self.relation_weight())  # [P, d_out]
+            )  # [S, d_in]
+        pair_out = pairs.relation_matmul(pair_x, self.relation_weight())  # [S, d_out]
         out = pairs.scatter(pair_out)  # [N, d_out]
         if self.root is not None:
             root = x @ self.root  # [N, d_out]
