@@ -178,15 +178,13 @@ class GNNRepresentation(Representation):
         )
 
 
-def _interaction_class(interaction: Any) -> type:
-    from gnnlm.kge import interaction_resolver
-    from gnnlm.kge.interaction import Interaction
+def _interaction_dims(interaction: Any, embedding_dim: int) -> tuple[int, int]:
+    """``(entity_dim, relation_dim)`` the interaction scores, from the interaction itself."""
+    from gnnlm.kge import resolve_interaction
 
-    if isinstance(interaction, Interaction):
-        return type(interaction)
-    if isinstance(interaction, type):
-        return interaction
-    return interaction_resolver.lookup(interaction)
+    # An instance knows its widths exactly (TuckER's relation_dim, ConvE's bias column); a name or
+    # class is built with its defaults.
+    return resolve_interaction(interaction, embedding_dim).representation_dims(embedding_dim)
 
 
 def build_gnn_representation(
@@ -203,9 +201,10 @@ def build_gnn_representation(
     Args:
         encoder: any form :func:`~gnnlm.encoders.resolve_encoder` accepts.
         kg: the knowledge graph; the encoder runs on ``kg.homogeneous("train", add_inverse=True)``.
-        embedding_dim: base width ``d``; entities are ``entity_dim_factor * d`` wide in and out,
-            relations ``relation_dim_factor * d``.
-        interaction: the scoring function (name, class or instance), for its width factors.
+        embedding_dim: base width ``d``; entity and relation widths are the interaction's
+            :meth:`~gnnlm.kge.Interaction.representation_dims` of ``d``.
+        interaction: the scoring function (name, class or instance; pass the instance when it was
+            built with non-default widths), for its representation widths.
         reciprocal: the model scores ``2 R`` relations (inverse relation ``r + R`` = the graph's inverse
             edge type) instead of ``R``.
         encoder_kwargs: constructor arguments (override the defaults ``in_channels``,
@@ -214,9 +213,7 @@ def build_gnn_representation(
     Raises:
         EncoderProtocolError: the encoder does not meet the protocol or gives the wrong widths.
     """
-    inter = _interaction_class(interaction)
-    entity_dim = embedding_dim * inter.entity_dim_factor
-    relation_dim = embedding_dim * inter.relation_dim_factor
+    entity_dim, relation_dim = _interaction_dims(interaction, embedding_dim)
     graph = kg.homogeneous("train", add_inverse=True)
     num_graph_relations = 2 * kg.num_relations
     num_scored = num_graph_relations if reciprocal else kg.num_relations

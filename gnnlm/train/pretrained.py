@@ -91,8 +91,14 @@ def build_model(
         reciprocal: add an inverse relation per relation.
         kg: the graph, required by GNN encoders (they propagate over its training triples).
     """
-    from gnnlm.kge import build_kge_model
+    from gnnlm.kge import build_kge_model, resolve_interaction
 
+    # One interaction instance sizes both the representation and the scoring.
+    interaction = resolve_interaction(
+        model_config.interaction,
+        model_config.embedding_dim,
+        **(model_config.interaction_kwargs or {}),
+    )
     representation = None
     if model_config.encoder:
         if kg is None:
@@ -105,16 +111,15 @@ def build_model(
             model_config.encoder,
             kg,
             embedding_dim=model_config.embedding_dim,
-            interaction=model_config.interaction,
+            interaction=interaction,
             reciprocal=reciprocal,
             encoder_kwargs=model_config.encoder_kwargs,
         )
     return build_kge_model(
-        model_config.interaction,
+        interaction,
         num_entities,
         num_relations,
         model_config.embedding_dim,
-        interaction_kwargs=model_config.interaction_kwargs,
         reciprocal=reciprocal,
         representation=representation,
     )

@@ -238,6 +238,32 @@ def test_representation_shapes(umls, reciprocal):
     )
 
 
+def test_representation_takes_widths_from_the_interaction_instance(umls):
+    # TuckER with a relation width unlike the entity width, ConvE with its entity-bias column: the
+    # widths come from the interaction instance, not from class-level factors.
+    from gnnlm.kge import resolve_interaction
+
+    for interaction in [
+        resolve_interaction("tucker", 16, relation_dim=8),
+        resolve_interaction("conve", 16),
+    ]:
+        rep = build_gnn_representation(
+            "rgcn", umls, embedding_dim=16, interaction=interaction, reciprocal=True
+        )
+        ent, rel = rep()
+        assert (ent.shape[1], rel.shape[1]) == interaction.representation_dims(16)
+        model = build_kge_model(
+            interaction,
+            umls.num_entities,
+            umls.num_relations,
+            16,
+            reciprocal=True,
+            representation=rep,
+        )
+        model.eval()
+        assert model.score_t(torch.tensor([[0, 1], [2, 3]])).shape == (2, umls.num_entities)
+
+
 @pytest.mark.parametrize("encoder", ["rgcn", "compgcn", "pyg:GATConv"])
 def test_subgraph_mode_equals_full_graph(umls, encoder):
     torch.manual_seed(0)
