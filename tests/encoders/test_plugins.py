@@ -349,8 +349,8 @@ def test_wrapped_pyg_conv_trains_on_umls(umls):
     assert after > max(0.12, 2 * before)  # measured 0.168 (relations only steer the attention)
 
 
-def test_custom_encoder_trains_through_the_cli_config(tmp_path, capsys):
-    from gnnlm.cli import main
+def test_custom_encoder_trains_through_the_cli_config(umls, tmp_path, capsys):
+    from gnnlm.cli import main  # (the umls fixture skips this test when the real files are absent)
 
     config = tmp_path / "gated.yaml"
     config.write_text(
