@@ -15,9 +15,9 @@ test-slow: install
 	$(PYTHON) -m pytest -m slow -q
 
 demo: install
-	gnnlm datasets umls
-	gnnlm train configs/umls/complex.yaml --out runs/demo-umls-complex --threads 1
-	gnnlm predict runs/demo-umls-complex --head virus --relation causes --k 5
+	$(PYTHON) -m gnnlm.cli datasets umls
+	$(PYTHON) -m gnnlm.cli train configs/umls/complex.yaml --out runs/demo-umls-complex --threads 1
+	$(PYTHON) -m gnnlm.cli predict runs/demo-umls-complex --head virus --relation causes --k 5
 
 lint:
 	ruff check gnnlm tests benchmarks

@@ -15,7 +15,9 @@ COMMANDS = ("datasets", "train", "evaluate", "predict", "task")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gnnlm", description="Knowledge-graph-enhanced language models")
+    parser = argparse.ArgumentParser(
+        prog="gnnlm", description="Knowledge-graph-enhanced language models"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         try:
