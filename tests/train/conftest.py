@@ -25,14 +25,3 @@ def load_real(tmp_path_factory):
         return graphs[name]
 
     return load
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Training tests run on one thread: the CI machine is small and shared, and GEMM threads contend."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
