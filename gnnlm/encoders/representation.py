@@ -62,8 +62,12 @@ class GNNRepresentation(Representation):
         in_channels: width of the initial entity embeddings.
         relation_channels: width of the initial relation embeddings fed to the encoder, or ``None``
             when the encoder uses no relation features (R-GCN).
-        relation_dim: width of the scoring relation table, used when the encoder does not update
-            relations.
+        relation_dim: width of the relations the interaction scores: of the scoring relation table
+            when the encoder does not update relations; otherwise the encoder's relation output
+            (``[*, encoder_relation_channels]``) is mapped to it by a learned linear projection when the
+            widths differ (e.g. CompGCN + RotatE, whose relations are ``d`` phases for ``2d``-wide
+            entities, or + ConvE, whose entities carry an extra bias column).
+        encoder_relation_channels: width of the relations the encoder returns (default: ``relation_dim``).
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class GNNRepresentation(Representation):
         in_channels: int,
         relation_channels: int | None,
         relation_dim: int,
+        encoder_relation_channels: int | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -96,6 +101,12 @@ class GNNRepresentation(Representation):
         self.score_relation = (
             None if encoder.updates_relations else nn.Embedding(num_relations, relation_dim)
         )
+        enc_rel = encoder_relation_channels or relation_dim
+        self.relation_projection = (
+            nn.Linear(enc_rel, relation_dim, bias=False)
+            if encoder.updates_relations and enc_rel != relation_dim
+            else None
+        )
         self._seeds: Tensor | None = None
         self._num_hops: int | None = None
         self._reset_embeddings()  # not the encoder: an instance passed in keeps its weights
@@ -108,6 +119,8 @@ class GNNRepresentation(Representation):
     def reset_parameters(self) -> None:
         """Re-initialise the embeddings and every encoder submodule that has ``reset_parameters``."""
         self._reset_embeddings()
+        if self.relation_projection is not None:
+            self.relation_projection.reset_parameters()
         for module in self.encoder.modules():
             if module is not self.encoder and callable(getattr(module, "reset_parameters", None)):
                 module.reset_parameters()
@@ -153,7 +166,10 @@ class GNNRepresentation(Representation):
                 f"{type(self.encoder).__name__} sets updates_relations=True but returned "
                 "relation=None"
             )
-        return entity, out.relation[: self.num_relations]
+        relation = out.relation[: self.num_relations]  # [num_relations, encoder_relation_channels]
+        if self.relation_projection is not None:
+            relation = self.relation_projection(relation)  # [num_relations, relation_dim]
+        return entity, relation
 
     @contextlib.contextmanager
     def subgraph(self, seeds: Tensor, num_hops: int | None = None) -> Iterator[None]:
@@ -236,13 +252,12 @@ def build_gnn_representation(
     uses_relations = enc.supports_edge_attr or enc.updates_relations
     relation_channels = entity_dim if uses_relations else None
     # Catch wrong widths and broken plug-ins now, with a message, not deep inside training.
-    probe_encoder(
+    probe = probe_encoder(
         enc,
         in_channels=entity_dim,
         num_relations=num_graph_relations,
         relation_channels=relation_channels,
         expected_channels=entity_dim,
-        expected_relation_channels=relation_dim if enc.updates_relations else None,
     )
     return GNNRepresentation(
         enc,
@@ -254,4 +269,7 @@ def build_gnn_representation(
         in_channels=entity_dim,
         relation_channels=relation_channels,
         relation_dim=relation_dim,
+        # CompGCN's relations are as wide as its entities; a projection maps them to the
+        # interaction's relation width when that differs (see GNNRepresentation).
+        encoder_relation_channels=probe.relation.size(1) if enc.updates_relations else None,
     )

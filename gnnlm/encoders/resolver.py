@@ -205,8 +205,11 @@ def probe_encoder(
     relation_channels: int | None,
     expected_channels: int,
     expected_relation_channels: int | None = None,
-) -> None:
+) -> EncoderOutput:
     """Run ``encoder`` on a 4-node graph and check output types and shapes.
+
+    Returns:
+        The probe's output (e.g. to read the width of the relations an encoder returns).
 
     Raises:
         EncoderProtocolError: naming what was expected and what was found.
@@ -244,11 +247,11 @@ def probe_encoder(
         )
     _check_shape(name, "x", out.x, [num_nodes, expected_channels])
     if encoder.updates_relations:
-        if expected_relation_channels is not None:
-            _check_shape(
-                name, "relation", out.relation, [num_relations, expected_relation_channels]
-            )
-    return None
+        width = expected_relation_channels
+        if width is None and isinstance(out.relation, Tensor) and out.relation.dim() == 2:
+            width = out.relation.size(1)  # any width: the caller adapts to it
+        _check_shape(name, "relation", out.relation, [num_relations, width])
+    return out
 
 
 def _check_shape(name: str, what: str, value: Tensor | None, expected: list[int]) -> None:
