@@ -125,7 +125,34 @@ def complex_split(x: Tensor) -> tuple[Tensor, Tensor]:
     return x[..., :d], x[..., d:]
 
 
+class _Modulus(torch.autograd.Function):
+    """``|re + i im|`` with the subgradient 0 at the origin.
+
+    ``torch.hypot`` / ``sqrt`` backpropagate ``0 / 0 = NaN`` where the modulus is exactly 0, which
+    happens in RotatE when a rotated head lands exactly on a candidate (e.g. GNN outputs sharing
+    coordinates). Values are ``torch.hypot``'s, bit for bit.
+    """
+
+    @staticmethod
+    def forward(ctx, re: Tensor, im: Tensor) -> Tensor:
+        out = torch.hypot(re, im)
+        ctx.save_for_backward(re, im, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:
+        re, im, out = ctx.saved_tensors
+        scale = torch.where(out > 0, grad / out, torch.zeros_like(out))
+        # sum_to_size undoes broadcasting (a no-op when the shapes already match)
+        return (scale * re).sum_to_size(re.shape), (scale * im).sum_to_size(im.shape)
+
+
+def modulus(re: Tensor, im: Tensor) -> Tensor:
+    """Element-wise ``|re + i im|`` (broadcasting), with a zero subgradient at 0 (no NaN)."""
+    return _Modulus.apply(re, im)
+
+
 def complex_modulus(x: Tensor) -> Tensor:
     """``(*batch, 2d)`` ``[real | imag]`` -> ``(*batch, d)`` element-wise modulus."""
     re, im = complex_split(x)
-    return torch.sqrt(re * re + im * im)
+    return modulus(re, im)

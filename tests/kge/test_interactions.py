@@ -212,3 +212,23 @@ def test_one_to_n_gradients_match_forward(name):
     (interaction(h[:, None], r[:, None], cand[None]) * weights).sum().backward()
     for got, expected in zip(fast, (h.grad, r.grad, cand.grad)):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_modulus_has_a_finite_zero_subgradient_and_hypot_values():
+    from gnnlm.kge.interaction import modulus
+
+    re = torch.tensor([0.0, 3.0, -1.0], requires_grad=True)
+    im = torch.tensor([0.0, 4.0, 0.0], requires_grad=True)
+    out = modulus(re, im)
+    assert torch.equal(out, torch.hypot(re, im))
+    out.sum().backward()
+    # d|z|/d re = re / |z|, d|z|/d im = im / |z|; 0 (not NaN) at the origin.
+    assert torch.allclose(re.grad, torch.tensor([0.0, 0.6, -1.0]))
+    assert torch.allclose(im.grad, torch.tensor([0.0, 0.8, 0.0]))
+    # Broadcasting: the gradient is summed back to each input's shape.
+    a = torch.tensor([[1.0], [0.0]], requires_grad=True)  # [2, 1]
+    b = torch.tensor([0.0, 1.0], requires_grad=True)  # [2]
+    modulus(a, b).sum().backward()  # [[|1+0i|, |1+1i|], [|0+0i|, |0+1i|]]
+    r = 1 / math.sqrt(2)
+    assert torch.allclose(a.grad, torch.tensor([[1 + r], [0.0]]))
+    assert torch.allclose(b.grad, torch.tensor([0.0, r + 1]))

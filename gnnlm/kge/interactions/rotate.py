@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from gnnlm.kge.interaction import Interaction, complex_modulus, complex_split
+from gnnlm.kge.interaction import Interaction, complex_modulus, complex_split, modulus
 
 
 def complex_l1_distance(queries: Tensor, candidates: Tensor, max_elements: int) -> Tensor:
@@ -30,7 +30,7 @@ def complex_l1_distance(queries: Tensor, candidates: Tensor, max_elements: int) 
         c_re, c_im = complex_split(c)  # [chunk, d]
         d_re = q_re[:, None, :] - c_re[None]  # [B, chunk, d]
         d_im = q_im[:, None, :] - c_im[None]  # [B, chunk, d]
-        parts.append(torch.hypot(d_re, d_im).sum(-1))  # [B, chunk]: one fused modulus kernel
+        parts.append(modulus(d_re, d_im).sum(-1))  # [B, chunk]: hypot, NaN-free gradient at 0
     return torch.cat(parts, dim=1)  # [B, N]
 
 
