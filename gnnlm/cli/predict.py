@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from gnnlm.cli.evaluate import add_trust_argument
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -28,11 +30,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="leave out answers known from the train split (default), from every split, or none",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
+    add_trust_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from gnnlm.cli.evaluate import load_run
+    from gnnlm.kge.resolver import UntrustedCodeError
     from gnnlm.train import CheckpointError, ConfigError, predict_heads, predict_tails
 
     if args.k < 1:
@@ -40,12 +44,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     exclude = None if args.exclude == "none" else args.exclude
     try:
-        _, kg, model = load_run(args.run_dir)
+        _, kg, model = load_run(
+            args.run_dir, trust_remote_code=args.trust_remote_code, command="predict"
+        )
         if args.head is not None:
             prediction = predict_tails(model, kg, args.head, args.relation, args.k, exclude=exclude)
         else:
             prediction = predict_heads(model, kg, args.relation, args.tail, args.k, exclude=exclude)
-    except (ConfigError, CheckpointError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, UntrustedCodeError, FileNotFoundError) as err:
         print(f"gnnlm predict: {err}", file=sys.stderr)
         return 2
     except KeyError as err:

@@ -1,4 +1,5 @@
-"""``gnnlm train CONFIG.yaml [--set key=value ...] [--out RUN_DIR] [--quiet] [--resume]``."""
+"""``gnnlm train CONFIG.yaml [--set key=value ...] [--out RUN_DIR] [--quiet]
+[--resume | --overwrite | --init-from OLD_RUN]``."""
 
 from __future__ import annotations
 
@@ -32,8 +33,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    )
+    mode.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in --out (its files are deleted first); without --resume or "
+        "--overwrite a non-empty --out is refused",
+    )
+    mode.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        metavar="OLD_RUN",
+        help="warm start: a new run starting from the weights of OLD_RUN/model (same model and "
+        "dataset; fresh optimizer, scheduler and RNGs; recorded in init_from.json)",
     )
     parser.set_defaults(func=run)
 
@@ -41,7 +57,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from gnnlm.train import CheckpointError, ConfigError, TrainConfig, Trainer
+    from gnnlm.train import (
+        CheckpointError,
+        ConfigError,
+        TrainConfig,
+        Trainer,
+        TrainingDivergedError,
+    )
 
     if args.threads is not None:
         if args.threads < 1:
@@ -63,10 +85,14 @@ def run(args: argparse.Namespace) -> int:
         / f"{args.config.parent.name}-{args.config.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     try:
-        result = Trainer(config, run_dir=out, quiet=args.quiet).fit(resume=args.resume)
+        trainer = Trainer(config, run_dir=out, quiet=args.quiet)
+        result = trainer.fit(resume=args.resume, overwrite=args.overwrite, init_from=args.init_from)
     except (ConfigError, CheckpointError) as err:
         print(f"gnnlm train: {err}", file=sys.stderr)
         return 2
+    except TrainingDivergedError as err:
+        print(f"gnnlm train: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             f"\ngnnlm train: interrupted; continue from the last checkpoint with\n"

@@ -24,6 +24,7 @@ from gnnlm.encoders.base import EncoderOutput, GraphEncoder
 from gnnlm.encoders.compgcn import CompGCN
 from gnnlm.encoders.pyg import ModuleEncoder, PyGConvEncoder, lookup_pyg_conv
 from gnnlm.encoders.rgcn import RGCN
+from gnnlm.kge.resolver import check_import_allowed
 
 encoder_resolver: ClassResolver[GraphEncoder] = ClassResolver(
     [RGCN, CompGCN], base=GraphEncoder, suffix=""
@@ -43,6 +44,7 @@ def _describe(obj: Any) -> str:
 
 
 def _import_path(spec: str) -> Any:
+    check_import_allowed(spec)  # a saved model folder may not import code unless trusted
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -82,10 +84,14 @@ def lookup_encoder(spec: str | type) -> type[GraphEncoder]:
             return spec
         if issubclass(spec, MessagePassing):
             return PyGConvEncoder.specialise(spec)
+        if issubclass(spec, nn.Module):  # e.g. torch_geometric.nn.models:GCN
+            _check_forward(spec)
+            return ModuleEncoder.specialise(spec)
     raise EncoderProtocolError(
         f"expected an encoder: a GraphEncoder subclass (gnnlm.encoders.GraphEncoder), a PyG "
-        f"MessagePassing class, a registered name, 'pkg.module:Class' or 'pyg:<ConvName>'; "
-        f"found {_describe(spec)}"
+        f"MessagePassing class, an nn.Module class whose forward takes (x, edge_index), a "
+        f"registered name, 'pkg.module:Class' or 'pyg:<ConvName>'; found {_describe(spec)}, "
+        "which is none of these"
     )
 
 
@@ -136,13 +142,17 @@ def check_encoder(encoder: nn.Module) -> GraphEncoder:
 
 
 def _check_plain_module(module: nn.Module) -> nn.Module:
-    params = list(inspect.signature(type(module).forward).parameters)[1:]
+    _check_forward(type(module), _describe(module))
+    return module
+
+
+def _check_forward(cls: type, described: str | None = None) -> None:
+    params = list(inspect.signature(cls.forward).parameters)[1:]
     if params[:2] != ["x", "edge_index"]:
         raise EncoderProtocolError(
-            f"{_describe(module)} is not a GraphEncoder and its forward({', '.join(params)}) does "
-            "not start with (x, edge_index); subclass gnnlm.encoders.GraphEncoder or wrap it"
+            f"{described or _describe(cls)} is not a GraphEncoder and its forward({', '.join(params)}) "
+            "does not start with (x, edge_index); subclass gnnlm.encoders.GraphEncoder or wrap it"
         )
-    return module
 
 
 def resolve_encoder(spec: str | type | nn.Module, **kwargs: Any) -> GraphEncoder:
@@ -189,12 +199,30 @@ def _instantiate(cls: type, kwargs: dict[str, Any]) -> nn.Module:
     return cls(**kwargs)
 
 
+def constructor_keywords(cls: type) -> tuple[frozenset[str], bool]:
+    """``(keyword arguments cls(...) names, whether it also takes any other keyword)``.
+
+    A wrapped PyG conv names everything it accepts (its own, the conv's and ``MessagePassing``'s
+    arguments); a wrapped module (``torch_geometric.nn.models:GCN``) names its constructor's arguments.
+    """
+    if isinstance(cls, type) and issubclass(cls, (PyGConvEncoder, ModuleEncoder)):
+        return cls.keyword_arguments()
+    params = list(inspect.signature(cls).parameters.values())
+    named = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return named, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
 def filter_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The subset of ``kwargs`` that ``cls``'s constructor accepts (all of them with ``**kwargs``)."""
-    params = inspect.signature(cls).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    """The subset of ``kwargs`` that ``cls``'s constructor accepts (all of them with ``**kwargs``).
+
+    A wrapped module (:class:`~gnnlm.encoders.pyg.ModuleEncoder`) gets only the arguments its
+    constructor names: its ``**kwargs`` go to its convs (``GCN``'s to ``GCNConv``), which would not
+    take ``num_relations`` or ``relation_channels``.
+    """
+    named, any_keyword = constructor_keywords(cls)
+    if any_keyword and not issubclass(cls, ModuleEncoder):
         return dict(kwargs)
-    return {k: v for k, v in kwargs.items() if k in params}
+    return {k: v for k, v in kwargs.items() if k in named}
 
 
 def probe_encoder(

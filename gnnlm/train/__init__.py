@@ -36,7 +36,14 @@ from gnnlm.train.negative_sampling import (
 from gnnlm.train.predict import Prediction, predict_heads, predict_tails
 from gnnlm.train.pretrained import PretrainedConfig, build_model, from_pretrained, save_pretrained
 from gnnlm.train.regularizers import L2Regularizer, N3Regularizer, Regularizer, regularizer_resolver
-from gnnlm.train.trainer import Trainer, TrainResult, seed_everything, train
+from gnnlm.train.run_dir import RunDirError
+from gnnlm.train.trainer import (
+    Trainer,
+    TrainingDivergedError,
+    TrainResult,
+    seed_everything,
+    train,
+)
 
 __all__ = [
     "BCELoss",
@@ -56,12 +63,14 @@ __all__ = [
     "Prediction",
     "PretrainedConfig",
     "Regularizer",
+    "RunDirError",
     "SLCWALoop",
     "SoftplusLoss",
     "TrainConfig",
     "TrainResult",
     "Trainer",
     "TrainingConfig",
+    "TrainingDivergedError",
     "TrainingLoop",
     "UniformNegativeSampler",
     "build_model",

@@ -17,6 +17,7 @@ early-stopping state and the best weights are all restored.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 import time
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from class_resolver.contrib.torch import lr_scheduler_resolver, optimizer_resolver
+from class_resolver.contrib.torch import lr_scheduler_resolver
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -47,14 +48,22 @@ from gnnlm.train.config import ConfigError, TrainConfig, config_diff
 from gnnlm.train.loops import KvsAllLoop, SLCWALoop, TrainingLoop, loop_resolver
 from gnnlm.train.losses import loss_resolver
 from gnnlm.train.negative_sampling import sampler_resolver
-from gnnlm.train.pretrained import PretrainedConfig, build_model, save_pretrained
+from gnnlm.train.pretrained import (
+    PretrainedConfig,
+    build_model,
+    init_from_pretrained,
+    save_pretrained,
+)
 from gnnlm.train.regularizers import regularizer_resolver
+from gnnlm.train.run_dir import open_run_dir
 from gnnlm.train.run_log import MetricsLogger
+from gnnlm.train.sparse import make_optimizer, use_sparse_updates
 
 if TYPE_CHECKING:
     from gnnlm.data import KnowledgeGraph
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
+INIT_FROM_NAME = "init_from.json"
 HEADLINE = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
 _SCHEDULER_SYNONYMS = {"plateau": "reducelronplateau", "cosine": "cosineannealing"}
 
@@ -85,6 +94,19 @@ class TrainResult:
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write the trained model for :func:`~gnnlm.train.from_pretrained` (config, weights, vocab)."""
         return save_pretrained(self.model, directory, self.pretrained_config, kg=self.kg)
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss became NaN/inf. The best weights so far and the metrics were saved first.
+
+    Attributes:
+        result: the :class:`TrainResult` of the best weights so far (``metrics["diverged"]`` holds the
+            reason), or ``None`` when no finite weights were ever kept.
+    """
+
+    def __init__(self, message: str, result: TrainResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
@@ -209,9 +231,9 @@ class Trainer:
             reciprocal=t.reciprocal,
             kg=self.kg,
         ).to(self.device)
-        self.optimizer = optimizer_resolver.make(
-            t.optimizer, {"lr": t.lr, **t.optimizer_kwargs}, params=self.model.parameters()
-        )
+        # training.sparse_updates: row-sparse gradients and the optimizer's sparse form (gnnlm.train.sparse)
+        self.sparse_updates = use_sparse_updates(t, self.model)
+        self.optimizer = make_optimizer(t, self.model.parameters(), sparse=self.sparse_updates)
         self.scheduler = None
         self._plateau = False
         if t.scheduler:
@@ -250,28 +272,55 @@ class Trainer:
         return SLCWALoop(
             self.model, triples, sampler, loss, batch_size=t.batch_size,
             adversarial_temperature=t.adversarial_temperature, regularizer=regularizer,
+            sparse=self.sparse_updates,
         )  # fmt: skip
 
     # -- training ----------------------------------------------------------------------------------
-    def fit(self, *, resume: bool = False) -> TrainResult:
+    def fit(
+        self,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        init_from: str | Path | None = None,
+    ) -> TrainResult:
         """Train (or continue a checkpointed run with ``resume=True``), evaluate, and save.
 
-        Raises:
-            CheckpointError: ``resume`` without a readable checkpoint.
-            ConfigError: ``resume`` with a config that differs from the run's (other than ``training.epochs``).
-        """
-        with deterministic_algorithms(self.config.training.deterministic):
-            return self._fit(resume)
+        The run directory is locked for the whole run (see :mod:`gnnlm.train.run_dir`); one that already
+        holds files is refused unless ``resume`` or ``overwrite`` (delete the earlier run's files) is set.
 
-    def _fit(self, resume: bool) -> TrainResult:
+        Args:
+            resume: continue the run in ``run_dir`` from its checkpoint, exactly.
+            overwrite: replace an earlier run in ``run_dir``.
+            init_from: a warm start: a new run whose weights are loaded from this run directory (its
+                ``model/``) or ``save_pretrained`` folder; same model and graph required, while the
+                optimizer, scheduler and RNGs start fresh. The source is recorded in ``init_from.json``
+                and ``metrics.json``.
+
+        Raises:
+            CheckpointError: ``resume`` without a readable checkpoint; an unusable ``init_from``.
+            RunDirError: ``run_dir`` is in use by another process, or not empty without ``resume`` /
+                ``overwrite``.
+            ConfigError: ``resume`` with a config that differs from the run's (other than ``training.epochs``).
+            TrainingDivergedError: the loss became NaN/inf (after saving the best model and metrics).
+        """
+        if resume and init_from is not None:
+            raise ConfigError(
+                "init_from starts a new run from saved weights; it cannot be combined with resume"
+            )
+        with contextlib.ExitStack() as stack:
+            if self.run_dir is not None:
+                stack.enter_context(open_run_dir(self.run_dir, resume=resume, overwrite=overwrite))
+            stack.enter_context(deterministic_algorithms(self.config.training.deterministic))
+            return self._fit(resume, init_from)
+
+    def _fit(self, resume: bool, init_from: str | Path | None = None) -> TrainResult:
         self._build()
         logger = MetricsLogger(self.run_dir)
+        self.init_record: dict[str, Any] | None = None
         if resume:
             self._resume(logger)
-        elif self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            for stale in ("metrics.csv", "log.jsonl", "metrics.json", CHECKPOINT_NAME):
-                (self.run_dir / stale).unlink(missing_ok=True)
+        elif init_from is not None:
+            self._init_from(init_from)
         if self.run_dir is not None:
             self.config.save(self.run_dir / "config.yaml")
         t, e = self.config.training, self.config.evaluation
@@ -283,6 +332,7 @@ class Trainer:
             disable=self.quiet or self.early_stopping.stopped,
             dynamic_ncols=True,
         )
+        diverged = None
         try:
             for epoch in bar:
                 if self.early_stopping.stopped:
@@ -318,9 +368,13 @@ class Trainer:
                     callback(self, row)
                 if self.early_stopping.stopped:
                     break
+        except FloatingPointError as err:  # a NaN/inf loss: keep what was good so far
+            diverged = str(err)
         finally:
             bar.close()
             logger.close()
+        if diverged is not None:
+            self._diverged(logger, train_seconds, diverged)
         return self._finish(logger, train_seconds)
 
     def _train_epoch(self) -> float:
@@ -372,7 +426,30 @@ class Trainer:
         finally:
             self.model.train(was_training)
 
-    def _finish(self, logger: MetricsLogger, train_seconds: float) -> TrainResult:
+    def _diverged(self, logger: MetricsLogger, train_seconds: float, reason: str) -> None:
+        """Save the best finite weights (else the last checkpoint's) and the metrics, then raise."""
+        path = self.run_dir / CHECKPOINT_NAME if self.run_dir is not None else None
+        if self.best_weights is None and path is not None and path.exists():
+            tensors, state = load_tensors(path)
+            self.best_weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+            self.early_stopping.best_epoch = int(state["epoch"])
+        if self.best_weights is None:
+            raise TrainingDivergedError(
+                f"{reason} (no finite weights saved: it diverged before the first evaluation "
+                "or checkpoint)"
+            )
+        result = self._finish(logger, train_seconds, diverged=reason)
+        where = f"; saved the epoch {result.metrics['best_epoch']} weights"
+        if self.run_dir is not None:
+            where += (
+                f" to {self.run_dir / 'model'} and metrics.json; warm-start from them with "
+                f"--init-from {self.run_dir} (e.g. with a lower training.lr)"
+            )
+        raise TrainingDivergedError(reason + where, result)
+
+    def _finish(
+        self, logger: MetricsLogger, train_seconds: float, *, diverged: str | None = None
+    ) -> TrainResult:
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
         self.model.eval()
@@ -394,6 +471,10 @@ class Trainer:
             eval_seconds=eval_seconds,
             num_parameters=sum(p.numel() for p in self.model.parameters()),
         )
+        if self.init_record is not None:
+            metrics["init_from"] = self.init_record
+        if diverged is not None:
+            metrics["diverged"] = diverged
         if self.run_dir is not None:
             save_pretrained(
                 self.model, self.run_dir / "model", self.pretrained_config(), kg=self.kg
@@ -456,6 +537,14 @@ class Trainer:
         self.early_stopping = _EarlyStopping(**state["early_stopping"])
         self.epoch = int(state["epoch"])
 
+    def _init_from(self, source: str | Path) -> None:
+        """Warm start: the weights of ``source``'s model, with this run's fresh optimizer and RNGs."""
+        self.init_record = init_from_pretrained(
+            self.model, source, self.pretrained_config(), self.kg
+        )
+        if self.run_dir is not None:
+            atomic_write_json(self.run_dir / INIT_FROM_NAME, self.init_record)
+
     def _resume(self, logger: MetricsLogger) -> None:
         if self.run_dir is None:
             raise CheckpointError("resume needs a run directory")
@@ -470,6 +559,9 @@ class Trainer:
             raise ConfigError(f"{path}: cannot resume with a different config ({lines})")
         self.load_checkpoint(path)
         logger.resume(self.epoch)
+        init_path = self.run_dir / INIT_FROM_NAME
+        if init_path.is_file():  # a warm-started run keeps its record across resumes
+            self.init_record = json.loads(init_path.read_text())
 
 
 def train(
@@ -479,6 +571,9 @@ def train(
     kg: KnowledgeGraph | None = None,
     quiet: bool = False,
     resume: bool = False,
+    overwrite: bool = False,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
-    """Train a model as ``config`` describes; see :class:`Trainer`."""
-    return Trainer(config, run_dir=run_dir, kg=kg, quiet=quiet).fit(resume=resume)
+    """Train a model as ``config`` describes; see :class:`Trainer` and :meth:`Trainer.fit`."""
+    trainer = Trainer(config, run_dir=run_dir, kg=kg, quiet=quiet)
+    return trainer.fit(resume=resume, overwrite=overwrite, init_from=init_from)
