@@ -1,12 +1,18 @@
 """The 1-N matrix product ``queries @ candidates.T`` behind every GEMM-able interaction.
 
-On CPU, in float32 and without autograd (evaluation, prediction), the product goes through oneDNN's
-matmul (``torch.ops.mkldnn._linear_pointwise``, the kernel PyTorch's own compiler emits for linear
-layers), which is about twice as fast as the default BLAS ``mm`` on some CPUs (measured: AMD EPYC,
-MKL 2024.2: 45 vs 90 GFLOP/s on one thread, ComplEx d=200 against FB15k-237's 14,541 entities). Both are
-exact float32 products; only the summation order differs (differences of a few ulps). Everywhere else
-(gradients, GPUs, other dtypes, a PyTorch build without oneDNN) it is plain ``@``. Set
-``gnnlm.kge.gemm.USE_ONEDNN = False`` to always use ``@``.
+On CPU, in float32, the forward product goes through oneDNN's matmul
+(``torch.ops.mkldnn._linear_pointwise``, the kernel PyTorch's own compiler emits for linear layers),
+which is about twice as fast as the default BLAS ``mm`` on some CPUs (measured: AMD EPYC, MKL 2024.2:
+45 vs 90 GFLOP/s on one thread, ComplEx d=200 against FB15k-237's 14,541 entities). Both are exact
+float32 products; only the summation order differs (differences of a few ulps).
+
+* Without autograd (evaluation, prediction) the oneDNN product is returned as is.
+* With autograd (1-N training), :class:`MatmulNT` wraps it: oneDNN forward, and the backward is the
+  two BLAS products ``dQ = G @ C`` and ``dC = G.T @ Q`` (what autograd does for ``q @ c.t()``).
+  ``USE_ONEDNN_TRAINING = False`` keeps plain ``@`` (and its autograd) for training only.
+
+Everywhere else (GPUs, other dtypes, a PyTorch build without oneDNN) it is plain ``@``. Set
+``gnnlm.kge.gemm.USE_ONEDNN = False`` to always use ``@`` (the reference path).
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-#: Use oneDNN for no-grad float32 CPU products when available.
+#: Use oneDNN for float32 CPU products when available.
 USE_ONEDNN: bool = True
+#: ... also when autograd records the product (training); needs ``USE_ONEDNN``.
+USE_ONEDNN_TRAINING: bool = True
 
 _onednn_works: bool | None = None  # probed on first use
 
@@ -29,6 +37,50 @@ def _probe() -> bool:
         return False
 
 
+def onednn_available() -> bool:
+    """Whether this PyTorch build runs oneDNN's matmul (probed once)."""
+    global _onednn_works
+    if _onednn_works is None:
+        _onednn_works = _probe()
+    return _onednn_works
+
+
+def _onednn_nt(queries: Tensor, candidates: Tensor) -> Tensor:
+    """oneDNN ``queries @ candidates.T`` (``[B, k], [N, k] -> [B, N]``, contiguous)."""
+    return torch.ops.mkldnn._linear_pointwise(
+        queries.contiguous(), candidates, None, "none", [], ""
+    )  # [B, N]
+
+
+class MatmulNT(torch.autograd.Function):
+    """``queries @ candidates.T`` with a oneDNN forward and BLAS backward products.
+
+    Saves only its inputs, never its ``[B, N]`` output: a fused loss may overwrite the output with its
+    own gradient (see :mod:`gnnlm.train.kvsall_fused`).
+    """
+
+    @staticmethod
+    def forward(ctx, queries: Tensor, candidates: Tensor) -> Tensor:
+        ctx.save_for_backward(queries, candidates)
+        return _onednn_nt(queries, candidates)  # [B, N]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        queries, candidates = ctx.saved_tensors
+        grad_q = grad @ candidates if ctx.needs_input_grad[0] else None  # [B, N] @ [N, k]
+        grad_c = grad.t() @ queries if ctx.needs_input_grad[1] else None  # [N, B] @ [B, k]
+        return grad_q, grad_c
+
+
+def _cpu_float32(queries: Tensor, candidates: Tensor) -> bool:
+    return (
+        queries.device.type == "cpu"
+        and candidates.device.type == "cpu"
+        and queries.dtype == torch.float32
+        and candidates.dtype == torch.float32
+    )
+
+
 def matmul_nt(queries: Tensor, candidates: Tensor) -> Tensor:
     """``queries @ candidates.T``.
 
@@ -39,19 +91,9 @@ def matmul_nt(queries: Tensor, candidates: Tensor) -> Tensor:
     Returns:
         ``[B, N]``.
     """
-    global _onednn_works
-    if (
-        USE_ONEDNN
-        and queries.device.type == "cpu"
-        and queries.dtype == torch.float32
-        and candidates.dtype == torch.float32
-        and candidates.device.type == "cpu"
-        and not (torch.is_grad_enabled() and (queries.requires_grad or candidates.requires_grad))
-    ):
-        if _onednn_works is None:
-            _onednn_works = _probe()
-        if _onednn_works:
-            return torch.ops.mkldnn._linear_pointwise(
-                queries.contiguous(), candidates, None, "none", [], ""
-            )  # [B, N]
+    if USE_ONEDNN and _cpu_float32(queries, candidates) and onednn_available():
+        if not (torch.is_grad_enabled() and (queries.requires_grad or candidates.requires_grad)):
+            return _onednn_nt(queries, candidates)  # [B, N]
+        if USE_ONEDNN_TRAINING:
+            return MatmulNT.apply(queries, candidates)  # [B, N]
     return queries @ candidates.t()  # [B, N]

@@ -21,6 +21,7 @@ import torch
 from class_resolver import ClassResolver
 from torch import Tensor, nn
 
+from gnnlm.train.kvsall_fused import KvsAllTargets, fused_kvsall_loss
 from gnnlm.train.losses import Loss
 from gnnlm.train.negative_sampling import NegativeSampler
 from gnnlm.train.regularizers import Regularizer
@@ -98,6 +99,12 @@ class SLCWALoop(TrainingLoop):
         adversarial_temperature: if set, negatives are weighted by ``softmax(alpha * score)`` over each
             row (scores detached), RotatE's self-adversarial sampling with temperature ``alpha``.
         regularizer: optional regulariser on the positives' (h, r, t) representations.
+        sparse: gather only the rows the batch uses, with row-sparse gradients (needs a representation
+            with :attr:`~gnnlm.kge.model.Representation.supports_row_gather` and an optimizer that
+            takes sparse gradients, see :mod:`gnnlm.train.sparse`); ``False`` is the dense reference
+            (the whole tables every step). Both give the same loss.
+
+    The positives and their negatives are scored in one call of the interaction.
     """
 
     name = "slcwa"
@@ -112,11 +119,18 @@ class SLCWALoop(TrainingLoop):
         batch_size: int,
         adversarial_temperature: float | None = None,
         regularizer: Regularizer | None = None,
+        sparse: bool = False,
     ) -> None:
         super().__init__(model, loss, batch_size=batch_size, regularizer=regularizer)
+        if sparse and not getattr(model.representation, "supports_row_gather", False):
+            raise ValueError(
+                f"sparse updates need a representation that supports row gathers; "
+                f"{type(model.representation).__name__} computes its rows together (use sparse=False)"
+            )
         self.triples = triples.long()
         self.sampler = sampler
         self.adversarial_temperature = adversarial_temperature
+        self.sparse = sparse
 
     @property
     def num_examples(self) -> int:
@@ -141,17 +155,26 @@ class SLCWALoop(TrainingLoop):
     def batch_loss(self, indices: Tensor, generator: torch.Generator) -> Tensor:
         positive = self.triples[indices]  # [B, 3]
         batch = self.sampler.sample(positive, generator)
+        b = len(positive)
         device = self.device
-        positive = positive.to(device)
-        reps = self.model.representations()
-        pos_scores = self.model.score_hrt(positive, reps)  # [B]
-        neg_scores = self.model.score_hrt(batch.negatives.view(-1, 3).to(device), reps)  # [B * K]
-        neg_scores = neg_scores.view(len(positive), -1)  # [B, K]
+        triples = torch.cat([positive, batch.negatives.view(-1, 3)]).to(device)  # [B (1 + K), 3]
+        if self.sparse:
+            h, r, t = self.model.gather_hrt(triples, sparse=True)  # [B (1 + K), d] each
+            scores = self.model.interaction(h, r, t)  # [B (1 + K)]
+        else:
+            reps = self.model.representations()
+            scores = self.model.score_hrt(triples, reps)  # [B (1 + K)]
+        pos_scores, neg_scores = scores[:b], scores[b:].view(b, -1)  # [B], [B, K]
         mask = batch.mask.to(device) if batch.mask is not None else None
         weights = self.negative_weights(neg_scores, mask)
         loss = self.loss.slcwa(pos_scores, neg_scores, weights)
-        entities = torch.cat([positive[:, 0], positive[:, 2]])  # [2B]
-        return loss + self._regularization(reps, entities, positive[:, 1])
+        if self.regularizer is None or self.regularizer.weight == 0:
+            return loss
+        if self.sparse:  # the positives' rows, already gathered
+            factors = self.model.row_regularization_factors(torch.cat([h[:b], t[:b]]), r[:b])
+            return loss + self.regularizer(factors, batch_size=b)
+        entities = torch.cat([triples[:b, 0], triples[:b, 2]])  # [2B]
+        return loss + self._regularization(reps, entities, triples[:b, 1])
 
 
 class KvsAllLoop(TrainingLoop):
@@ -167,6 +190,9 @@ class KvsAllLoop(TrainingLoop):
             ``(h, r, ?)`` with ``score_t`` and ``(?, r, t)`` with ``score_h``.
         label_smoothing: targets become ``(1 - eps) * y + eps / num_entities``.
         regularizer: optional regulariser on each query's entity and relation representations.
+        fused: when the loss ``supports_fused_kvsall``, compute the loss and its gradient in one pass
+            over the scores with sparse targets (:mod:`gnnlm.train.kvsall_fused`); ``False`` is the
+            reference (dense ``[B, N]`` targets, ``loss.kvsall``). Both give the same loss and gradients.
     """
 
     name = "kvsall"
@@ -182,8 +208,10 @@ class KvsAllLoop(TrainingLoop):
         reciprocal: bool = False,
         label_smoothing: float = 0.0,
         regularizer: Regularizer | None = None,
+        fused: bool = True,
     ) -> None:
         super().__init__(model, loss, batch_size=batch_size, regularizer=regularizer)
+        self.fused = fused
         if not loss.supports_kvsall:
             raise ValueError(
                 f"the {type(loss).__name__} loss does not support KvsAll training; use slcwa"
@@ -223,8 +251,8 @@ class KvsAllLoop(TrainingLoop):
     def num_examples(self) -> int:
         return len(self.anchors)
 
-    def targets(self, queries: Tensor) -> Tensor:
-        """``[B, num_entities]`` smoothed multi-hot targets of the queries ``queries: [B]``."""
+    def sparse_targets(self, queries: Tensor) -> KvsAllTargets:
+        """The true answers of the queries ``queries: [B]`` as ``(row, entity)`` index lists."""
         start, end = self.ptr[queries], self.ptr[queries + 1]
         counts = end - start  # [B]
         rows = torch.repeat_interleave(torch.arange(len(queries)), counts)  # [nnz_batch]
@@ -232,13 +260,11 @@ class KvsAllLoop(TrainingLoop):
             counts.cumsum(0) - counts, counts
         )
         cols = self.answers[torch.repeat_interleave(start, counts) + offsets]  # [nnz_batch]
-        targets = torch.zeros(len(queries), self.num_entities)
-        targets[rows, cols] = 1.0
-        if self.label_smoothing:
-            targets = (
-                1.0 - self.label_smoothing
-            ) * targets + self.label_smoothing / self.num_entities
-        return targets
+        return KvsAllTargets(rows, cols, len(queries), self.num_entities, self.label_smoothing)
+
+    def targets(self, queries: Tensor) -> Tensor:
+        """``[B, num_entities]`` smoothed multi-hot targets of the queries ``queries: [B]``."""
+        return self.sparse_targets(queries).dense()
 
     def batch_loss(self, indices: Tensor, generator: torch.Generator) -> Tensor:
         # Tail-side queries first, then head-side ones; the targets are ordered the same way.
@@ -246,6 +272,8 @@ class KvsAllLoop(TrainingLoop):
         tail_q, head_q = indices[sides == 0], indices[sides == 1]
         device = self.device
         reps = self.model.representations()
+        if self.fused and self.loss.supports_fused_kvsall:
+            return self._fused_batch_loss(tail_q, head_q, reps)
         scores = []
         if len(tail_q):
             hr = torch.stack([self.anchors[tail_q], self.relations[tail_q]], dim=1)  # [B_t, 2]
@@ -255,6 +283,29 @@ class KvsAllLoop(TrainingLoop):
             scores.append(self.model.score_h(rt.to(device), reps))  # [B_h, N]
         ordered = torch.cat([tail_q, head_q])
         loss = self.loss.kvsall(torch.cat(scores), self.targets(ordered).to(device))
+        entities, relations = self.anchors[ordered].to(device), self.relations[ordered].to(device)
+        return loss + self._regularization(reps, entities, relations)
+
+    def _fused_batch_loss(
+        self, tail_q: Tensor, head_q: Tensor, reps: tuple[Tensor, Tensor]
+    ) -> Tensor:
+        """:meth:`batch_loss` with the fused loss: each side's ``[b, N]`` scores are scored, turned
+        into their gradient in place and released; no ``[B, N]`` concatenation or dense targets."""
+        device, num_rows = self.device, len(tail_q) + len(head_q)
+        loss = torch.zeros((), device=device)
+        if len(tail_q):
+            hr = torch.stack([self.anchors[tail_q], self.relations[tail_q]], dim=1)  # [B_t, 2]
+            targets = self.sparse_targets(tail_q).to(device)
+            scores = self.model.score_t(hr.to(device), reps)  # [B_t, N]
+            loss = loss + fused_kvsall_loss(self.loss, scores, targets, num_rows)
+            del scores  # now the gradient buffer
+        if len(head_q):
+            rt = torch.stack([self.relations[head_q], self.anchors[head_q]], dim=1)  # [B_h, 2]
+            targets = self.sparse_targets(head_q).to(device)
+            scores = self.model.score_h(rt.to(device), reps)  # [B_h, N]
+            loss = loss + fused_kvsall_loss(self.loss, scores, targets, num_rows)
+            del scores
+        ordered = torch.cat([tail_q, head_q])
         entities, relations = self.anchors[ordered].to(device), self.relations[ordered].to(device)
         return loss + self._regularization(reps, entities, relations)
 

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from class_resolver import ClassResolver
 from torch import Tensor, nn
 
+from gnnlm.train.kvsall_fused import KvsAllTargets, bce_with_logits_fused_, cross_entropy_fused_
+
 
 def _negative_mean(values: Tensor, weights: Tensor | None) -> Tensor:
     """``[B, K] -> [B]``: plain mean over negatives, or the weighted sum when ``weights`` is given."""
@@ -33,6 +35,8 @@ class Loss(nn.Module):
 
     #: False for losses only defined for sLCWA (pairwise margins over all of N x N would be quadratic).
     supports_kvsall: ClassVar[bool] = True
+    #: True when :meth:`kvsall_fused_` computes the KvsAll loss and its gradient in one pass.
+    supports_fused_kvsall: ClassVar[bool] = False
 
     def slcwa(self, positive: Tensor, negative: Tensor, weights: Tensor | None = None) -> Tensor:
         """Loss of ``positive: [B]`` scores against ``negative: [B, K]`` scores; returns a scalar."""
@@ -43,6 +47,12 @@ class Loss(nn.Module):
         raise NotImplementedError(
             f"{type(self).__name__} does not support KvsAll training; use slcwa"
         )
+
+    def kvsall_fused_(self, scores: Tensor, targets: KvsAllTargets, num_rows: int) -> float:
+        """Fused :meth:`kvsall` (see :mod:`gnnlm.train.kvsall_fused`): returns the loss of the block
+        ``scores: [b, N]`` (as a share of a ``num_rows``-row batch) against sparse ``targets`` and
+        overwrites ``scores`` with the loss's gradient."""
+        raise NotImplementedError(f"{type(self).__name__} has no fused KvsAll loss")
 
 
 class MarginRankingLoss(Loss):
@@ -98,6 +108,11 @@ class SoftplusLoss(Loss):
     def kvsall(self, scores: Tensor, targets: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(scores + self.margin, targets)
 
+    supports_fused_kvsall = True
+
+    def kvsall_fused_(self, scores: Tensor, targets: KvsAllTargets, num_rows: int) -> float:
+        return bce_with_logits_fused_(scores, targets, num_rows, margin=self.margin)
+
     def extra_repr(self) -> str:
         return f"margin={self.margin}"
 
@@ -122,6 +137,11 @@ class BCELoss(Loss):
     def kvsall(self, scores: Tensor, targets: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(scores, targets)
 
+    supports_fused_kvsall = True
+
+    def kvsall_fused_(self, scores: Tensor, targets: KvsAllTargets, num_rows: int) -> float:
+        return bce_with_logits_fused_(scores, targets, num_rows)
+
 
 class CrossEntropyLoss(Loss):
     r"""Softmax cross-entropy over the candidates of each query (Lacroix et al., 2018; Ruffinelli et al.,
@@ -143,6 +163,11 @@ class CrossEntropyLoss(Loss):
     def kvsall(self, scores: Tensor, targets: Tensor) -> Tensor:
         distribution = targets / targets.sum(dim=1, keepdim=True).clamp_min(1e-12)  # [B, N]
         return -(distribution * scores.log_softmax(dim=1)).sum(dim=1).mean()
+
+    supports_fused_kvsall = True
+
+    def kvsall_fused_(self, scores: Tensor, targets: KvsAllTargets, num_rows: int) -> float:
+        return cross_entropy_fused_(scores, targets, num_rows)
 
 
 loss_resolver: ClassResolver[Loss] = ClassResolver(

@@ -33,3 +33,25 @@ def test_matmul_nt_gradients_and_switch(monkeypatch):
         torch.testing.assert_close(matmul_nt(q, c), q @ c.t())
     double = matmul_nt(q.double().detach(), c.double())  # other dtypes: the plain product
     assert double.dtype == torch.float64
+
+
+def test_training_product_gradients_equal_plain_autograd(monkeypatch):
+    # With autograd the product is MatmulNT (oneDNN forward, BLAS backward); the reference is `@`.
+    g = torch.Generator().manual_seed(1)
+    q0, c0, grad = (
+        torch.randn(9, 16, generator=g),
+        torch.randn(33, 16, generator=g),
+        torch.randn(9, 33, generator=g),
+    )
+    results = []
+    for onednn in (True, False):
+        monkeypatch.setattr(gemm, "USE_ONEDNN_TRAINING", onednn)
+        q, c = q0.clone().requires_grad_(), c0.clone().requires_grad_()
+        out = matmul_nt(q, c)
+        assert isinstance(out.grad_fn, gemm.MatmulNT._backward_cls) == (
+            onednn and gemm.onednn_available()
+        )
+        out.backward(grad)
+        results.append((out.detach(), q.grad, c.grad))
+    for fast, plain in zip(*results):
+        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
