@@ -16,7 +16,7 @@ test-slow: install
 
 demo: install
 	$(PYTHON) -m gnnlm.cli datasets umls
-	$(PYTHON) -m gnnlm.cli train configs/umls/complex.yaml --out runs/demo-umls-complex --threads 1
+	$(PYTHON) -m gnnlm.cli train configs/umls/complex.yaml --out runs/demo-umls-complex --overwrite --threads 1
 	$(PYTHON) -m gnnlm.cli predict runs/demo-umls-complex --head virus --relation causes --k 5
 
 lint:
