@@ -14,11 +14,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import yaml
+# the registry (and with it torch) is imported when a dataset is asked for, not for `gnnlm --help`
+from gnnlm.data.errors import DataError
+from gnnlm.train.config import ConfigError, load_yaml, quote
 
-from gnnlm.data import DataError, dataset_names, get_dataset
-from gnnlm.data.knowledge_graph import KnowledgeGraph
+if TYPE_CHECKING:
+    from gnnlm.data.knowledge_graph import KnowledgeGraph
 
 #: report keys printed (besides the statistics) when non-empty
 REPORT_KEYS = (
@@ -60,19 +63,33 @@ def add_parser(subparsers) -> None:
 
 
 def parse_options(pairs: list[str], config: str | None) -> dict:
-    """``KEY=VALUE`` strings (values parsed as YAML) on top of an optional YAML/JSON file."""
+    """``KEY=VALUE`` strings (values parsed as YAML) on top of an optional YAML/JSON file.
+
+    Raises:
+        ConfigError: invalid YAML or a YAML tag (file, line and column), or a pair without ``=``.
+    """
     options: dict = {}
     if config:
-        loaded = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+        loaded = load_yaml(Path(config).read_text(encoding="utf-8"), config)[0] or {}
         if not isinstance(loaded, dict):
-            raise DataError(f"{config}: expected a mapping of dataset options")
+            raise ConfigError(f"{config}:1: expected a mapping of dataset options")
         options.update(loaded.get("dataset_kwargs", loaded))
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise DataError(f"--option {pair!r}: expected KEY=VALUE")
-        options[key.replace("-", "_")] = yaml.safe_load(value)
+            raise ConfigError(f"--option {quote(pair)}: expected KEY=VALUE")
+        options[key.replace("-", "_")] = load_yaml(value, f"--option {quote(pair)}")[0]
     return options
+
+
+def _get_dataset(name: str, **options):
+    """:func:`get_dataset`, with an unknown name or option as a one-line :class:`ConfigError`."""
+    from gnnlm.data import get_dataset
+
+    try:
+        return get_dataset(name, **options)  # builds the loader; reads nothing
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
 
 
 def describe(kg: KnowledgeGraph) -> dict:
@@ -126,6 +143,8 @@ def _print_one(info: dict) -> None:
 
 
 def _list_all(args, options: dict) -> int:
+    from gnnlm.data import dataset_names, get_dataset
+
     rows, infos, status = [], {}, 0
     for name in dataset_names():
         try:
@@ -186,16 +205,17 @@ def _list_all(args, options: dict) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Errors in the arguments, the options or the files are raised as ``ConfigError`` /
+    ``DataError`` for the dispatcher (one line, exit status 2); the listing reports them per row."""
+    options = parse_options(args.option, args.config)
+    if args.name is None:
+        return _list_all(args, options)
+    dataset = _get_dataset(args.name, cache=not args.no_cache, **{"download": True, **options})
     try:
-        options = parse_options(args.option, args.config)
-        if args.name is None:
-            return _list_all(args, options)
-        kg = get_dataset(args.name, cache=not args.no_cache, **{"download": True, **options}).load(
-            args.data_dir
-        )
-    except (DataError, OSError, ValueError, TypeError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        kg = dataset.load(args.data_dir)
+    except ImportError as err:  # an optional dependency of this dataset (ogb, ...)
+        print(f"gnnlm datasets: {err}", file=sys.stderr)
+        return 2
     info = describe(kg)
     if args.json:
         print(json.dumps(info))

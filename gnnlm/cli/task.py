@@ -9,7 +9,10 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import json
+from pathlib import Path
 
 TASKS = ("triple-classification",)
 
@@ -39,14 +42,42 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from gnnlm.tasks import TripleClassificationConfig, run_triple_classification
+def load_config(path: str | None):
+    """The task's settings from a YAML file (tags refused, errors as one-line ConfigErrors)."""
+    from gnnlm.tasks import TripleClassificationConfig
+    from gnnlm.train.config import ConfigError, load_yaml, quote
 
-    config = (
-        TripleClassificationConfig.from_yaml(args.config)
-        if args.config
-        else TripleClassificationConfig()
-    )
+    if path is None:
+        return TripleClassificationConfig()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror or err})") from None
+    values, lines = load_yaml(text, path)
+    values = values or {}
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"{path}:1: expected a mapping of settings, found {type(values).__name__}"
+        )
+    known = [f.name for f in dataclasses.fields(TripleClassificationConfig)]
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"{path}:{lines.get(str(key), 1)}: unknown key {quote(key)}{hint}; valid keys: "
+                f"{', '.join(known)}"
+            )
+    try:
+        return TripleClassificationConfig.from_dict(values, source=path)
+    except (ValueError, TypeError) as err:  # unknown keys
+        raise ConfigError(str(err)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from gnnlm.tasks import run_triple_classification
+
+    config = load_config(args.config)
     overrides = {
         "dataset": args.dataset,
         "num_train": args.num_train,

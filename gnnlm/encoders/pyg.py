@@ -20,12 +20,24 @@ from typing import Any, ClassVar
 import torch_geometric.nn as pyg_nn
 from torch import Tensor, nn
 from torch_geometric.nn import MLP, MessagePassing
+from torch_geometric.nn.models.basic_gnn import BasicGNN
 
 from gnnlm.encoders.base import GraphEncoder
 
 
 def _params(fn: Callable) -> dict[str, inspect.Parameter]:
     return dict(inspect.signature(fn).parameters)
+
+
+def _keywords(fn: Callable, *, skip: tuple[str, ...] = ()) -> tuple[frozenset[str], bool]:
+    """``(names passable by keyword, whether fn also takes **kwargs)`` of a constructor."""
+    params = list(_params(fn).values())[1:]  # drop self
+    named = frozenset(
+        p.name
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in skip
+    )
+    return named, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
 def lookup_pyg_conv(name: str) -> type[MessagePassing]:
@@ -87,6 +99,13 @@ class PyGConvEncoder(GraphEncoder):
                 "resolve_encoder('pyg:GATConv', ...)"
             )
         init = _params(conv.__init__)
+        valid, _ = type(self).keyword_arguments()
+        unknown = sorted(set(conv_kwargs) - valid)
+        if unknown:
+            raise TypeError(
+                f"pyg:{conv.__name__}: unknown keyword argument(s) {', '.join(unknown)}; valid: "
+                f"{', '.join(sorted(valid))}"
+            )
         hidden_channels = hidden_channels or out_channels
         dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         heads = int(conv_kwargs.get("heads", 1))
@@ -124,6 +143,18 @@ class PyGConvEncoder(GraphEncoder):
     _specialised: ClassVar[dict[type, type[PyGConvEncoder]]] = {}
 
     @classmethod
+    def keyword_arguments(cls) -> tuple[frozenset[str], bool]:
+        """``(every keyword the constructor accepts, False)``: its own, the conv's and (when the conv
+        forwards ``**kwargs``) ``MessagePassing``'s; the widths it sets per layer are not among them."""
+        own, _ = _keywords(PyGConvEncoder.__init__)
+        if cls.conv_cls is None:
+            return own, False
+        conv, open_ = _keywords(cls.conv_cls.__init__, skip=("in_channels", "out_channels", "nn"))
+        if open_:
+            conv |= _keywords(MessagePassing.__init__)[0]
+        return own | conv, False
+
+    @classmethod
     def specialise(cls, conv: type[MessagePassing] | str) -> type[PyGConvEncoder]:
         """The encoder class for ``conv`` (a class or a ``torch_geometric.nn`` name), cached."""
         if isinstance(conv, str):
@@ -153,29 +184,62 @@ class PyGConvEncoder(GraphEncoder):
 class ModuleEncoder(GraphEncoder):
     """Wraps any module with ``forward(x, edge_index, ...)`` (e.g. PyG's ``GCN`` model) as one layer.
 
-    Relation information is passed by the same signature rules as :class:`PyGConvEncoder`; the module
-    is responsible for its own activations.
+    Relation information is passed by the same signature rules as :class:`PyGConvEncoder` (a PyG
+    ``BasicGNN`` model says itself whether it uses ``edge_attr``); the module is responsible for its own
+    activations. :meth:`specialise` gives the encoder *class* for a module class (what
+    ``encoder: torch_geometric.nn.models:GCN`` in a config resolves to): its constructor builds the
+    module from keyword arguments.
+
+    Args:
+        module: the module to wrap (``None``: build ``module_cls(**kwargs)`` of a specialised class).
+        **kwargs: constructor arguments of ``module_cls``.
     """
 
+    module_cls: ClassVar[type[nn.Module] | None] = None
     _specialised: ClassVar[dict[type, type[ModuleEncoder]]] = {}
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module | None = None, **kwargs: Any) -> None:
         super().__init__(act=None)
+        if module is None:
+            if type(self).module_cls is None:
+                raise TypeError(
+                    "ModuleEncoder needs a module: ModuleEncoder(module) or "
+                    "ModuleEncoder.specialise(ModuleClass)(**kwargs)"
+                )
+            module = type(self).module_cls(**kwargs)
+        elif kwargs:
+            raise TypeError(f"constructor arguments {sorted(kwargs)} given with a module instance")
         self.layers = nn.ModuleList([module])
 
     @classmethod
-    def wrap(cls, module: nn.Module) -> ModuleEncoder:
-        kind = type(module)
+    def specialise(cls, kind: type[nn.Module]) -> type[ModuleEncoder]:
+        """The encoder class wrapping modules of class ``kind`` (cached)."""
         if kind not in cls._specialised:
             fwd = _params(kind.forward)
             edge_type = "edge_type" in fwd
+            edge_attr = "edge_attr" in fwd and not edge_type
+            if issubclass(kind, BasicGNN):  # takes edge_attr, but uses it only if its convs do
+                edge_attr = edge_attr and bool(kind.supports_edge_attr)
             flags = {
+                "module_cls": kind,
                 "supports_edge_type": edge_type,
-                "supports_edge_attr": "edge_attr" in fwd and not edge_type,
+                "supports_edge_attr": edge_attr,
                 "__module__": __name__,
+                "__doc__": f"{kind.__name__} wrapped as a GraphEncoder.",
             }
             cls._specialised[kind] = type(f"{kind.__name__}Encoder", (cls,), flags)
-        return cls._specialised[kind](module)
+        return cls._specialised[kind]
+
+    @classmethod
+    def wrap(cls, module: nn.Module) -> ModuleEncoder:
+        return cls.specialise(type(module))(module)
+
+    @classmethod
+    def keyword_arguments(cls) -> tuple[frozenset[str], bool]:
+        """``(named constructor arguments of module_cls, whether it also takes **kwargs)``."""
+        if cls.module_cls is None:
+            return frozenset({"module"}), False
+        return _keywords(cls.module_cls.__init__)
 
     def layer_forward(
         self,

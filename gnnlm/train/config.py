@@ -9,17 +9,25 @@ A run is described by one :class:`TrainConfig`::
     training: {loop: kvsall, epochs: 100, batch_size: 256, lr: 0.001, optimizer: adam, loss: bce, ...}
     evaluation: {batch_size: 256, frequency: 5, patience: 5, metric: mrr}
 
-Every key is checked against the dataclass fields: an unknown key or a value of the wrong type is a
-:class:`ConfigError` naming the file, the line and the value (keys of ``*_kwargs`` mappings are free-form
-and passed through to the component they configure).
+Every key is checked against the dataclass fields: an unknown key, a value of the wrong type or out of
+range (``lr: -1``, ``batch_size: 0``) is a :class:`ConfigError` naming the file, the line and the value
+and saying what would fit. YAML tags (``!!python/object``, ``!custom``) are refused. The keys of
+``*_kwargs`` mappings are passed to the component they configure; :func:`check_components` (run by the
+trainer before it loads any data) checks them, and every component name, against the component's
+constructor.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import math
+import tempfile
 import types
 import typing
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +37,16 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration key or value that does not fit the schema (message names where it came from)."""
+
+
+class ConfigWarning(UserWarning):
+    """A config value that was adjusted, e.g. encoder arguments left out when ``--set`` swaps encoders."""
+
+
+def quote(value: Any, limit: int = 200) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a bad line in a message stays readable)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 @dataclass
@@ -84,6 +102,9 @@ class TrainingConfig:
         deterministic: use ``torch.use_deterministic_algorithms`` during the run.
         device: ``cpu``, ``cuda``, ``cuda:1``, ... or ``auto`` (CUDA when available). Batches are drawn on
             the CPU from one seeded generator; exact resume is guaranteed on CPU.
+        sparse_updates: update only the rows a sLCWA batch uses (row-sparse gradients; Adam becomes
+            lazy ``SparseAdam``): ``null`` = auto (on where it applies), ``true``, ``false`` (dense
+            reference). See :mod:`gnnlm.train.sparse`.
     """
 
     loop: str = "kvsall"
@@ -108,6 +129,7 @@ class TrainingConfig:
     checkpoint_frequency: int = 1
     deterministic: bool = True
     device: str = "cpu"
+    sparse_updates: bool | None = None
 
 
 @dataclass
@@ -164,15 +186,14 @@ class TrainConfig:
             text = path.read_text()
         except OSError as err:
             raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
-        try:
-            data, lines = _load_yaml_with_lines(text)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML: {err}") from None
+        data, lines = load_yaml(text, str(path))
         if data is None:
             data = {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}:1: a config is a mapping, got {type(data).__name__}")
         config = cls.from_dict(data, source=str(path), lines=lines)
+        config._origins = {key: f"{path}:{line}" for key, line in lines.items()}
+        config._origins[""] = str(path)
         return apply_overrides(config, overrides)
 
     def save(self, path: str | Path) -> None:
@@ -183,6 +204,17 @@ class TrainConfig:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+
+    def origin(self, key: str) -> str | None:
+        """Where ``key`` (``"training.lr"``) was set: ``"file.yaml:12"``, ``"--set 'training.lr=1'"``,
+        the file for keys it leaves at their default, or ``None`` for a config built in Python."""
+        origins: dict[str, str] = getattr(self, "_origins", {})
+        parts = key.split(".")
+        for n in range(len(parts), -1, -1):
+            found = origins.get(".".join(parts[:n]))
+            if found is not None:
+                return found
+        return None
 
 
 # -- validation ------------------------------------------------------------------------------------
@@ -210,7 +242,82 @@ def _build(cls: type, data: Any, *, prefix: str, where: _Where) -> Any:
                 f"{where(path)}: {_unknown_key_message(str(key), prefix, list(fields))}"
             )
         kwargs[key] = _check_value(hints[key], value, path=path, where=where)
+        _check_range(path, kwargs[key], where)
     return cls(**kwargs)
+
+
+def _positive(v: float) -> bool:
+    return math.isfinite(v) and v > 0
+
+
+def _non_negative(v: float) -> bool:
+    return math.isfinite(v) and v >= 0
+
+
+#: ``path -> (test, what fits, a value that does)``; ``None`` always fits where the type allows it.
+_RANGES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
+    "model.embedding_dim": (lambda v: v >= 1, "an integer >= 1", "200"),
+    "training.epochs": (lambda v: v >= 1, "an integer >= 1", "100"),
+    "training.batch_size": (lambda v: v >= 1, "an integer >= 1", "256"),
+    "training.lr": (_positive, "a finite number > 0", "0.001"),
+    "training.num_negatives": (lambda v: v >= 1, "an integer >= 1", "1"),
+    "training.adversarial_temperature": (_positive, "a finite number > 0", "1.0, or null for none"),
+    "training.label_smoothing": (lambda v: 0 <= v < 1, "a number in [0, 1)", "0.1, or 0 for none"),
+    "training.regularizer_weight": (_non_negative, "a finite number >= 0", "0.01, or 0 for none"),
+    "training.clip_grad_norm": (_positive, "a finite number > 0", "1.0, or null for no clipping"),
+    "training.checkpoint_frequency": (lambda v: v >= 0, "an integer >= 0", "1, or 0 for never"),
+    "evaluation.batch_size": (lambda v: v >= 1, "an integer >= 1", "256"),
+    "evaluation.frequency": (lambda v: v >= 0, "an integer >= 0", "5, or 0 for only at the end"),
+    "evaluation.patience": (lambda v: v >= 0, "an integer >= 0", "5, or 0 for no early stopping"),
+}
+
+
+def check_values(config: TrainConfig) -> None:
+    """Check the numeric ranges of a config built in Python (loading a file checks them already)."""
+
+    def where(key: str) -> str:
+        return config.origin(key) or "config"
+
+    for path in _RANGES:
+        value: Any = config
+        for part in path.split("."):
+            value = getattr(value, part)
+        _check_range(path, value, where)
+
+
+def check_writable_dir(path: str | Path) -> None:
+    """Raise :class:`ConfigError` unless ``path`` is, or can be created as, a writable directory.
+
+    Nothing is created: the closest existing folder is probed with an anonymous temporary file.
+    """
+    path = Path(path)
+    try:
+        existing = path
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ConfigError(
+                f"run directory {path} (--out): {existing} is a file, not a folder; choose "
+                "another --out"
+            )
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"run directory {path} (--out): cannot write in {existing} "
+            f"({err.strerror or err}); choose a writable --out"
+        ) from None
+
+
+def _check_range(path: str, value: Any, where: Callable[[str], str]) -> None:
+    rule = _RANGES.get(path)
+    if rule is None or value is None:
+        return
+    test, fits, example = rule
+    if not test(value):
+        raise ConfigError(
+            f"{where(path)}: {path} must be {fits}, got {quote(value)}; e.g. {example}"
+        )
 
 
 def _unknown_key_message(key: str, prefix: str, valid: list[str]) -> str:
@@ -244,7 +351,8 @@ def _check_value(hint: Any, value: Any, *, path: str, where: _Where) -> Any:
     ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
     if not ok:
         raise ConfigError(
-            f"{where(path)}: {path} must be {_type_name(hint)}, got {value!r} ({type(value).__name__})"
+            f"{where(path)}: {path} must be {_type_name(hint)}, got {quote(value)} "
+            f"({type(value).__name__})"
         )
     if expected is dict:
         for key, item in value.items():
@@ -268,21 +376,57 @@ def _type_name(hint: Any) -> str:
     }.get(origin or hint, str(hint))
 
 
-def _load_yaml_with_lines(text: str) -> tuple[Any, dict[str, int]]:
-    """Parse YAML and record the 1-based line of every key path (``training.lr`` -> 12)."""
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
+def load_yaml(text: str, source: str) -> tuple[Any, dict[str, int]]:
+    """Parse a YAML config strictly and record the 1-based line of every key path (``training.lr`` -> 12).
+
+    Refused, as a :class:`ConfigError` of one line naming ``source``, line and column (from 1): invalid
+    YAML, any tag (``!!python/object:...``, ``!!binary``, ``!custom``; a config holds mappings, lists,
+    strings, numbers, booleans and null) and a key repeated within a mapping (YAML would keep the last).
+    """
     lines: dict[str, int] = {}
+
+    def fail(mark: yaml.Mark | None, problem: str) -> ConfigError:
+        if mark is None:
+            return ConfigError(f"{source}: {problem}")
+        line = text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""
+        shown = f": {quote(line.strip())}" if line.strip() else ""
+        return ConfigError(f"{source}:{mark.line + 1}:{mark.column + 1}: {problem}{shown}")
 
     def walk(n: yaml.Node, prefix: str) -> None:
         if isinstance(n, yaml.MappingNode):
+            seen: set[str] = set()
             for key_node, value_node in n.value:
+                if key_node.value in seen:
+                    raise fail(
+                        key_node.start_mark,
+                        f"key '{prefix}{key_node.value}' is repeated (YAML would keep only the last)",
+                    )
+                seen.add(key_node.value)
                 key = f"{prefix}{key_node.value}"
                 lines[key] = key_node.start_mark.line + 1
                 walk(value_node, f"{key}.")
+        elif isinstance(n, yaml.SequenceNode):
+            for item in n.value:
+                walk(item, prefix)
 
-    if node is not None:
-        walk(node, "")
-    return yaml.safe_load(text), lines
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            tag = getattr(event, "tag", None)  # None unless written explicitly
+            if tag is not None:
+                tag = tag.replace("tag:yaml.org,2002:", "!!", 1)
+                raise fail(
+                    event.start_mark, f"YAML tag {tag!r} is not allowed; write the plain value"
+                )
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            walk(node, "")
+        return yaml.safe_load(text), lines
+    except yaml.MarkedYAMLError as err:
+        problem = err.problem or "cannot parse"
+        context = f" ({err.context})" if err.context else ""
+        raise fail(err.problem_mark, f"invalid YAML: {problem}{context}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: invalid YAML: {' '.join(str(err).split())}") from None
 
 
 # -- overrides -------------------------------------------------------------------------------------
@@ -296,18 +440,46 @@ def apply_overrides(config: TrainConfig, overrides: list[str] | tuple[str, ...])
         ConfigError: naming the override, the key and the value.
     """
     data = config.to_dict()
+    before, origins = config, dict(getattr(config, "_origins", {}))
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key.sub=value")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as err:
-            raise ConfigError(f"--set {item!r}: cannot parse value: {err}") from None
+            raise ConfigError(f"--set {quote(item)}: expected key.sub=value")
+        source = f"--set {quote(item)}"
+        value = load_yaml(raw, source)[0] if raw.strip() else ""
         _assign(data, key.split("."), value, item)
-        config = TrainConfig.from_dict(data, source=f"--set {item!r}")
+        config = TrainConfig.from_dict(data, source=source)
+        origins = {k: v for k, v in origins.items() if k != key and not k.startswith(f"{key}.")}
+        origins[key] = source
+        config._origins = origins
+    keys = [item.partition("=")[0].strip() for item in overrides]
+    if "model.encoder" in keys and not any(k.startswith("model.encoder_kwargs") for k in keys):
+        _keep_encoder_kwargs_that_fit(config, before)
     return config
+
+
+def _keep_encoder_kwargs_that_fit(config: TrainConfig, before: TrainConfig) -> None:
+    """``--set model.encoder=X`` swapped the encoder: the file's ``encoder_kwargs`` were written for
+    the old one, so keep those X accepts (``num_layers``, ``dropout``) and say which are left out."""
+    old, new = before.model.encoder, config.model.encoder
+    if not new or new == old or not config.model.encoder_kwargs:
+        return
+    try:
+        from gnnlm.encoders.resolver import filter_kwargs, lookup_encoder
+
+        kept = filter_kwargs(lookup_encoder(new), config.model.encoder_kwargs)
+    except Exception:  # noqa: BLE001 - an unknown encoder is reported by check_components
+        return
+    dropped = sorted(k for k in config.model.encoder_kwargs if k not in kept)
+    if dropped:
+        config.model.encoder_kwargs = kept
+        warnings.warn(
+            f"model.encoder_kwargs {', '.join(dropped)} (for {old!r}) do not apply to {new!r} and "
+            f"are left out; pass its own with --set model.encoder_kwargs.KEY=VALUE",
+            ConfigWarning,
+            stacklevel=3,
+        )
 
 
 def _assign(data: dict, parts: list[str], value: Any, item: str) -> None:
@@ -321,17 +493,17 @@ def _assign(data: dict, parts: list[str], value: Any, item: str) -> None:
                 prefix = ".".join(parts[:i])
                 prefix = f"{prefix}." if prefix else ""
                 raise ConfigError(
-                    f"--set {item!r}: {_unknown_key_message(part, prefix, list(node))}"
+                    f"--set {quote(item)}: {_unknown_key_message(part, prefix, list(node))}"
                 )
         if not isinstance(node[part], dict):
-            raise ConfigError(f"--set {item!r}: {'.'.join(parts[: i + 1])} is not a mapping")
+            raise ConfigError(f"--set {quote(item)}: {'.'.join(parts[: i + 1])} is not a mapping")
         node = node[part]
     last = parts[-1]
     inside_kwargs = any(p.endswith("_kwargs") for p in parts[:-1])
     if last not in node and not inside_kwargs:
         prefix = ".".join(parts[:-1])
         prefix = f"{prefix}." if prefix else ""
-        raise ConfigError(f"--set {item!r}: {_unknown_key_message(last, prefix, list(node))}")
+        raise ConfigError(f"--set {quote(item)}: {_unknown_key_message(last, prefix, list(node))}")
     node[last] = value
 
 
@@ -348,3 +520,146 @@ def config_diff(a: TrainConfig, b: TrainConfig) -> dict[str, tuple[Any, Any]]:
 
     walk(a.to_dict(), b.to_dict(), "")
     return out
+
+
+# -- components ------------------------------------------------------------------------------------
+def check_components(config: TrainConfig) -> None:
+    """Check every component name and ``*_kwargs`` key against the component it configures.
+
+    Cheap (no data is read, nothing is built), so a typo fails before a dataset loads: an unknown
+    dataset, interaction, encoder, optimizer, scheduler, loss, loop, sampler or regularizer, and a
+    keyword argument the component's constructor does not take, are each a :class:`ConfigError` naming
+    where the value was set, the value, and the valid choices.
+    """
+    from class_resolver.contrib.torch import lr_scheduler_resolver, optimizer_resolver
+
+    from gnnlm.kge import interaction_resolver
+    from gnnlm.train.loops import loop_resolver
+    from gnnlm.train.losses import loss_resolver
+    from gnnlm.train.negative_sampling import sampler_resolver
+    from gnnlm.train.regularizers import regularizer_resolver
+    from gnnlm.train.trainer import _SCHEDULER_SYNONYMS
+
+    m, t = config.model, config.training
+    _check_dataset(config)
+    interaction = _lookup(config, "model.interaction", interaction_resolver, m.interaction)
+    skip = ("embedding_dim",) if getattr(interaction, "requires_embedding_dim", False) else ()
+    _check_kwargs(config, "model.interaction_kwargs", interaction, m.interaction_kwargs, skip)
+    if m.encoder:
+        _check_encoder(config)
+    optimizer = _lookup(config, "training.optimizer", optimizer_resolver, t.optimizer)
+    _check_kwargs(config, "training.optimizer_kwargs", optimizer, t.optimizer_kwargs, ("params",))
+    if t.scheduler:
+        name = _SCHEDULER_SYNONYMS.get(t.scheduler.lower(), t.scheduler)
+        scheduler = _lookup(config, "training.scheduler", lr_scheduler_resolver, name)
+        _check_kwargs(
+            config, "training.scheduler_kwargs", scheduler, t.scheduler_kwargs, ("optimizer",)
+        )
+    loss = _lookup(config, "training.loss", loss_resolver, t.loss)
+    _check_kwargs(config, "training.loss_kwargs", loss, t.loss_kwargs)
+    _lookup(config, "training.loop", loop_resolver, t.loop)
+    _lookup(config, "training.sampler", sampler_resolver, t.sampler)
+    if t.regularizer:
+        _lookup(config, "training.regularizer", regularizer_resolver, t.regularizer)
+
+
+def _at(config: TrainConfig, key: str) -> str:
+    origin = config.origin(key)
+    return f"{origin}: " if origin else ""
+
+
+def _lookup(config: TrainConfig, key: str, resolver: Any, name: str) -> type:
+    """``resolver.lookup(name)``, or a ConfigError listing the registered names."""
+    try:
+        return resolver.lookup(name)
+    except (KeyError, ValueError, TypeError, ImportError) as err:
+        choices = ", ".join(sorted(resolver.lookup_dict))
+        reason = f" ({' '.join(str(err).split())})" if ":" in str(name) else ""
+        raise ConfigError(
+            f"{_at(config, key)}unknown {key.split('.')[-1]} {quote(name)}{reason}; valid: "
+            f"{choices} (or 'package.module:Class' for your own)"
+        ) from None
+
+
+def _keywords(fn: Callable, skip: tuple[str, ...] = ()) -> tuple[list[str], bool]:
+    params = list(inspect.signature(fn).parameters.values())
+    named = [
+        p.name
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in (*skip, "self")
+    ]
+    return named, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _check_kwargs(
+    config: TrainConfig,
+    key: str,
+    cls: type,
+    kwargs: dict[str, Any],
+    skip: tuple[str, ...] = (),
+    valid: tuple[list[str], bool] | None = None,
+    name: str | None = None,
+) -> None:
+    named, any_keyword = valid or _keywords(cls, skip)
+    if any_keyword:
+        return
+    for name in kwargs:
+        if name not in named:
+            close = difflib.get_close_matches(str(name), named, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"{_at(config, f'{key}.{name}')}{key} has the key {quote(name)}, which "
+                f"{name or cls.__name__} does not take{hint}; valid keys: {', '.join(named) or '(none)'}"
+            )
+
+
+def _check_dataset(config: TrainConfig) -> None:
+    from gnnlm.data.datasets import get_dataset
+
+    try:
+        get_dataset(config.dataset, **config.dataset_kwargs)  # builds the loader; reads nothing
+    except (ValueError, TypeError) as err:
+        key = "dataset"
+        if isinstance(err, TypeError):  # an option the loader does not take: point at it
+            named = [k for k in config.dataset_kwargs if repr(str(k)) in str(err)]
+            key = f"dataset_kwargs.{named[0]}" if named else "dataset_kwargs"
+        raise ConfigError(f"{_at(config, key)}{' '.join(str(err).split())}") from None
+
+
+def _check_encoder(config: TrainConfig) -> None:
+    from gnnlm.encoders import lookup_encoder
+    from gnnlm.encoders.pyg import ModuleEncoder
+    from gnnlm.encoders.resolver import constructor_keywords
+
+    m = config.model
+    try:
+        cls = lookup_encoder(m.encoder)
+    except (ValueError, TypeError, ImportError) as err:
+        raise ConfigError(
+            f"{_at(config, 'model.encoder')}model.encoder {quote(m.encoder)}: "
+            f"{' '.join(str(err).split())}"
+        ) from None
+    named, any_keyword = constructor_keywords(cls)
+    _check_kwargs(
+        config,
+        "model.encoder_kwargs",
+        cls,
+        m.encoder_kwargs,
+        valid=(sorted(named), any_keyword),
+        name=m.encoder,
+    )
+    if issubclass(cls, ModuleEncoder) and cls.module_cls is not None:
+        # in_channels / out_channels / num_relations / relation_channels are filled in when named
+        derived = {"in_channels", "out_channels", "num_relations", "relation_channels"}
+        required = [
+            p.name
+            for p in list(inspect.signature(cls.module_cls.__init__).parameters.values())[1:]
+            if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        missing = [r for r in required if r not in derived and r not in m.encoder_kwargs]
+        if missing:
+            raise ConfigError(
+                f"{_at(config, 'model.encoder')}model.encoder {quote(m.encoder)} needs "
+                f"{', '.join(missing)}: set model.encoder_kwargs (e.g. "
+                f"{{{', '.join(f'{r}: ...' for r in missing)}}})"
+            )

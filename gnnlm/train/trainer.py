@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from class_resolver.contrib.torch import lr_scheduler_resolver
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from gnnlm.train.checkpoint import (
     CheckpointError,
@@ -44,7 +43,14 @@ from gnnlm.train.checkpoint import (
     rng_state,
     save_tensors,
 )
-from gnnlm.train.config import ConfigError, TrainConfig, config_diff
+from gnnlm.train.config import (
+    ConfigError,
+    TrainConfig,
+    check_components,
+    check_values,
+    check_writable_dir,
+    config_diff,
+)
 from gnnlm.train.loops import KvsAllLoop, SLCWALoop, TrainingLoop, loop_resolver
 from gnnlm.train.losses import loss_resolver
 from gnnlm.train.negative_sampling import sampler_resolver
@@ -58,6 +64,7 @@ from gnnlm.train.regularizers import regularizer_resolver
 from gnnlm.train.run_dir import open_run_dir
 from gnnlm.train.run_log import MetricsLogger
 from gnnlm.train.sparse import make_optimizer, use_sparse_updates
+from gnnlm.utils.progress import progress
 
 if TYPE_CHECKING:
     from gnnlm.data import KnowledgeGraph
@@ -176,6 +183,13 @@ class Trainer:
 
     # -- construction ------------------------------------------------------------------------------
     def _validate(self) -> None:
+        """Everything that can be checked before the data loads: values, component names and their
+        keyword arguments (:func:`~gnnlm.train.config.check_components`), and that ``run_dir`` can be
+        written (a read-only or invalid ``--out`` fails now, not after training)."""
+        check_values(self.config)
+        check_components(self.config)
+        if self.run_dir is not None:
+            check_writable_dir(self.run_dir)
         t, e = self.config.training, self.config.evaluation
         loop = loop_resolver.lookup(t.loop)
         if loop is SLCWALoop and t.label_smoothing:
@@ -188,13 +202,6 @@ class Trainer:
             raise ConfigError(
                 f"training.loss={t.loss!r} does not support the kvsall loop; use slcwa"
             )
-        for name, value in (
-            ("training.epochs", t.epochs),
-            ("training.batch_size", t.batch_size),
-            ("evaluation.batch_size", e.batch_size),
-        ):
-            if value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
         if e.metric not in HEADLINE:
             raise ConfigError(f"evaluation.metric must be one of {HEADLINE}, got {e.metric!r}")
 
@@ -326,15 +333,14 @@ class Trainer:
         t, e = self.config.training, self.config.evaluation
         train_seconds = sum(row["seconds"] for row in logger.rows)
         epochs = range(self.epoch + 1, t.epochs + 1)
-        bar = tqdm(
-            epochs,
-            desc="epochs",
+        # a bar in a terminal; a line per epoch in a log file (see gnnlm.utils.progress)
+        bar = progress(
+            total=t.epochs, initial=self.epoch, desc="epochs", unit="epoch", every=0,
             disable=self.quiet or self.early_stopping.stopped,
-            dynamic_ncols=True,
-        )
+        )  # fmt: skip
         diverged = None
         try:
-            for epoch in bar:
+            for epoch in epochs:
                 if self.early_stopping.stopped:
                     break
                 start = time.perf_counter()
@@ -364,6 +370,7 @@ class Trainer:
                     loss=f"{loss:.4g}",
                     **({"valid_mrr": f"{row['valid_mrr']:.4f}"} if "valid_mrr" in row else {}),
                 )
+                bar.update()
                 for callback in self.callbacks:
                     callback(self, row)
                 if self.early_stopping.stopped:
@@ -382,9 +389,9 @@ class Trainer:
         total, count = 0.0, 0
         clip = self.config.training.clip_grad_norm
         num_batches = math.ceil(self.loop.num_examples / self.loop.batch_size)
-        batches = tqdm(
+        batches = progress(  # outside a terminal: a line every 30 s at most, none when done
             self.loop.batches(self.generator), total=num_batches, desc=f"epoch {self.epoch + 1}",
-            leave=False, disable=self.quiet or num_batches < 20, dynamic_ncols=True,
+            leave=False, disable=self.quiet or num_batches < 20, unit="batch",
         )  # fmt: skip
         for indices in batches:
             self.optimizer.zero_grad(set_to_none=True)
