@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
@@ -70,12 +68,23 @@ class MaskedCrossAttention(nn.Module):
         q = self.q(self.norm(query)).view(b, nq, h, d).transpose(1, 2)  # [batch, heads, nq, d]
         k = self.k(key).view(b, nk, h, d).transpose(1, 2)  # [batch, heads, nk, d]
         v = self.v(key).view(b, nk, h, d).transpose(1, 2)  # [batch, heads, nk, d]
-        scores = q @ k.transpose(-1, -2) / math.sqrt(d)  # [batch, heads, nq, nk]
-        mask = key_mask[:, None, None, :]  # [batch, 1, 1, nk]
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        weights = self.dropout(scores.softmax(-1))
-        has_keys = key_mask.any(-1).to(query.dtype)[:, None, None, None]  # [batch, 1, 1, 1]
-        ctx = (weights @ v) * has_keys  # [batch, heads, nq, d]
+        if nk == 0:  # no example has keys: zero context
+            return self.o(q.new_zeros(b, nq, h * d))
+        has_keys = key_mask.any(-1)  # [batch]
+        all_have_keys = bool(has_keys.all())
+        if not all_have_keys:  # no fully masked row (NaN on some backends); zeroed below
+            key_mask = key_mask | ~has_keys.unsqueeze(-1)
+        # One fused SDPA call for the whole batch: the dense [batch, 1, 1, nk] mask keeps each query to
+        # its own example's real keys (scale 1 / sqrt(d), as before).
+        ctx = nn.functional.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=key_mask[:, None, None, :],
+            dropout_p=self.dropout.p if self.training else 0.0,
+        )  # [batch, heads, nq, d]
+        if not all_have_keys:
+            ctx = ctx * has_keys.to(ctx.dtype)[:, None, None, None]
         ctx = ctx.transpose(1, 2).reshape(b, nq, h * d)  # [batch, nq, heads * d]
         return self.o(ctx)
 

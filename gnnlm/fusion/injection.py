@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
+import torch
 from torch import Tensor, nn
-from torch_geometric.utils import to_dense_batch
 
 if TYPE_CHECKING:
     from gnnlm.fusion.batch import TextGraphBatch
@@ -76,14 +76,40 @@ class FusionState:
     knowledge_gates: list[Tensor] = field(default_factory=list)
     cache: dict[str, object] = field(default_factory=dict)
 
+    def dense_layout(self) -> tuple[Tensor, Tensor]:
+        """Where each node sits in the padded per-example layout, computed once per batch.
+
+        Returns:
+            ``([num_nodes] index into the flattened [batch * max_nodes] rows, [batch, max_nodes] mask)``,
+            the layout of ``torch_geometric.utils.to_dense_batch`` (nodes of an example in order).
+        """
+        layout = self.cache.get("dense_layout")
+        if layout is None:
+            graph, b = self.batch.graph, self.batch.batch_size
+            node_batch = graph.batch  # [num_nodes] (sorted by example)
+            counts = graph.ptr[1:] - graph.ptr[:-1]  # [batch]
+            max_nodes = int(counts.max()) if b and graph.num_nodes else 0
+            local = torch.arange(graph.num_nodes, device=node_batch.device) - graph.ptr[node_batch]
+            index = node_batch * max_nodes + local  # [num_nodes]
+            mask = torch.arange(max_nodes, device=counts.device) < counts.unsqueeze(-1)
+            layout = self.cache["dense_layout"] = (index, mask)  # mask: [batch, max_nodes]
+        return layout
+
     def dense_nodes(self) -> tuple[Tensor, Tensor]:
-        """Node states padded per example: ``([batch, max_nodes, channels], [batch, max_nodes] mask)``."""
-        graph = self.batch.graph
-        return to_dense_batch(self.node_states, graph.batch, batch_size=self.batch.batch_size)
+        """Node states padded per example: ``([batch, max_nodes, channels], [batch, max_nodes] mask)``.
+
+        Same values as ``to_dense_batch(node_states, graph.batch)`` (zeros on padding), with the layout
+        indexed once per batch (:meth:`dense_layout`) instead of per call.
+        """
+        index, mask = self.dense_layout()
+        x = self.node_states  # [num_nodes, channels]
+        dense = x.new_zeros(mask.numel(), x.size(-1)).index_copy(0, index, x)
+        return dense.view(*mask.shape, x.size(-1)), mask
 
     def set_dense_nodes(self, dense: Tensor, mask: Tensor) -> None:
         """Store ``[batch, max_nodes, channels]`` states back in PyG layout (``dense[mask]``)."""
-        self.node_states = dense[mask]  # [num_nodes, channels]
+        index, _ = self.dense_layout()
+        self.node_states = dense.reshape(-1, dense.size(-1)).index_select(0, index)
 
 
 class Injection(nn.Module):

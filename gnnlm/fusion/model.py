@@ -169,7 +169,9 @@ class FusedLM(nn.Module):
         ]
         if not deltas:
             return None
-        delta = torch.stack(deltas).sum(0) if len(deltas) > 1 else deltas[0]
+        delta = deltas[0]
+        for d in deltas[1:]:  # no [modes, batch, seq, hidden] stack
+            delta = delta + d
         for inj in self.injections.values():
             if inj.gates_deltas:
                 delta = inj.combine(i, hidden, delta, state)
@@ -206,7 +208,9 @@ class FusedLM(nn.Module):
             ]
             mask = plain_mask
             if biases:
-                bias = torch.stack(biases).sum(0) if len(biases) > 1 else biases[0]
+                bias = biases[0]
+                for b in biases[1:]:
+                    bias = bias + b
                 mask = lm.attention_mask(batch.attention_mask, hidden, bias)
             hidden = lm.layer_forward(i, hidden, mask)
             j = self.context.fused_index(i)

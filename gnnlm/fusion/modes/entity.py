@@ -125,28 +125,31 @@ class EntityInjection(Injection):
                 module.reset_parameters()
         self.gate.reset_parameters()
 
-    def _entity_vectors(self, state: FusionState) -> Tensor:
-        """``[batch, seq, entity_channels]`` vector of each token's entity (zeros where none)."""
-        token_node = state.batch.token_node  # [batch, seq]
-        if len(state.batch.graph.n_id) == 0:  # no example links to anything
-            return state.batch.attention_mask.new_zeros(
-                *token_node.shape, self.entity_channels
-            ).float()
-        node = token_node.clamp_min(0)
-        if self.source == "gnn":
-            vectors = state.node_states[node]  # [batch, seq, dn]
-        else:
-            vectors = self.table(state.batch.graph.n_id[node])  # [batch, seq, de]
-        return vectors * (token_node >= 0).unsqueeze(-1).to(vectors.dtype)
+    def _mentions(self, state: FusionState) -> tuple[Tensor, Tensor]:
+        """``([m] flat token positions inside a mention, [m] their batched node ids)``, once per batch."""
+        cached = state.cache.get("entity")
+        if cached is None:
+            token_node = state.batch.token_node.reshape(-1)  # [batch * seq]
+            rows = (token_node >= 0).nonzero().squeeze(-1)  # [m]
+            cached = state.cache["entity"] = (rows, token_node[rows])
+        return cached
 
     def layer_delta(self, i: int, hidden: Tensor, state: FusionState) -> Tensor | None:
         j = self.context.fused_index(i)
         if j is None:
             return None
-        vectors = self._entity_vectors(state)  # [batch, seq, de]
-        mentioned = (state.batch.token_node >= 0).unsqueeze(-1).to(hidden.dtype)  # [batch, seq, 1]
-        fused = self.token_proj[j](self.norm[j](hidden)) + self.entity_proj[j](vectors)
-        return self.gate(j) * mentioned * self.out[j](nn.functional.gelu(fused))
+        # Only mention tokens get a delta, so only their rows are computed (the others are exact zeros).
+        rows, node = self._mentions(state)  # [m], [m]
+        if self.source == "gnn":
+            vectors = state.node_states[node]  # [m, dn]
+        else:
+            vectors = self.table(state.batch.graph.n_id[node])  # [m, de]
+        d = hidden.size(-1)
+        h = hidden.reshape(-1, d).index_select(0, rows)  # [m, d]
+        fused = self.token_proj[j](self.norm[j](h)) + self.entity_proj[j](vectors.to(h.dtype))
+        out = self.gate(j) * self.out[j](nn.functional.gelu(fused))  # [m, d]
+        delta = hidden.new_zeros(hidden.numel() // d, d).index_copy(0, rows, out)
+        return delta.view_as(hidden)  # [batch, seq, d]
 
     def extra_repr(self) -> str:
         return f"source={self.source}, entity_channels={self.entity_channels}, layers={list(self.context.fused_layers)}"

@@ -56,7 +56,9 @@ class GraphInjection(Injection):
         if j is None:
             return None
         nodes, node_mask = state.dense_nodes()  # [batch, max_nodes, dn], [batch, max_nodes]
-        token_mask = state.batch.attention_mask.bool()  # [batch, seq]
+        token_mask = state.cache.get("token_mask")  # [batch, seq], once per batch
+        if token_mask is None:
+            token_mask = state.cache["token_mask"] = state.batch.attention_mask.bool()
         token_ctx = self.token_to_node[j](hidden, nodes, node_mask)  # [batch, seq, d]
         node_ctx = self.node_to_token[j](nodes, hidden, token_mask)  # [batch, max_nodes, dn]
         state.set_dense_nodes(nodes + self.node_gate(j) * node_ctx, node_mask)

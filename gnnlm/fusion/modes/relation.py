@@ -36,7 +36,7 @@ class RelationInjection(Injection):
         nn.init.zeros_(self.weight)
 
     def prepare(self, state: FusionState) -> None:
-        """Index the edges between mentioned entities and each token's local entity slot."""
+        """Index the edges between mentioned entities and each token's local entity slot (once per batch)."""
         batch = state.batch
         graph = batch.graph
         node_batch = graph.batch  # [num_nodes]
@@ -50,12 +50,15 @@ class RelationInjection(Injection):
             token_slot = torch.where(token_node >= 0, local[token_node.clamp_min(0)], -1)
         else:
             token_slot = token_node
+        # One-hot token -> slot map (a zero row for tokens outside mentions): the bias of a token pair is
+        # then slots @ slot_bias @ slots^T, two small matmuls (no [batch, seq, seq] gather or mask).
+        slot_ids = torch.arange(num_slots, device=token_slot.device)  # [m]
+        slots = (token_slot.unsqueeze(-1) == slot_ids).to(self.weight.dtype)  # [batch, seq, m]
+        e = node_batch[src[keep]]  # [e] example of each seed-seed edge
         state.cache["relation"] = (
-            node_batch[src[keep]],  # [e] example of each seed-seed edge
-            local[src[keep]],  # [e]
-            local[dst[keep]],  # [e]
+            (e * num_slots + local[src[keep]]) * num_slots + local[dst[keep]],  # [e] in [b, m, m]
             graph.edge_type[keep],  # [e]
-            token_slot,  # [batch, seq] local seed slot, -1 if not a mention
+            slots,
             num_slots,
         )
 
@@ -63,24 +66,16 @@ class RelationInjection(Injection):
         j = self.context.fused_index(i)
         if j is None:
             return None
-        example, src, dst, edge_type, token_slot, m = state.cache["relation"]
+        flat, edge_type, slots, m = state.cache["relation"]
         if m == 0:  # no example links to an entity
             return None
-        b, s = token_slot.shape
+        b = slots.size(0)
         heads = self.context.num_heads
         w = self.weight[j][edge_type]  # [e, heads]
-        flat = (example * m + src) * m + dst  # [e] index into [batch, m, m]
         slot_bias = w.new_zeros(b * m * m, heads).index_add(0, flat, w)  # [batch * m * m, heads]
-        slot_bias = slot_bias.view(b, m * m, heads)  # [batch, m * m, heads]
-        linked = token_slot >= 0  # [batch, seq]
-        slot = token_slot.clamp_min(0)
-        pair = slot.unsqueeze(2) * m + slot.unsqueeze(1)  # [batch, seq, seq]
-        bias = slot_bias.gather(
-            1, pair.view(b, s * s, 1).expand(-1, -1, heads)
-        )  # [batch, seq*seq, heads]
-        bias = bias.view(b, s, s, heads).permute(0, 3, 1, 2)  # [batch, heads, seq, seq]
-        both = (linked.unsqueeze(2) & linked.unsqueeze(1)).unsqueeze(1)  # [batch, 1, seq, seq]
-        return bias * both.to(bias.dtype)
+        slot_bias = slot_bias.view(b, m, m, heads).permute(0, 3, 1, 2)  # [batch, heads, m, m]
+        slots = slots.to(w.dtype).unsqueeze(1)  # [batch, 1, seq, m]
+        return slots @ slot_bias @ slots.transpose(-1, -2)  # [batch, heads, seq, seq]
 
     def gate_values(self) -> Tensor | None:
         """``[num_fused_layers]`` mean absolute bias per fused layer."""
