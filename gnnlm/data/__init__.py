@@ -1,13 +1,22 @@
-"""The knowledge-graph data layer: the :class:`KnowledgeGraph` type, loaders and the dataset registry."""
+"""The knowledge-graph data layer: the :class:`KnowledgeGraph` type, loaders and the dataset registry.
+
+The names below are imported on first use (:mod:`gnnlm.utils.lazy`): ``import gnnlm.data`` and the error
+types are free, and only loading a graph brings in torch.
+"""
 
 from __future__ import annotations
 
-from gnnlm.data.dataset import Dataset
-from gnnlm.data.datasets import dataset_names, dataset_resolver, get_dataset, load_dataset
-from gnnlm.data.errors import DataError, DataFormatError, DatasetNotFoundError
-from gnnlm.data.filter_index import FilterIndex
-from gnnlm.data.knowledge_graph import SPLITS, EntityText, KnowledgeGraph
-from gnnlm.data.vocab import Vocabulary
+from typing import TYPE_CHECKING
+
+from gnnlm.utils.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from gnnlm.data.dataset import Dataset
+    from gnnlm.data.datasets import dataset_names, dataset_resolver, get_dataset, load_dataset
+    from gnnlm.data.errors import DataError, DataFormatError, DatasetNotFoundError
+    from gnnlm.data.filter_index import FilterIndex
+    from gnnlm.data.knowledge_graph import SPLITS, EntityText, KnowledgeGraph
+    from gnnlm.data.vocab import Vocabulary
 
 __all__ = [
     "SPLITS",
@@ -24,3 +33,23 @@ __all__ = [
     "get_dataset",
     "load_dataset",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    globals(),
+    {
+        "Dataset": "gnnlm.data.dataset",
+        "dataset_names": "gnnlm.data.datasets",
+        "dataset_resolver": "gnnlm.data.datasets",
+        "get_dataset": "gnnlm.data.datasets",
+        "load_dataset": "gnnlm.data.datasets",
+        "DataError": "gnnlm.data.errors",
+        "DataFormatError": "gnnlm.data.errors",
+        "DatasetNotFoundError": "gnnlm.data.errors",
+        "FilterIndex": "gnnlm.data.filter_index",
+        "SPLITS": "gnnlm.data.knowledge_graph",
+        "EntityText": "gnnlm.data.knowledge_graph",
+        "KnowledgeGraph": "gnnlm.data.knowledge_graph",
+        "Vocabulary": "gnnlm.data.vocab",
+    },
+)

@@ -83,6 +83,8 @@ def read_triples(
     encoding: str = "utf-8",
     skip_header: bool = False,
     map_value: Callable[[str], str] | None = None,
+    quotechar: str | None = None,
+    hint: str = "",
 ) -> RawTriples:
     """Read one split file of labelled triples.
 
@@ -95,6 +97,8 @@ def read_triples(
         encoding: the text encoding.
         skip_header: skip the first line.
         map_value: optional function applied to every field (e.g. stripping).
+        quotechar: fields may be quoted with this character (CSV style; quotes are removed).
+        hint: added to a wrong-column-count message (e.g. how to read extra columns on purpose).
 
     Raises:
         FileNotFoundError: no such file.
@@ -105,7 +109,13 @@ def read_triples(
         raise ValueError(f"columns {columns} out of range for {num_columns} columns")
     out = RawTriples(Path(path))
     rows = read_rows(
-        path, num_columns, delimiter=delimiter, encoding=encoding, skip_header=skip_header
+        path,
+        num_columns,
+        delimiter=delimiter,
+        encoding=encoding,
+        skip_header=skip_header,
+        quotechar=quotechar,
+        hint=hint,
     )
     for number, fields in rows:
         h, r, t = fields[h_col], fields[r_col], fields[t_col]

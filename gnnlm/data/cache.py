@@ -1,8 +1,10 @@
 """The processed-graph cache: a loaded :class:`KnowledgeGraph` saved as safetensors + JSON.
 
 Tensors (splits, entity types) go to ``<key>.safetensors``, everything else (vocabularies, text,
-``extra``) to ``<key>.json``; nothing is pickled. Both files are written to a temporary name and moved
-into place with :func:`os.replace`, the JSON last, so a reader never sees half a cache entry. The key
+``extra``) to ``<key>.json``; nothing is pickled. Both files are written to a temporary name, flushed to
+disk (``fsync``) and moved into place with :func:`os.replace`, the JSON last, so a reader never sees half
+a cache entry, even after a crash. The JSON records the size of the tensor file; an entry that does not
+read back (empty, truncated or corrupt) is reported with its file name and rebuilt from the source files. The key
 hashes the dataset name, its options, the size and modification time of every source file and
 :data:`CACHE_VERSION`, so editing a source file or changing an option gives a new entry. Entries live in
 the user cache (never next to the data, which may be read-only).
@@ -17,6 +19,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gnnlm.data.knowledge_graph import EntityText, KnowledgeGraph
@@ -24,7 +27,7 @@ from gnnlm.data.sources import cache_dir
 from gnnlm.data.vocab import Vocabulary
 
 #: bump when the processed format or any loader's output changes
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def cache_key(dataset: str, options: dict, sources: dict) -> str:
@@ -43,15 +46,33 @@ def _entry(dataset: str, key: str) -> tuple[Path, Path]:
 
 
 def _atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` to a temporary file next to ``path``, flush it to disk, then rename it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def save(kg: KnowledgeGraph, dataset: str, key: str) -> Path:
@@ -79,6 +100,7 @@ def save(kg: KnowledgeGraph, dataset: str, key: str) -> Path:
         "extra": kg.extra,
     }
     _atomic_write(tensors_path, lambda tmp: save_file(tensors, tmp))
+    meta["tensors_bytes"] = tensors_path.stat().st_size
 
     def write_json(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -89,16 +111,26 @@ def save(kg: KnowledgeGraph, dataset: str, key: str) -> Path:
 
 
 def load(dataset: str, key: str) -> KnowledgeGraph | None:
-    """The cached graph for ``key``, or ``None`` when there is none (or it is unreadable)."""
+    """The cached graph for ``key``, or ``None`` when there is none.
+
+    An entry that does not read back (an empty, truncated or corrupt file) gives a warning naming the
+    file and ``None``, so the caller rebuilds the graph from the source files and rewrites the entry.
+    """
     tensors_path, meta_path = _entry(dataset, key)
     if not (meta_path.is_file() and tensors_path.is_file()):
         return None
+    bad = meta_path
     try:
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
-        if meta.get("key") != key:
-            raise ValueError("key mismatch")
+        if not isinstance(meta, dict) or meta.get("key") != key:
+            raise ValueError("not the entry of this key")
+        bad = tensors_path
+        size, expected = tensors_path.stat().st_size, meta.get("tensors_bytes")
+        if expected is not None and size != expected:
+            raise ValueError(f"{size} bytes where {expected} were written")
         tensors = load_file(str(tensors_path))
+        bad = meta_path
         text = meta["entity_text"]
         kg = KnowledgeGraph(
             Vocabulary(meta["entities"]),
@@ -111,8 +143,12 @@ def load(dataset: str, key: str) -> KnowledgeGraph | None:
             relation_text=meta["relation_text"],
             extra=meta["extra"],
         )
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
-        warnings.warn(f"ignoring unreadable cache entry {meta_path}: {err}", stacklevel=2)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as err:
+        warnings.warn(
+            f"ignoring unreadable cache entry {bad}: {type(err).__name__}: {err}; rebuilding it "
+            f"from the source files",
+            stacklevel=2,
+        )
         return None
     return kg
 

@@ -18,13 +18,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-from torch_geometric.data import Data, HeteroData
 
 from gnnlm.data.filter_index import FilterIndex
 from gnnlm.data.vocab import Vocabulary
+
+# PyG is imported where a graph view is built: importing it pulls in transformers and pandas
+if TYPE_CHECKING:
+    from torch_geometric.data import Data, HeteroData
 
 SPLITS = ("train", "valid", "test")
 
@@ -178,6 +182,8 @@ class KnowledgeGraph:
             With ``add_inverse``, each triple (h, r, t) also gives the edge (t, r + num_relations, h),
             so ``edge_type`` ranges over ``2 * num_relations`` values.
         """
+        from torch_geometric.data import Data
+
         triples = self.splits[split]
         edge_index = triples[:, [0, 2]].t().contiguous()  # [2, E]
         edge_type = triples[:, 1].clone()  # [E]
@@ -194,6 +200,8 @@ class KnowledgeGraph:
 
     def to_hetero_data(self, split: str = "train") -> HeteroData:
         """A PyG ``HeteroData`` view: one node store per type, one edge store per relation."""
+        from torch_geometric.data import HeteroData
+
         data = HeteroData()
         for k, node_type in enumerate(self.node_types):
             start, end = int(self.type_ptr[k]), int(self.type_ptr[k + 1])

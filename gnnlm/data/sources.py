@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gnnlm.data.errors import DatasetNotFoundError
+from gnnlm.data.io import describe_missing
 
 #: environment variable naming a folder that holds dataset folders (``fb15k-237/``, ``umls/``, ...)
 DATA_DIR_ENV = "GNNLM_DATA_DIR"
@@ -69,6 +70,9 @@ def _holds(folder: Path, required: Sequence[str]) -> bool:
     missing = [name for name in required if not (folder / name).is_file()]
     if not missing:
         return True
+    for name in missing:  # a broken symbolic link or a folder in a file's place: say which
+        if os.path.lexists(folder / name):
+            raise DatasetNotFoundError(describe_missing(folder / name))
     present = [name for name in required if (folder / name).is_file()]
     if present:  # a partial copy: say what is missing rather than looking elsewhere
         raise DatasetNotFoundError(

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from gnnlm.data.errors import DataFormatError
-from gnnlm.data.io import read_rows, read_text
+from gnnlm.data.io import describe_missing, read_rows, read_text
 from gnnlm.data.vocab import Vocabulary
 
 
@@ -118,5 +118,15 @@ def fill(primary: list[str | None], fallback: list[str | None]) -> list[str | No
 
 
 def optional_file(folder: Path, name: str) -> Path | None:
+    """``folder / name`` when it is a file, ``None`` when absent.
+
+    Raises:
+        FileNotFoundError: the name exists but is no readable file (a broken symbolic link, a loop,
+            a folder), which is never taken for "no such file".
+    """
     path = folder / name
-    return path if path.is_file() else None
+    if path.is_file():
+        return path
+    if os.path.lexists(path):
+        raise FileNotFoundError(describe_missing(path))
+    return None

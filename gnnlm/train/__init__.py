@@ -5,45 +5,63 @@
   samplers, each found by name through a ``class_resolver`` registry;
 * checkpoints that never unpickle, exact resume, :func:`save_pretrained` / :func:`from_pretrained`;
 * :func:`predict_tails` / :func:`predict_heads` by entity and relation name.
+
+Names are imported on first use (:mod:`gnnlm.utils.lazy`), so ``import gnnlm.train.config`` (YAML
+only) does not load the models, PyG or transformers.
 """
 
 from __future__ import annotations
 
-from gnnlm.train.checkpoint import CheckpointError
-from gnnlm.train.config import (
-    ConfigError,
-    EvaluationConfig,
-    ModelConfig,
-    TrainConfig,
-    TrainingConfig,
-)
-from gnnlm.train.loops import KvsAllLoop, SLCWALoop, TrainingLoop, loop_resolver
-from gnnlm.train.losses import (
-    BCELoss,
-    CrossEntropyLoss,
-    Loss,
-    MarginRankingLoss,
-    SoftplusLoss,
-    loss_resolver,
-)
-from gnnlm.train.negative_sampling import (
-    BernoulliNegativeSampler,
-    NegativeBatch,
-    NegativeSampler,
-    UniformNegativeSampler,
-    sampler_resolver,
-)
-from gnnlm.train.predict import Prediction, predict_heads, predict_tails
-from gnnlm.train.pretrained import PretrainedConfig, build_model, from_pretrained, save_pretrained
-from gnnlm.train.regularizers import L2Regularizer, N3Regularizer, Regularizer, regularizer_resolver
-from gnnlm.train.run_dir import RunDirError
-from gnnlm.train.trainer import (
-    Trainer,
-    TrainingDivergedError,
-    TrainResult,
-    seed_everything,
-    train,
-)
+from typing import TYPE_CHECKING
+
+from gnnlm.utils.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from gnnlm.train.checkpoint import CheckpointError
+    from gnnlm.train.config import (
+        ConfigError,
+        EvaluationConfig,
+        ModelConfig,
+        TrainConfig,
+        TrainingConfig,
+    )
+    from gnnlm.train.loops import KvsAllLoop, SLCWALoop, TrainingLoop, loop_resolver
+    from gnnlm.train.losses import (
+        BCELoss,
+        CrossEntropyLoss,
+        Loss,
+        MarginRankingLoss,
+        SoftplusLoss,
+        loss_resolver,
+    )
+    from gnnlm.train.negative_sampling import (
+        BernoulliNegativeSampler,
+        NegativeBatch,
+        NegativeSampler,
+        UniformNegativeSampler,
+        sampler_resolver,
+    )
+    from gnnlm.train.predict import Prediction, predict_heads, predict_tails
+    from gnnlm.train.pretrained import (
+        PretrainedConfig,
+        build_model,
+        from_pretrained,
+        save_pretrained,
+    )
+    from gnnlm.train.regularizers import (
+        L2Regularizer,
+        N3Regularizer,
+        Regularizer,
+        regularizer_resolver,
+    )
+    from gnnlm.train.run_dir import RunDirError
+    from gnnlm.train.trainer import (
+        Trainer,
+        TrainingDivergedError,
+        TrainResult,
+        seed_everything,
+        train,
+    )
 
 __all__ = [
     "BCELoss",
@@ -85,3 +103,48 @@ __all__ = [
     "seed_everything",
     "train",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    globals(),
+    {
+        "CheckpointError": "gnnlm.train.checkpoint",
+        "ConfigError": "gnnlm.train.config",
+        "EvaluationConfig": "gnnlm.train.config",
+        "ModelConfig": "gnnlm.train.config",
+        "TrainConfig": "gnnlm.train.config",
+        "TrainingConfig": "gnnlm.train.config",
+        "KvsAllLoop": "gnnlm.train.loops",
+        "SLCWALoop": "gnnlm.train.loops",
+        "TrainingLoop": "gnnlm.train.loops",
+        "loop_resolver": "gnnlm.train.loops",
+        "BCELoss": "gnnlm.train.losses",
+        "CrossEntropyLoss": "gnnlm.train.losses",
+        "Loss": "gnnlm.train.losses",
+        "MarginRankingLoss": "gnnlm.train.losses",
+        "SoftplusLoss": "gnnlm.train.losses",
+        "loss_resolver": "gnnlm.train.losses",
+        "BernoulliNegativeSampler": "gnnlm.train.negative_sampling",
+        "NegativeBatch": "gnnlm.train.negative_sampling",
+        "NegativeSampler": "gnnlm.train.negative_sampling",
+        "UniformNegativeSampler": "gnnlm.train.negative_sampling",
+        "sampler_resolver": "gnnlm.train.negative_sampling",
+        "Prediction": "gnnlm.train.predict",
+        "predict_heads": "gnnlm.train.predict",
+        "predict_tails": "gnnlm.train.predict",
+        "PretrainedConfig": "gnnlm.train.pretrained",
+        "build_model": "gnnlm.train.pretrained",
+        "from_pretrained": "gnnlm.train.pretrained",
+        "save_pretrained": "gnnlm.train.pretrained",
+        "L2Regularizer": "gnnlm.train.regularizers",
+        "N3Regularizer": "gnnlm.train.regularizers",
+        "Regularizer": "gnnlm.train.regularizers",
+        "regularizer_resolver": "gnnlm.train.regularizers",
+        "RunDirError": "gnnlm.train.run_dir",
+        "Trainer": "gnnlm.train.trainer",
+        "TrainingDivergedError": "gnnlm.train.trainer",
+        "TrainResult": "gnnlm.train.trainer",
+        "seed_everything": "gnnlm.train.trainer",
+        "train": "gnnlm.train.trainer",
+    },
+)

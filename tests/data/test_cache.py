@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import torch
@@ -94,3 +95,36 @@ def test_unwritable_cache_only_warns(tiny_dir, tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="not caching the processed tsv"):
         kg = load_dataset(f"tsv:{tiny_dir}")
     assert kg.statistics()["num_train"] == 5
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "truncated"])
+def test_damaged_tensor_file_is_named_and_rebuilt(tiny_dir, isolated_cache, damage):
+    first = load_dataset(f"tsv:{tiny_dir}")
+    (tensors,) = (isolated_cache / "processed").rglob("*.safetensors")
+    data = tensors.read_bytes()
+    tensors.write_bytes(
+        {"empty": b"", "garbage": b"\x00" * len(data), "truncated": data[:-8]}[damage]
+    )
+    with pytest.warns(UserWarning, match=re.escape(f"ignoring unreadable cache entry {tensors}: ")):
+        again = load_dataset(f"tsv:{tiny_dir}")
+    assert not again.extra["from_cache"]
+    assert_same_graph(first, again)
+    # the entry was rewritten: later loads read it again
+    assert load_dataset(f"tsv:{tiny_dir}").extra["from_cache"]
+    assert tensors.read_bytes() == data
+
+
+def test_cache_files_are_flushed_to_disk_before_the_rename(tiny_dir, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(
+        os,
+        "replace",
+        lambda a, b: events.append(f"replace {os.path.basename(b)}") or real_replace(a, b),
+    )
+    load_dataset(f"tsv:{tiny_dir}")
+    renames = [e for e in events if e.startswith("replace")]
+    assert [e.rsplit(".", 1)[1] for e in renames] == ["safetensors", "json"]
+    for rename in renames:  # each file is fsynced right before its rename
+        assert events[events.index(rename) - 1] == "fsync"
