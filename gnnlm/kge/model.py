@@ -8,6 +8,8 @@ the contract below, so any representation trains with any interaction.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -25,8 +27,31 @@ class Representation(nn.Module):
     num_entities: int
     num_relations: int
 
+    #: True when single rows can be read without computing the others (a free embedding table, no
+    #: encoder over the graph): :meth:`gather` then reads only the requested rows, and with
+    #: ``sparse=True`` their gradient is row-sparse (see :mod:`gnnlm.train.sparse`).
+    supports_row_gather: ClassVar[bool] = False
+
     def forward(self) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
+
+    def gather(
+        self, entities: Tensor, relations: Tensor, *, sparse: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """The representations of some entities and relations only.
+
+        Args:
+            entities: ``[n]`` entity ids (repeats allowed).
+            relations: ``[m]`` relation ids.
+            sparse: give the underlying tables a row-sparse gradient (only meaningful when
+                :attr:`supports_row_gather`; ignored otherwise).
+
+        Returns:
+            ``(entity [n, entity_dim], relation [m, relation_dim])``. This default computes every
+            representation with :meth:`forward` and indexes them (the reference path).
+        """
+        ent, rel = self()
+        return ent[entities], rel[relations]
 
     def post_step(self) -> None:
         """Called by training loops after every optimiser step (e.g. to re-apply constraints)."""
@@ -97,6 +122,18 @@ class LinkPredictionModel(nn.Module):
         ent, rel = reps if reps is not None else self.representations()
         return self.interaction.score_h(ent, rel[rt[:, 0]], ent[rt[:, 1]])
 
+    def gather_hrt(self, triples: Tensor, *, sparse: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """``[B, 3]`` (h, r, t) ids -> the ``(h [B, d_e], r [B, d_r], t [B, d_e])`` representations.
+
+        Reads only the rows the triples use when the representation supports it
+        (:attr:`Representation.supports_row_gather`); ``sparse=True`` makes the gradient of the tables
+        row-sparse. ``self.interaction(*self.gather_hrt(triples))`` equals :meth:`score_hrt`.
+        """
+        entities = torch.cat([triples[:, 0], triples[:, 2]])  # [2B]: heads, then tails
+        ent, rel = self.representation.gather(entities, triples[:, 1], sparse=sparse)
+        h, t = ent[: len(triples)], ent[len(triples) :]  # [B, d_e] each
+        return h, rel, t
+
     def forward(self, triples: Tensor) -> Tensor:
         return self.score_hrt(triples)
 
@@ -127,11 +164,20 @@ class LinkPredictionModel(nn.Module):
             ``sum(f ** 2)``, N3 is ``sum(f.abs() ** 3)`` over the list.
         """
         ent, rel = reps if reps is not None else self.representations()
+        return self.row_regularization_factors(
+            ent[entities] if entities is not None else None,
+            rel[relations] if relations is not None else None,
+        )
+
+    def row_regularization_factors(
+        self, entity_rows: Tensor | None = None, relation_rows: Tensor | None = None
+    ) -> list[Tensor]:
+        """:meth:`regularization_factors` of already gathered rows (``[n, d_e]`` / ``[m, d_r]``)."""
         out = []
-        if entities is not None:
-            out.append(self.interaction.entity_factors(ent[entities]))
-        if relations is not None:
-            factors = self.interaction.relation_factors(rel[relations])
+        if entity_rows is not None:
+            out.append(self.interaction.entity_factors(entity_rows))
+        if relation_rows is not None:
+            factors = self.interaction.relation_factors(relation_rows)
             if factors is not None:
                 out.append(factors)
         return out

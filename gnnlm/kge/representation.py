@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnnlm.kge.model import Representation
@@ -27,7 +29,15 @@ class EmbeddingRepresentation(Representation):
         relation_initializer: in-place init of the ``[num_relations, d_r]`` weight (default Xavier normal).
         entity_constrainer: in-place projection of the entity weight applied after init and by
             :meth:`post_step` (e.g. TransE's unit norm), or ``None``.
+
+    Rows are gathered one by one (:meth:`gather`); with ``sparse=True`` the tables get row-sparse
+    gradients (``F.embedding(..., sparse=True)``), which a sparse optimizer turns into updates of those
+    rows only. :meth:`post_step` then constrains only the entity rows gathered with ``sparse=True``
+    since the last call (the only rows a sparse update can have moved); otherwise (nothing gathered
+    sparsely, or the table also used whole with gradients on) it constrains the whole table.
     """
+
+    supports_row_gather: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -54,6 +64,9 @@ class EmbeddingRepresentation(Representation):
         self.entity_initializer = entity_initializer or nn.init.xavier_normal_
         self.relation_initializer = relation_initializer or nn.init.xavier_normal_
         self.entity_constrainer = entity_constrainer
+        # Entity ids gathered sparsely since the last post_step, and whether the table was used whole.
+        self._sparse_rows: list[Tensor] = []
+        self._dense_used = False
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -64,12 +77,41 @@ class EmbeddingRepresentation(Representation):
 
     def forward(self) -> tuple[Tensor, Tensor]:
         """``(entity [num_entities, d_e], relation [num_relations, d_r])``: the weights themselves."""
+        if torch.is_grad_enabled():
+            self._dense_used = True  # a dense step may move every row
         return self.entity.weight, self.relation.weight
 
+    def gather(
+        self, entities: Tensor, relations: Tensor, *, sparse: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """``entities: [n] -> [n, d_e]``, ``relations: [m] -> [m, d_r]``, reading only those rows.
+
+        With ``sparse=True`` the weights' gradients are sparse COO tensors holding only these rows.
+        """
+        if torch.is_grad_enabled():
+            if sparse and not self._dense_used:
+                self._sparse_rows.append(entities)
+                if sum(len(ids) for ids in self._sparse_rows) > self.num_entities:
+                    self._sparse_rows, self._dense_used = [], True  # cheaper as a whole table
+            else:
+                self._dense_used = True
+        ent = F.embedding(entities, self.entity.weight, sparse=sparse)  # [n, d_e]
+        rel = F.embedding(relations, self.relation.weight, sparse=sparse)  # [m, d_r]
+        return ent, rel
+
     def post_step(self) -> None:
-        if self.entity_constrainer is not None:
-            with torch.no_grad():
+        touched, dense = self._sparse_rows, self._dense_used
+        self._sparse_rows, self._dense_used = [], False
+        if self.entity_constrainer is None:
+            return
+        with torch.no_grad():
+            if dense or not touched:
                 self.entity_constrainer(self.entity.weight)
+            else:
+                rows = torch.unique(torch.cat(touched))  # [u]
+                block = self.entity.weight[rows]  # [u, d_e]
+                self.entity_constrainer(block)
+                self.entity.weight[rows] = block
 
     def extra_repr(self) -> str:
         return (

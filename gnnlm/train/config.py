@@ -582,6 +582,12 @@ def _lookup(config: TrainConfig, key: str, resolver: Any, name: str) -> type:
 
 
 def _keywords(fn: Callable, skip: tuple[str, ...] = ()) -> tuple[list[str], bool]:
+    """``(keyword names fn takes, whether it takes **kwargs)``; a class without an ``__init__`` of its
+    own takes none (``nn.Module.__init__``'s ``**kwargs`` only raise)."""
+    from torch import nn
+
+    if isinstance(fn, type) and fn.__init__ in (object.__init__, nn.Module.__init__):
+        return [], False
     params = list(inspect.signature(fn).parameters.values())
     named = [
         p.name
@@ -603,12 +609,12 @@ def _check_kwargs(
     named, any_keyword = valid or _keywords(cls, skip)
     if any_keyword:
         return
-    for name in kwargs:
-        if name not in named:
-            close = difflib.get_close_matches(str(name), named, n=1)
+    for given in kwargs:
+        if given not in named:
+            close = difflib.get_close_matches(str(given), named, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(
-                f"{_at(config, f'{key}.{name}')}{key} has the key {quote(name)}, which "
+                f"{_at(config, f'{key}.{given}')}{key} has the key {quote(given)}, which "
                 f"{name or cls.__name__} does not take{hint}; valid keys: {', '.join(named) or '(none)'}"
             )
 
