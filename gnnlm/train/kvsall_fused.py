@@ -81,9 +81,25 @@ class KvsAllTargets:
         )
 
 
-def _slices(scores: Tensor) -> list[tuple[int, int]]:
-    step = max(1, SLICE_ELEMENTS // max(1, scores.shape[1]))
-    return [(a, min(a + step, len(scores))) for a in range(0, len(scores), step)]
+def column_major(scores: Tensor) -> bool:
+    """Whether ``scores: [b, N]`` is stored entity-major (``scores.t()`` contiguous), the layout of
+    :class:`gnnlm.kge.gemm.MatmulNT`'s output and of the fused losses' input."""
+    return scores.t().is_contiguous()
+
+
+def _slices(transposed: Tensor) -> list[tuple[int, int]]:
+    """Row ranges of ``transposed: [N, b]`` of about :data:`SLICE_ELEMENTS` floats each."""
+    step = max(1, SLICE_ELEMENTS // max(1, transposed.shape[1]))
+    return [(a, min(a + step, len(transposed))) for a in range(0, len(transposed), step)]
+
+
+def _check(scores: Tensor) -> Tensor:
+    if scores.ndim != 2 or not column_major(scores):
+        raise ValueError(
+            "fused KvsAll losses need [b, N] scores stored entity-major (scores.t() contiguous), "
+            f"got shape {tuple(scores.shape)} with strides {scores.stride()}"
+        )
+    return scores.t()  # [N, b] contiguous
 
 
 @torch.no_grad()
@@ -93,7 +109,7 @@ def bce_with_logits_fused_(
     """Binary cross-entropy with logits ``scores + margin``, in place.
 
     Args:
-        scores: ``[b, N]`` contiguous float scores; overwritten with ``d loss / d scores``.
+        scores: ``[b, N]`` float scores, :func:`column_major`; overwritten with ``d loss / d scores``.
         targets: the true answers of the ``b`` rows.
         num_rows: rows of the whole batch (the loss is a mean over ``num_rows * N`` elements; a batch
             scored in several blocks passes its total to each).
@@ -101,12 +117,13 @@ def bce_with_logits_fused_(
     Returns:
         This block's share of the loss (the sum over blocks is the batch's loss).
     """
+    transposed = _check(scores)  # [N, b]
     eps, n = targets.label_smoothing, scores.shape[1]
     scale = 1.0 / (num_rows * n)
     positive = scores[targets.rows, targets.cols] + margin  # [nnz] logits of the true answers
     softplus_sum, logit_sum = 0.0, 0.0
-    for a, b in _slices(scores):
-        block = scores[a:b]  # [s, N] view
+    for a, b in _slices(transposed):
+        block = transposed[a:b]  # [s, b] view, in cache for the passes below
         if margin:
             block.add_(margin)
         if eps:
@@ -123,8 +140,11 @@ def bce_with_logits_fused_(
 def cross_entropy_fused_(scores: Tensor, targets: KvsAllTargets, num_rows: int) -> float:
     """Softmax cross-entropy against the row-normalised targets, in place.
 
+    Two sweeps over the entity-major scores: an online log-sum-exp (running maximum, rescaled sum)
+    that leaves ``exp(s - running max)`` in place, then one scaling into the softmax gradient.
+
     Args:
-        scores: ``[b, N]`` contiguous float scores; overwritten with ``d loss / d scores``.
+        scores: ``[b, N]`` float scores, :func:`column_major`; overwritten with ``d loss / d scores``.
         targets: the true answers of the ``b`` rows.
         num_rows: rows of the whole batch (the loss is a mean over rows).
 
@@ -132,25 +152,35 @@ def cross_entropy_fused_(scores: Tensor, targets: KvsAllTargets, num_rows: int) 
         This block's share of the loss. A row whose targets are all 0 (no true answer, no smoothing)
         contributes 0 and gets a zero gradient, like the unfused loss.
     """
-    eps, n = targets.label_smoothing, scores.shape[1]
+    transposed = _check(scores)  # [N, b]
+    eps, (b, n) = targets.label_smoothing, scores.shape
     scale = 1.0 / num_rows
-    counts = torch.bincount(targets.rows, minlength=len(scores)).to(scores.dtype)  # [b]
+    counts = torch.bincount(targets.rows, minlength=b).to(scores.dtype)  # [b]
     mass = (1.0 - eps) * counts + eps  # [b] sum of each row's smoothed targets
-    inv_mass = torch.where(mass > 0, 1.0 / mass.clamp_min(1e-30), torch.zeros_like(mass))  # [b]
+    active = mass > 0  # [b]
+    inv_mass = torch.where(active, 1.0 / mass.clamp_min(1e-30), torch.zeros_like(mass))  # [b]
     positive = scores[targets.rows, targets.cols]  # [nnz]
     positive_sum = torch.zeros_like(mass).index_add_(0, targets.rows, positive)  # [b]
-    logsumexp = torch.empty_like(mass)  # [b]
     row_sum = torch.zeros_like(mass)  # [b]
-    for a, b in _slices(scores):
-        block = scores[a:b]  # [s, N] view
+    top = torch.full_like(mass, float("-inf"))  # [b] running maximum
+    z = torch.zeros_like(mass)  # [b] running sum of exp(s - top)
+    shifts = []
+    slices = _slices(transposed)
+    for a, c in slices:
+        block = transposed[a:c]  # [s, b] view
         if eps:
-            row_sum[a:b] = block.sum(1)
-        top = block.amax(1, keepdim=True)  # [s, 1]
-        z = block.sub_(top).exp_().sum(1, keepdim=True)  # [s, 1]
-        logsumexp[a:b] = (top + z.log())[:, 0]
-        active = (mass[a:b, None] > 0).to(scores.dtype)  # [s, 1]
-        block.mul_(active * scale / z).sub_((eps / n) * scale * inv_mass[a:b, None])
-    loss = (logsumexp - ((eps / n) * row_sum + (1.0 - eps) * positive_sum) * inv_mass)[mass > 0]
+            row_sum += block.sum(0)
+        new_top = torch.maximum(top, block.amax(0))  # [b]
+        z.mul_(torch.exp(top - new_top)).add_(block.sub_(new_top).exp_().sum(0))
+        top = new_top
+        shifts.append(new_top)
+    logsumexp = top + z.log()  # [b]
+    offset = (eps / n) * scale * inv_mass  # [b] the smoothing part of the targets
+    factor = active.to(scores.dtype) * scale / z  # [b]
+    for (a, c), shift in zip(slices, shifts):
+        # exp(s - shift) * exp(shift - top) / z = softmax(s)
+        transposed[a:c].mul_(torch.exp(shift - top) * factor).sub_(offset)
+    loss = (logsumexp - ((eps / n) * row_sum + (1.0 - eps) * positive_sum) * inv_mass)[active]
     scores[targets.rows, targets.cols] -= (1.0 - eps) * scale * inv_mass[targets.rows]
     return float(loss.sum()) * scale
 
@@ -162,7 +192,9 @@ class _FusedKvsAllLoss(torch.autograd.Function):
     def forward(
         ctx, scores: Tensor, loss: Loss, targets: KvsAllTargets, num_rows: int, in_place: bool
     ) -> Tensor:
-        buffer = scores if in_place else scores.contiguous().clone()  # [b, N]
+        buffer = (
+            scores if in_place else scores.t().clone(memory_format=torch.contiguous_format).t()
+        )  # [b, N] copy
         value = loss.kvsall_fused_(buffer, targets, num_rows)
         ctx.gradient = buffer
         return scores.new_tensor(value)
@@ -198,7 +230,8 @@ def fused_kvsall_loss(
     num_rows = len(scores) if num_rows is None else num_rows
     if not (torch.is_grad_enabled() and scores.requires_grad):
         with torch.no_grad():
-            return scores.new_tensor(loss.kvsall_fused_(scores.clone(), targets, num_rows))
+            copy = scores.t().clone(memory_format=torch.contiguous_format).t()  # [b, N]
+            return scores.new_tensor(loss.kvsall_fused_(copy, targets, num_rows))
     # Overwrite the score buffer only when MatmulNT made it: that node keeps no reference to it.
-    in_place = isinstance(scores.grad_fn, MatmulNT._backward_cls) and scores.is_contiguous()
+    in_place = isinstance(scores.grad_fn, MatmulNT._backward_cls) and column_major(scores)
     return _FusedKvsAllLoss.apply(scores, loss, targets, num_rows, in_place)

@@ -66,10 +66,12 @@ def test_fused_loss_and_gradients_equal_reference(name, eps, slice_elements, mon
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
-def test_fused_loss_on_generic_scores_works_on_a_copy(name):
-    # Scores from other ops (here a scaled product) are not overwritten; the gradient is the same.
+@pytest.mark.parametrize("entity_major", [False, True])
+def test_fused_loss_on_generic_scores_works_on_a_copy(name, entity_major):
+    # Scores from other ops (here scaled) are not overwritten, whatever their layout; same gradient.
     loss, targets = LOSSES[name](), random_targets(5, 11, torch.Generator().manual_seed(2), 0.2)
-    x = torch.randn(5, 11, requires_grad=True)
+    x = torch.randn(11, 5).t() if entity_major else torch.randn(5, 11)
+    x.requires_grad_()
     scores = x * 3.0
     before = scores.detach().clone()
     fused_kvsall_loss(loss, scores, targets).backward()
