@@ -101,8 +101,11 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    # an empty split has no metrics: reported as null, with a note, rather than a KeyError at the end
     summary = {split: {k: result.metrics[split][k] for k in ("mrr", "mr", "hits@1", "hits@3", "hits@10")}
-               for split in ("valid", "test")}  # fmt: skip
+               if split in result.metrics else None for split in ("valid", "test")}  # fmt: skip
+    for split in (s for s, metrics in summary.items() if metrics is None):
+        print(f"gnnlm train: the {split} split is empty: no {split} metrics", file=sys.stderr)
     print(
         json.dumps(
             {"run_dir": str(out), "best_epoch": result.metrics["best_epoch"], **summary}, indent=2
