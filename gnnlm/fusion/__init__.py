@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from gnnlm.fusion.attention import MaskedCrossAttention, TanhGate
-from gnnlm.fusion.batch import TextGraphBatch, TextGraphCollator, TextGraphExample
+from gnnlm.fusion.batch import TextGraphBatch, TextGraphCollator, TextGraphExample, text_positions
 from gnnlm.fusion.config import FusionConfig
 from gnnlm.fusion.injection import FusionState, Injection, InjectionContext
 from gnnlm.fusion.kge import kge_tables
@@ -39,4 +39,5 @@ __all__ = [
     "injection_resolver",
     "kge_tables",
     "memory_topk",
+    "text_positions",
 ]

@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+POOLING = ("mean", "cls")
+
 
 @dataclass
 class FusionConfig:
@@ -51,19 +53,65 @@ class FusionConfig:
     num_roles: int = 2
     kge_channels: int | None = None
 
+    def __post_init__(self) -> None:
+        """Check every field's type and range, naming the field and the value.
+
+        Raises:
+            TypeError: a value of the wrong type (``node_channels="64"``, ``injection=[1]``).
+            ValueError: a value out of range (``node_channels=0``, ``pooling="max"``).
+        """
+        if isinstance(self.injection, str):  # one mode by name
+            self.injection = [self.injection]
+        _expect(self, "lm", str)
+        _expect(self, "attn_implementation", str, optional=True)
+        _expect(self, "encoder", str, optional=True)
+        _expect(self, "encoder_kwargs", dict)
+        _expect(self, "injection", (list, tuple))
+        self.injection = list(self.injection)
+        for k, mode in enumerate(self.injection):
+            if not isinstance(mode, str):
+                raise TypeError(
+                    f"FusionConfig.injection[{k}]: expected a mode name (str), got {mode!r} "
+                    f"({type(mode).__name__})"
+                )
+        _expect(self, "injection_kwargs", dict)
+        for mode, kwargs in self.injection_kwargs.items():
+            if not isinstance(kwargs, dict):
+                raise TypeError(
+                    f"FusionConfig.injection_kwargs[{mode!r}]: expected a mapping of keyword "
+                    f"arguments, got {kwargs!r} ({type(kwargs).__name__})"
+                )
+        for name, low in (
+            ("num_fused_layers", 1),
+            ("node_channels", 1),
+            ("num_entities", 0),
+            ("num_relations", 0),
+            ("num_roles", 1),
+        ):
+            _expect_int(self, name, low)
+        if self.kge_channels is not None:
+            _expect_int(self, "kge_channels", 1)
+        _expect(self, "pooling", str)
+        if self.pooling not in POOLING:
+            raise ValueError(
+                f"FusionConfig.pooling: expected one of {', '.join(POOLING)}, got {self.pooling!r}"
+            )
+
     @classmethod
     def from_dict(cls, values: dict, *, source: str = "config") -> FusionConfig:
-        """Build from a mapping, naming unknown keys (and where they came from) in the error."""
+        """Build from a mapping, naming unknown keys or bad values (and where they came from)."""
+        if not isinstance(values, dict):
+            raise TypeError(f"{source}: expected a mapping of fusion config keys, got {values!r}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(
                 f"{source}: unknown fusion config keys {unknown}; known: {sorted(known)}"
             )
-        config = cls(**values)
-        if isinstance(config.injection, str):
-            config.injection = [config.injection]
-        return config
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{source}: {err}") from None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,3 +126,28 @@ class FusionConfig:
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from err
         return cls.from_dict(values, source=str(path))
+
+
+def _expect(config: FusionConfig, name: str, types, *, optional: bool = False) -> None:
+    value = getattr(config, name)
+    if value is None and optional:
+        return
+    if not isinstance(value, types) or isinstance(value, bool) and bool not in _as_tuple(types):
+        names = " or ".join(t.__name__ for t in _as_tuple(types)) + (" or None" if optional else "")
+        raise TypeError(
+            f"FusionConfig.{name}: expected {names}, got {value!r} ({type(value).__name__})"
+        )
+
+
+def _expect_int(config: FusionConfig, name: str, low: int) -> None:
+    value = getattr(config, name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(
+            f"FusionConfig.{name}: expected an integer, got {value!r} ({type(value).__name__})"
+        )
+    if value < low:
+        raise ValueError(f"FusionConfig.{name}: expected an integer >= {low}, got {value}")
+
+
+def _as_tuple(types) -> tuple:
+    return types if isinstance(types, tuple) else (types,)
