@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from gnnlm.kge.gemm import MatmulNT
@@ -128,8 +127,12 @@ def bce_with_logits_fused_(
             block.add_(margin)
         if eps:
             logit_sum += float(block.sum())
-        softplus_sum += float(F.softplus(block).sum())
-        block.sigmoid_().sub_(eps / n).mul_(scale)  # (sigmoid(s) - eps / N) / (B N)
+        # softplus(s) = relu(s) - log(sigmoid(|s|)) = relu(s) - log(max(p, 1 - p)) with p = sigmoid(s):
+        # one exp and one log per element instead of F.softplus's two transcendentals + sigmoid's.
+        softplus_sum += float(block.clamp_min(0.0).sum())
+        p = block.sigmoid_()
+        softplus_sum -= float(torch.maximum(p, 1.0 - p).log_().sum())
+        p.sub_(eps / n).mul_(scale)  # (sigmoid(s) - eps / N) / (B N)
     # The true answers' targets carry another (1 - eps).
     scores[targets.rows, targets.cols] = (torch.sigmoid(positive) - (1.0 - eps + eps / n)) * scale
     total = softplus_sum - (eps / n) * logit_sum - (1.0 - eps) * float(positive.sum())
