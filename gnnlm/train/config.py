@@ -523,13 +523,17 @@ def config_diff(a: TrainConfig, b: TrainConfig) -> dict[str, tuple[Any, Any]]:
 
 
 # -- components ------------------------------------------------------------------------------------
-def check_components(config: TrainConfig) -> None:
+def check_components(config: TrainConfig, *, dataset: bool = True) -> None:
     """Check every component name and ``*_kwargs`` key against the component it configures.
 
     Cheap (no data is read, nothing is built), so a typo fails before a dataset loads: an unknown
     dataset, interaction, encoder, optimizer, scheduler, loss, loop, sampler or regularizer, and a
     keyword argument the component's constructor does not take, are each a :class:`ConfigError` naming
     where the value was set, the value, and the valid choices.
+
+    Args:
+        config: the run.
+        dataset: also check ``dataset`` / ``dataset_kwargs`` (not when the graph is given directly).
     """
     from class_resolver.contrib.torch import lr_scheduler_resolver, optimizer_resolver
 
@@ -541,7 +545,8 @@ def check_components(config: TrainConfig) -> None:
     from gnnlm.train.trainer import _SCHEDULER_SYNONYMS
 
     m, t = config.model, config.training
-    _check_dataset(config)
+    if dataset:
+        _check_dataset(config)
     interaction = _lookup(config, "model.interaction", interaction_resolver, m.interaction)
     skip = ("embedding_dim",) if getattr(interaction, "requires_embedding_dim", False) else ()
     _check_kwargs(config, "model.interaction_kwargs", interaction, m.interaction_kwargs, skip)

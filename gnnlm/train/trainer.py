@@ -169,7 +169,7 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.quiet = quiet
         self.callbacks = list(callbacks)
-        self._validate()
+        self._validate(check_dataset=kg is None)
         if kg is None:
             from gnnlm.data import load_dataset
 
@@ -182,12 +182,13 @@ class Trainer:
         self.evaluator = self._make_evaluator()
 
     # -- construction ------------------------------------------------------------------------------
-    def _validate(self) -> None:
+    def _validate(self, check_dataset: bool = True) -> None:
         """Everything that can be checked before the data loads: values, component names and their
-        keyword arguments (:func:`~gnnlm.train.config.check_components`), and that ``run_dir`` can be
-        written (a read-only or invalid ``--out`` fails now, not after training)."""
+        keyword arguments (:func:`~gnnlm.train.config.check_components`; the dataset's only when the
+        trainer loads it), and that ``run_dir`` can be written (a read-only or invalid ``--out`` fails
+        now, not after training)."""
         check_values(self.config)
-        check_components(self.config)
+        check_components(self.config, dataset=check_dataset)
         if self.run_dir is not None:
             check_writable_dir(self.run_dir)
         t, e = self.config.training, self.config.evaluation
