@@ -61,6 +61,24 @@ def _one_thread(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+@contextmanager
+def _num_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``torch.set_num_threads(threads)`` (``None``: unchanged); the caller's count is restored."""
+    previous = torch.get_num_threads()
+    if threads is None or threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+#: The evaluator's default intra-op thread count (see :class:`RankBasedEvaluator`, ``num_threads``).
+DEFAULT_NUM_THREADS: int | None = 1
+
+
 class RankableModel(Protocol):
     """What the evaluator needs (:class:`gnnlm.kge.LinkPredictionModel` provides it)."""
 
@@ -83,6 +101,13 @@ class RankBasedEvaluator:
         ks: the ``k`` of Hits@k.
         sides: which sides to rank, ``("head", "tail")`` by default.
         quiet: no progress bar.
+        num_threads: intra-op CPU threads while evaluating (``torch.set_num_threads``; the caller's
+            count is restored afterwards); ``None`` keeps the caller's. The default, 1, is measured
+            (``benchmarks/evaluator.py``, FB15k-237 test, ComplEx d=200, two cores): two threads gain
+            at most ~1.6x on an idle machine and lose up to ~3-4x as soon as other processes keep
+            the cores busy (every fork/join barrier then waits for a descheduled thread), while one
+            thread is barely affected by load. Pass ``num_threads=None`` (or a count) on a machine
+            you have to yourself. The ranks do not depend on it.
 
     Example:
         >>> evaluator = RankBasedEvaluator(kg.filter_index)  # doctest: +SKIP
@@ -98,12 +123,16 @@ class RankBasedEvaluator:
         ks: Sequence[int] = (1, 3, 10),
         sides: Sequence[str] = SIDES,
         quiet: bool = True,
+        num_threads: int | None = DEFAULT_NUM_THREADS,
     ) -> None:
         unknown = set(sides) - set(SIDES)
         if unknown or not sides:
             raise ValueError(f"sides must be a non-empty subset of {SIDES}, got {tuple(sides)}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"num_threads must be positive or None, got {num_threads}")
+        self.num_threads = num_threads
         self.filter_index = filter_index
         self.batch_size = batch_size
         self.max_scores = max_scores
@@ -126,32 +155,37 @@ class RankBasedEvaluator:
         was_training = model.training
         model.train(False)
         try:
-            reps = model.representations()
-            if isinstance(model, LinkPredictionModel) and model.interaction.supports_gemm:
-                # Same [N, d] values, column-major storage: the 1-N products `q @ ent.t()` then read a
-                # contiguous [d, N] operand (measured 2-10 % faster, MKL and oneDNN).
-                reps = (reps[0].t().contiguous().t(), reps[1])
-            num_entities = reps[0].shape[0]
-            entities = triples[:, [0, 2]]
-            if len(triples) and (entities.min() < 0 or entities.max() >= num_entities):
-                row = int(((entities < 0) | (entities >= num_entities)).any(1).nonzero()[0])
-                raise ValueError(
-                    f"triple {row} {triples[row].tolist()} has an entity id outside "
-                    f"[0, {num_entities}) of the model"
-                )
-            triples = triples.to(reps[0].device)  # rank where the model lives
-            out = {}
-            for side in self.sides:
-                if side == "tail":
-                    keys, targets = triples[:, [0, 1]], triples[:, 2]  # (h, r) -> t
-                    score = lambda k: model.score_t(k, reps=reps)  # noqa: E731
-                else:
-                    keys, targets = triples[:, [1, 2]], triples[:, 0]  # (r, t) -> h
-                    score = lambda k: model.score_h(k, reps=reps)  # noqa: E731
-                out[side] = self._rank_side(side, score, keys, targets, num_entities)
-            return out
+            with _num_threads(self.num_threads):
+                return self._ranks(model, triples)
         finally:
             model.train(was_training)
+
+    def _ranks(self, model: RankableModel, triples: Tensor) -> dict[str, Tensor]:
+        """:meth:`ranks` once the model is in eval mode and the thread count set."""
+        reps = model.representations()
+        if isinstance(model, LinkPredictionModel) and model.interaction.supports_gemm:
+            # Same [N, d] values, column-major storage: the 1-N products `q @ ent.t()` then read a
+            # contiguous [d, N] operand (measured 2-10 % faster, MKL and oneDNN).
+            reps = (reps[0].t().contiguous().t(), reps[1])
+        num_entities = reps[0].shape[0]
+        entities = triples[:, [0, 2]]
+        if len(triples) and (entities.min() < 0 or entities.max() >= num_entities):
+            row = int(((entities < 0) | (entities >= num_entities)).any(1).nonzero()[0])
+            raise ValueError(
+                f"triple {row} {triples[row].tolist()} has an entity id outside "
+                f"[0, {num_entities}) of the model"
+            )
+        triples = triples.to(reps[0].device)  # rank where the model lives
+        out = {}
+        for side in self.sides:
+            if side == "tail":
+                keys, targets = triples[:, [0, 1]], triples[:, 2]  # (h, r) -> t
+                score = lambda k: model.score_t(k, reps=reps)  # noqa: E731
+            else:
+                keys, targets = triples[:, [1, 2]], triples[:, 0]  # (r, t) -> h
+                score = lambda k: model.score_h(k, reps=reps)  # noqa: E731
+            out[side] = self._rank_side(side, score, keys, targets, num_entities)
+        return out
 
     def _filter(self, side: str, keys: Tensor) -> tuple[Tensor, Tensor]:
         assert self.filter_index is not None

@@ -224,3 +224,37 @@ def test_representations_computed_once_for_a_custom_representation():
     true = scores.gather(1, test[:, 2:])
     expected = (scores > true).sum(1) + ((scores == true).sum(1) + 1) / 2
     torch.testing.assert_close(ranks["tail"], expected.double())
+
+
+def test_num_threads_is_set_during_evaluation_restored_after_and_does_not_change_ranks():
+    torch.manual_seed(0)
+    model = build_kge_model(
+        "complex", 300, 4, 16
+    )  # float embeddings: the GEMM path, real ties rare
+    g = torch.Generator().manual_seed(1)
+    test = torch.stack(
+        [torch.randint(0, 300, (200,), generator=g), torch.randint(0, 4, (200,), generator=g),
+         torch.randint(0, 300, (200,), generator=g)], dim=1,
+    )  # fmt: skip
+    index = FilterIndex(test, 300, 4)
+    seen = []
+    representations = model.representations
+
+    def spy():
+        seen.append(torch.get_num_threads())
+        return representations()
+
+    model.representations = spy
+    torch.set_num_threads(3)  # the caller's count (the suite fixture restores its own afterwards)
+    ranks = {}
+    for threads in (1, 2, None):
+        evaluator = RankBasedEvaluator(index, batch_size=7, num_threads=threads)
+        ranks[threads] = evaluator.ranks(model, test)
+        assert seen[-1] == (threads or 3)
+        assert torch.get_num_threads() == 3
+    assert RankBasedEvaluator().num_threads == 1  # the measured default
+    for side in ("head", "tail"):
+        assert torch.equal(ranks[1][side], ranks[2][side])
+        assert torch.equal(ranks[1][side], ranks[None][side])
+    with pytest.raises(ValueError, match="num_threads"):
+        RankBasedEvaluator(num_threads=0)
