@@ -14,6 +14,33 @@ from gnnlm.kge.model import Representation
 Initializer = Callable[[Tensor], None]
 
 
+class _SparseRows(torch.autograd.Function):
+    """``weight[rows]`` for sorted unique ``rows``; the gradient of ``weight`` is a sparse COO tensor
+    over ``rows``, already coalesced (what ``F.embedding(..., sparse=True)`` gives, minus the sort and
+    sum of repeated rows that a sparse optimizer would otherwise do)."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, rows: Tensor) -> Tensor:
+        ctx.save_for_backward(rows)
+        ctx.shape = weight.shape
+        return weight.index_select(0, rows)  # [u, d]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (rows,) = ctx.saved_tensors
+        sparse = torch.sparse_coo_tensor(
+            rows[None], grad.contiguous(), ctx.shape, is_coalesced=True, check_invariants=False
+        )
+        return sparse, None
+
+
+def sparse_gather(weight: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
+    """``(weight[ids] [n, d], unique ids [u])`` with a coalesced row-sparse gradient for ``weight``."""
+    rows, inverse = torch.unique(ids, return_inverse=True)  # [u], [n]
+    block = _SparseRows.apply(weight, rows)  # [u, d]
+    return block.index_select(0, inverse), rows  # [n, d]
+
+
 class EmbeddingRepresentation(Representation):
     """One free vector per entity and per relation (``nn.Embedding`` tables).
 
@@ -88,15 +115,18 @@ class EmbeddingRepresentation(Representation):
 
         With ``sparse=True`` the weights' gradients are sparse COO tensors holding only these rows.
         """
-        if torch.is_grad_enabled():
-            if sparse and not self._dense_used:
-                self._sparse_rows.append(entities)
-                if sum(len(ids) for ids in self._sparse_rows) > self.num_entities:
-                    self._sparse_rows, self._dense_used = [], True  # cheaper as a whole table
-            else:
+        if not sparse:
+            if torch.is_grad_enabled():
                 self._dense_used = True
-        ent = F.embedding(entities, self.entity.weight, sparse=sparse)  # [n, d_e]
-        rel = F.embedding(relations, self.relation.weight, sparse=sparse)  # [m, d_r]
+            return F.embedding(entities, self.entity.weight), F.embedding(
+                relations, self.relation.weight
+            )
+        ent, rows = sparse_gather(self.entity.weight, entities)  # [n, d_e], [u]
+        rel, _ = sparse_gather(self.relation.weight, relations)  # [m, d_r]
+        if torch.is_grad_enabled() and not self._dense_used:
+            self._sparse_rows.append(rows)
+            if sum(len(ids) for ids in self._sparse_rows) > self.num_entities:
+                self._sparse_rows, self._dense_used = [], True  # cheaper as a whole table
         return ent, rel
 
     def post_step(self) -> None:
@@ -108,10 +138,10 @@ class EmbeddingRepresentation(Representation):
             if dense or not touched:
                 self.entity_constrainer(self.entity.weight)
             else:
-                rows = torch.unique(torch.cat(touched))  # [u]
-                block = self.entity.weight[rows]  # [u, d_e]
+                rows = touched[0] if len(touched) == 1 else torch.unique(torch.cat(touched))  # [u]
+                block = self.entity.weight.index_select(0, rows)  # [u, d_e]
                 self.entity_constrainer(block)
-                self.entity.weight[rows] = block
+                self.entity.weight.index_copy_(0, rows, block)
 
     def extra_repr(self) -> str:
         return (

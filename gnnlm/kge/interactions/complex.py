@@ -11,6 +11,46 @@ from gnnlm.kge.gemm import matmul_nt
 from gnnlm.kge.interaction import Interaction, complex_modulus, complex_split
 
 
+class _ComplExScore(torch.autograd.Function):
+    r""":meth:`ComplEx.forward` for equal-shape ``(*batch, 2d)`` inputs with a hand-written backward.
+
+    The values are those of the autograd expression (same operations, same order); the backward
+    writes each gradient once instead of going through six half-width slices and their zero-filled
+    gradients: with :math:`q = h r`, :math:`\partial f / \partial t = q`,
+    :math:`\partial f / \partial h = r \bar t` and :math:`\partial f / \partial r = h \bar t` up to
+    the sign of the imaginary part (:func:`_conj_product`).
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        ctx.save_for_backward(h, r, t)
+        (h_re, h_im), (r_re, r_im), (t_re, t_im) = (
+            complex_split(h),
+            complex_split(r),
+            complex_split(t),
+        )
+        q_re, q_im = h_re * r_re - h_im * r_im, h_re * r_im + h_im * r_re  # q = h * r
+        return (q_re * t_re + q_im * t_im).sum(-1)  # Re(q * conj(t))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        h, r, t = ctx.saved_tensors
+        g = grad.unsqueeze(-1)  # (*batch, 1)
+        (h_re, h_im), (r_re, r_im) = complex_split(h), complex_split(r)
+        grad_t = torch.cat([h_re * r_re - h_im * r_im, h_re * r_im + h_im * r_re], dim=-1)  # q
+        return _conj_product(r, t).mul_(g), _conj_product(h, t).mul_(g), grad_t.mul_(g)
+
+
+def _conj_product(a: Tensor, t: Tensor) -> Tensor:
+    """``[Re(a conj t) | -Im(a conj t)]``: the gradient of ``Re(x a conj(t))`` w.r.t. ``x = [re | im]``."""
+    (a_re, a_im), (t_re, t_im) = complex_split(a), complex_split(t)
+    out = torch.empty_like(a)  # (*batch, 2d)
+    d = a.shape[-1] // 2
+    torch.mul(a_re, t_re, out=out[..., :d]).addcmul_(a_im, t_im)
+    torch.mul(a_re, t_im, out=out[..., d:]).addcmul_(a_im, t_re, value=-1.0)
+    return out
+
+
 class ComplEx(Interaction):
     r"""ComplEx: a Hermitian bilinear form over complex embeddings.
 
@@ -28,6 +68,12 @@ class ComplEx(Interaction):
     supports_gemm: ClassVar[bool] = True
 
     def forward(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        if h.shape == r.shape == t.shape:  # one triple per row (sLCWA): the fused backward
+            return _ComplExScore.apply(h, r, t)
+        return self.reference_forward(h, r, t)
+
+    def reference_forward(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        """The plain autograd expression (any broadcastable shapes); :meth:`forward` equals it."""
         (h_re, h_im), (r_re, r_im), (t_re, t_im) = (
             complex_split(h),
             complex_split(r),
