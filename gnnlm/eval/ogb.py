@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from gnnlm.eval.metrics import RankBasedMetrics
 from gnnlm.eval.rank_based import SIDES, RankableModel
 from gnnlm.kge.model import LinkPredictionModel
+from gnnlm.utils.progress import progress
 
 
 def _long(x: Any) -> Tensor:
@@ -141,7 +141,7 @@ class OGBEvaluator:
         reciprocal = isinstance(model, LinkPredictionModel) and model.reciprocal and side == "head"
         num_relations = model.num_relations if reciprocal else 0
         pos_parts, neg_parts = [], []
-        for batch in tqdm(
+        for batch in progress(
             torch.arange(len(triples)).split(self.batch_size),
             desc=f"OGB {side}s",
             disable=self.quiet,

@@ -32,11 +32,11 @@ from typing import Protocol
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from gnnlm.data.filter_index import FilterIndex
 from gnnlm.eval.metrics import RankBasedMetrics
 from gnnlm.kge.model import LinkPredictionModel
+from gnnlm.utils.progress import progress as progress_bar
 
 SIDES = ("head", "tail")
 
@@ -211,7 +211,7 @@ class RankBasedEvaluator:
         key_ptr[1:] = torch.bincount(inverse, minlength=len(unique_keys)).cumsum(0)
         block = self.batch_size or max(1, self.max_scores // max(1, num_entities))
         start = 0
-        progress = tqdm(total=n, desc=f"ranking {side}s", unit="triple", disable=self.quiet)
+        progress = progress_bar(total=n, desc=f"ranking {side}s", unit="triple", disable=self.quiet)
         while start < len(unique_keys):
             stop = min(start + block, len(unique_keys))
             scores = score(unique_keys[start:stop])  # [Q, N]

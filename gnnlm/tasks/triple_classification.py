@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 import yaml
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from gnnlm.fusion import (
     FusedLM,
@@ -33,6 +32,7 @@ from gnnlm.fusion import (
     injection_parameters,
 )
 from gnnlm.lm import load_lm, load_tokenizer
+from gnnlm.utils.progress import progress
 
 DEFAULT_VARIANTS = {"lm": [], "lm+graph": ["graph"], "lm+entity": ["entity"]}
 
@@ -256,7 +256,7 @@ def run_variant(
     rng = random.Random(config.seed)
     start, losses = time.perf_counter(), []
     steps = config.epochs * math.ceil(len(train) / config.batch_size)
-    with tqdm(total=steps, desc=f"{name} train", disable=quiet, leave=False) as bar:
+    with progress(total=steps, desc=f"{name} train", disable=quiet, leave=False) as bar:
         for _ in range(config.epochs):
             model.train()
             for chunk in _batches(train, config.batch_size, rng):
