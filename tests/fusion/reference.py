@@ -17,6 +17,7 @@ from torch_geometric.utils import to_dense_batch
 from gnnlm.fusion import FusedLM, FusionState, MaskedCrossAttention
 from gnnlm.fusion.modes.entity import EntityInjection
 from gnnlm.fusion.modes.graph import GraphInjection
+from gnnlm.fusion.modes.memory import MemoryInjection
 from gnnlm.fusion.modes.relation import RelationInjection
 
 
@@ -127,6 +128,23 @@ def relation_bias(self: RelationInjection, i: int, state: FusionState) -> Tensor
     return bias * both.to(bias.dtype)
 
 
+def memory_delta(
+    self: MemoryInjection, i: int, hidden: Tensor, state: FusionState
+) -> Tensor | None:
+    """Each of the ``k`` retrieved rows projected to the LM width, then weighted."""
+    if i not in self.memory_layers:
+        return None
+    j = self.memory_layers.index(i)
+    real = state.batch.attention_mask.bool()  # [batch, seq]
+    q = self.query[j](self.norm[j](hidden[real]))  # [tokens, channels]
+    scores, index = self.retrieve(q)  # [tokens, k]
+    weights = (scores / math.sqrt(self.memory_channels)).softmax(-1)  # [tokens, k]
+    values = self.value[j](self.memory.weight[index])  # [tokens, k, d]
+    ctx = self.out[j]((weights.unsqueeze(-1) * values).sum(1))  # [tokens, d]
+    delta = hidden.new_zeros(hidden.shape).index_put((real,), ctx)  # [batch, seq, d]
+    return self.gate(j) * delta
+
+
 def knowledge(self: FusedLM, i: int, hidden: Tensor, state: FusionState) -> Tensor | None:
     """Deltas summed through a ``[modes, batch, seq, hidden]`` stack."""
     deltas = [
@@ -159,6 +177,8 @@ def use_reference(model: FusedLM):
             patch(module, "layer_delta", graph_delta)
         elif isinstance(module, EntityInjection):
             patch(module, "layer_delta", entity_delta)
+        elif isinstance(module, MemoryInjection):
+            patch(module, "layer_delta", memory_delta)
         elif isinstance(module, RelationInjection):
             patch(module, "prepare", relation_prepare)
             patch(module, "attention_bias", relation_bias)
