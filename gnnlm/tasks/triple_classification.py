@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-import yaml
 from torch import Tensor, nn
 
 from gnnlm.fusion import (
@@ -96,12 +95,10 @@ class TripleClassificationConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> TripleClassificationConfig:
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark is not None else ""
-            raise ValueError(f"{path}{line}: invalid YAML ({err})") from err
+        """Read settings from YAML strictly (no tags; errors name file, line and column)."""
+        from gnnlm.train.config import load_yaml
+
+        values = load_yaml(Path(path).read_text(encoding="utf-8"), str(path))[0] or {}
         if not isinstance(values, dict):
             raise ValueError(
                 f"{path}: expected a mapping of settings, found {type(values).__name__}"

@@ -65,7 +65,7 @@ def test_bad_config_keys_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"c.yaml: unknown keys \['epoch'\]"):
         TripleClassificationConfig.from_yaml(path)
     path.write_text("dataset: [umls\n")
-    with pytest.raises(ValueError, match=r"c.yaml:2: invalid YAML"):
+    with pytest.raises(ValueError, match=r"c.yaml:2:1: invalid YAML"):
         TripleClassificationConfig.from_yaml(path)
 
 
