@@ -18,6 +18,10 @@ Everywhere else (GPUs, other dtypes, a PyTorch build without oneDNN, the switche
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import torch
 from torch import Tensor
 
@@ -27,6 +31,7 @@ USE_ONEDNN: bool = True
 USE_TRAINING_PRODUCT: bool = True
 
 _onednn_works: bool | None = None  # probed on first use
+_training_out: ContextVar[Tensor | None] = ContextVar("gnnlm_gemm_training_out", default=None)
 
 
 def _probe() -> bool:
@@ -66,16 +71,34 @@ class MatmulNT(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, queries: Tensor, candidates: Tensor) -> Tensor:
+    def forward(ctx, queries: Tensor, candidates: Tensor, out: tuple[Tensor, ...] = ()) -> Tensor:
         ctx.save_for_backward(queries, candidates)
+        if out:  # a reused [N, B] buffer (see `training_output`): no fresh pages to fault in
+            return torch.mm(candidates, queries.t(), out=out[0]).t()  # [B, N] view
         return (candidates @ queries.t()).t()  # [N, k] @ [k, B] = [N, B] -> [B, N] view
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         queries, candidates = ctx.saved_tensors
         grad_q = grad @ candidates if ctx.needs_input_grad[0] else None  # [B, N] @ [N, k]
         grad_c = grad.t() @ queries if ctx.needs_input_grad[1] else None  # [N, B] @ [B, k]
-        return grad_q, grad_c
+        return grad_q, grad_c, None
+
+
+@contextmanager
+def training_output(buffer: Tensor | None) -> Iterator[None]:
+    """Let the next :class:`MatmulNT` product inside the block write into ``buffer``.
+
+    ``buffer`` is a flat float32 CPU tensor of at least ``B * N`` elements; the product's ``[B, N]``
+    output is then a view of its first ``B * N`` elements (and used once: a second product in the
+    block allocates as usual). The caller must not reuse the buffer while that output, or a gradient
+    written into it, is still needed. ``None``: no buffer (a no-op block).
+    """
+    token = _training_out.set(buffer)
+    try:
+        yield
+    finally:
+        _training_out.reset(token)
 
 
 def _cpu_float32(queries: Tensor, candidates: Tensor) -> bool:
@@ -101,7 +124,17 @@ def matmul_nt(queries: Tensor, candidates: Tensor) -> Tensor:
         return queries @ candidates.t()  # [B, N]
     if torch.is_grad_enabled() and (queries.requires_grad or candidates.requires_grad):
         if USE_TRAINING_PRODUCT:
-            return MatmulNT.apply(queries, candidates)  # [B, N], entity-major
+            buffer, out = _training_out.get(), ()
+            size = len(queries) * len(candidates)
+            if (
+                buffer is not None
+                and buffer.device.type == "cpu"
+                and buffer.dtype == torch.float32
+                and buffer.numel() >= size
+            ):
+                _training_out.set(None)  # used once
+                out = (buffer[:size].view(len(candidates), len(queries)),)  # [N, B]
+            return MatmulNT.apply(queries, candidates, out)  # [B, N], entity-major
     elif USE_ONEDNN and onednn_available():
         return _onednn_nt(queries, candidates)  # [B, N]
     return queries @ candidates.t()  # [B, N]

@@ -3,8 +3,10 @@
 The unfused step materialises, besides the ``[B, N]`` scores, a dense ``[B, N]`` float target matrix
 (plus its label-smoothed copy), the loss's element-wise intermediates and, in the backward, a
 ``[B, N]`` gradient. Here the targets stay index lists (:class:`KvsAllTargets`: the ``nnz`` true
-answers of the batch) and the loss walks over the score matrix in cache-sized row slices, adding up
-the loss and overwriting each slice with ``d loss / d scores``:
+answers of the batch) and the loss walks over the score matrix in cache-sized slices, adding up the
+loss and overwriting each slice with ``d loss / d scores``. The scores are stored entity-major
+(``scores.t()`` contiguous, the layout :class:`gnnlm.kge.gemm.MatmulNT` produces because BLAS is
+fastest there), so a slice is a range of entities for every query of the block:
 
 * binary cross-entropy with logits (:class:`~gnnlm.train.losses.BCELoss`, and
   :class:`~gnnlm.train.losses.SoftplusLoss` whose margin shifts the logits), targets
@@ -14,7 +16,8 @@ the loss and overwriting each slice with ``d loss / d scores``:
 * softmax cross-entropy against the row-normalised targets :math:`p = y / \\sum_j y_j`
   (:class:`~gnnlm.train.losses.CrossEntropyLoss`):
   :math:`\\ell = \\frac{1}{B}\\sum_i \\operatorname{logsumexp}(s_i) - p_i \\cdot s_i`,
-  :math:`\\partial \\ell / \\partial s_i = (\\operatorname{softmax}(s_i) - p_i) / B`.
+  :math:`\\partial \\ell / \\partial s_i = (\\operatorname{softmax}(s_i) - p_i) / B`, with an
+  online log-sum-exp over the entity slices (two sweeps).
 
 :func:`fused_kvsall_loss` wraps this in an autograd function. When the scores come straight out of
 :class:`gnnlm.kge.gemm.MatmulNT` (DistMult, ComplEx, TuckER and ConvE tails), which does not keep its
@@ -28,6 +31,7 @@ tests check that values and gradients agree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -188,13 +192,55 @@ def cross_entropy_fused_(scores: Tensor, targets: KvsAllTargets, num_rows: int) 
     return float(loss.sum()) * scale
 
 
+class _Lease:
+    """One use of a :class:`ScoreBuffer`, held until the loss's backward has started."""
+
+    busy: bool = True
+
+    def release(self) -> None:
+        self.busy = False
+
+
+class ScoreBuffer:
+    """A flat float buffer for the ``[B, N]`` scores of consecutive fused steps.
+
+    Writing each step's product into the same memory (see :func:`gnnlm.kge.gemm.training_output`)
+    saves the page faults of a fresh multi-megabyte allocation per step. :meth:`acquire` hands out the
+    buffer again only once the previous step's backward has released it; otherwise (gradient
+    accumulation over several batches, a graph dropped without backward) it allocates a new one.
+    """
+
+    def __init__(self) -> None:
+        self._buffer: Tensor | None = None
+        self._lease: _Lease | None = None
+
+    def acquire(self, numel: int, device: torch.device) -> tuple[Tensor, Callable[[], None]]:
+        """A ``[>= numel]`` float32 buffer and the callback that releases it."""
+        if (
+            self._buffer is None
+            or (self._lease is not None and self._lease.busy)
+            or self._buffer.numel() < numel
+            or self._buffer.device != device
+        ):
+            self._buffer = torch.empty(numel, device=device)
+        self._lease = _Lease()
+        return self._buffer, self._lease.release
+
+
 class _FusedKvsAllLoss(torch.autograd.Function):
     """``loss(scores)`` whose forward also computes the gradient; the backward hands it over."""
 
     @staticmethod
     def forward(
-        ctx, scores: Tensor, loss: Loss, targets: KvsAllTargets, num_rows: int, in_place: bool
+        ctx,
+        scores: Tensor,
+        loss: Loss,
+        targets: KvsAllTargets,
+        num_rows: int,
+        in_place: bool,
+        on_backward: Callable[[], None] | None,
     ) -> Tensor:
+        ctx.on_backward = on_backward
         buffer = (
             scores if in_place else scores.t().clone(memory_format=torch.contiguous_format).t()
         )  # [b, N] copy
@@ -203,16 +249,23 @@ class _FusedKvsAllLoss(torch.autograd.Function):
         return scores.new_tensor(value)
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None, None, None, None]:
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None, None, None, None, None]:
         gradient = ctx.gradient
         if gradient is None:
             raise RuntimeError("the fused KvsAll loss can be backpropagated only once")
         ctx.gradient = None  # one [B, N] buffer: handed to the products' backward, not kept
-        return gradient.mul_(grad_output), None, None, None, None
+        if ctx.on_backward is not None:
+            ctx.on_backward()
+        return gradient.mul_(grad_output), None, None, None, None, None
 
 
 def fused_kvsall_loss(
-    loss: Loss, scores: Tensor, targets: KvsAllTargets, num_rows: int | None = None
+    loss: Loss,
+    scores: Tensor,
+    targets: KvsAllTargets,
+    num_rows: int | None = None,
+    *,
+    on_backward: Callable[[], None] | None = None,
 ) -> Tensor:
     """The KvsAll loss of ``scores: [b, N]`` against sparse ``targets``, with a fused backward.
 
@@ -226,6 +279,7 @@ def fused_kvsall_loss(
         targets: true answers of the ``b`` rows.
         num_rows: rows of the whole batch when it is scored in blocks (default ``b``); the per-block
             values then add up to the batch's loss.
+        on_backward: called when the backward starts (e.g. :class:`ScoreBuffer`'s release).
 
     Returns:
         Scalar loss (this block's share).
@@ -237,4 +291,4 @@ def fused_kvsall_loss(
             return scores.new_tensor(loss.kvsall_fused_(copy, targets, num_rows))
     # Overwrite the score buffer only when MatmulNT made it: that node keeps no reference to it.
     in_place = isinstance(scores.grad_fn, MatmulNT._backward_cls) and column_major(scores)
-    return _FusedKvsAllLoss.apply(scores, loss, targets, num_rows, in_place)
+    return _FusedKvsAllLoss.apply(scores, loss, targets, num_rows, in_place, on_backward)

@@ -21,7 +21,8 @@ import torch
 from class_resolver import ClassResolver
 from torch import Tensor, nn
 
-from gnnlm.train.kvsall_fused import KvsAllTargets, fused_kvsall_loss
+from gnnlm.kge.gemm import training_output
+from gnnlm.train.kvsall_fused import KvsAllTargets, ScoreBuffer, fused_kvsall_loss
 from gnnlm.train.losses import Loss
 from gnnlm.train.negative_sampling import NegativeSampler
 from gnnlm.train.regularizers import Regularizer
@@ -212,6 +213,7 @@ class KvsAllLoop(TrainingLoop):
     ) -> None:
         super().__init__(model, loss, batch_size=batch_size, regularizer=regularizer)
         self.fused = fused
+        self._score_buffer = ScoreBuffer()
         if not loss.supports_kvsall:
             raise ValueError(
                 f"the {type(loss).__name__} loss does not support KvsAll training; use slcwa"
@@ -289,22 +291,31 @@ class KvsAllLoop(TrainingLoop):
     def _fused_batch_loss(
         self, tail_q: Tensor, head_q: Tensor, reps: tuple[Tensor, Tensor]
     ) -> Tensor:
-        """:meth:`batch_loss` with the fused loss: each side's ``[b, N]`` scores are scored, turned
-        into their gradient in place and released; no ``[B, N]`` concatenation or dense targets."""
-        device, num_rows = self.device, len(tail_q) + len(head_q)
-        loss = torch.zeros((), device=device)
-        if len(tail_q):
-            hr = torch.stack([self.anchors[tail_q], self.relations[tail_q]], dim=1)  # [B_t, 2]
-            targets = self.sparse_targets(tail_q).to(device)
-            scores = self.model.score_t(hr.to(device), reps)  # [B_t, N]
-            loss = loss + fused_kvsall_loss(self.loss, scores, targets, num_rows)
-            del scores  # now the gradient buffer
-        if len(head_q):
-            rt = torch.stack([self.relations[head_q], self.anchors[head_q]], dim=1)  # [B_h, 2]
-            targets = self.sparse_targets(head_q).to(device)
-            scores = self.model.score_h(rt.to(device), reps)  # [B_h, N]
-            loss = loss + fused_kvsall_loss(self.loss, scores, targets, num_rows)
-            del scores
+        """:meth:`batch_loss` with the fused loss: each side's ``[b, N]`` scores are written into
+        the loop's reused buffer, turned into their gradient in place; no ``[B, N]`` concatenation,
+        copy or dense targets."""
+        device, num_rows, n = self.device, len(tail_q) + len(head_q), self.num_entities
+        buffer, release = None, None
+        if device.type == "cpu":  # reused product output (gnnlm.kge.gemm.training_output)
+            buffer, release = self._score_buffer.acquire(num_rows * n, device)  # [B * N] flat
+        loss, offset = torch.zeros((), device=device), 0
+        for queries, side in ((tail_q, 0), (head_q, 1)):
+            if not len(queries):
+                continue
+            targets = self.sparse_targets(queries).to(device)
+            reuse = buffer[offset : offset + len(queries) * n] if buffer is not None else None
+            with training_output(reuse):
+                if side == 0:
+                    hr = torch.stack([self.anchors[queries], self.relations[queries]], dim=1)
+                    scores = self.model.score_t(hr.to(device), reps)  # [B_t, N]
+                else:
+                    rt = torch.stack([self.relations[queries], self.anchors[queries]], dim=1)
+                    scores = self.model.score_h(rt.to(device), reps)  # [B_h, N]
+            loss = loss + fused_kvsall_loss(
+                self.loss, scores, targets, num_rows, on_backward=release
+            )
+            del scores  # now the gradient
+            offset += len(queries) * n
         ordered = torch.cat([tail_q, head_q])
         entities, relations = self.anchors[ordered].to(device), self.relations[ordered].to(device)
         return loss + self._regularization(reps, entities, relations)

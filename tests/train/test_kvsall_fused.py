@@ -131,3 +131,31 @@ def test_fused_loop_equals_reference_loop(interaction, reciprocal, name):
     torch.testing.assert_close(values[1], values[0], rtol=1e-5, atol=1e-7)
     for fused_grad, ref_grad in zip(grads[1], grads[0]):
         torch.testing.assert_close(fused_grad, ref_grad, rtol=1e-5, atol=1e-7)
+
+
+def test_fused_loop_reuses_its_score_buffer_only_after_backward():
+    g = torch.Generator().manual_seed(0)
+    triples = torch.stack(
+        [torch.randint(11, (30,), generator=g), torch.randint(2, (30,), generator=g),
+         torch.randint(11, (30,), generator=g)], dim=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = build_kge_model("complex", 11, 2, 4, reciprocal=False)
+    loops = {
+        fused: KvsAllLoop(model, triples, 2, CrossEntropyLoss(), batch_size=8, fused=fused)
+        for fused in (True, False)
+    }
+    first, second = torch.arange(8), torch.arange(8, 16)
+    grads = {}
+    for fused, loop in loops.items():
+        # Gradient accumulation: two forwards before one backward must not share a buffer.
+        model.zero_grad()
+        (loop.batch_loss(first, g) + loop.batch_loss(second, g)).backward()
+        grads[fused] = [p.grad.clone() for p in model.parameters()]
+    for a, b in zip(grads[True], grads[False]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    loop = loops[True]
+    loop.batch_loss(first, g).backward()
+    pointer = loop._score_buffer._buffer.data_ptr()
+    loop.batch_loss(second, g).backward()  # the previous step is done: same memory
+    assert loop._score_buffer._buffer.data_ptr() == pointer
