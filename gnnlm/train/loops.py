@@ -194,6 +194,7 @@ class KvsAllLoop(TrainingLoop):
         fused: when the loss ``supports_fused_kvsall``, compute the loss and its gradient in one pass
             over the scores with sparse targets (:mod:`gnnlm.train.kvsall_fused`); ``False`` is the
             reference (dense ``[B, N]`` targets, ``loss.kvsall``). Both give the same loss and gradients.
+            On CPU the fused loop keeps one ``[batch_size, num_entities]`` float buffer between steps.
     """
 
     name = "kvsall"

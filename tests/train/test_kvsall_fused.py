@@ -159,3 +159,33 @@ def test_fused_loop_reuses_its_score_buffer_only_after_backward():
     pointer = loop._score_buffer._buffer.data_ptr()
     loop.batch_loss(second, g).backward()  # the previous step is done: same memory
     assert loop._score_buffer._buffer.data_ptr() == pointer
+
+
+@pytest.mark.parametrize("interaction", ["tucker", "conve", "transe", "rotate"])
+def test_fused_loop_equals_reference_for_other_interactions(interaction):
+    # TuckER / ConvE tails write into the buffer (MatmulNT); TransE / RotatE scores get copied.
+    g = torch.Generator().manual_seed(0)
+    triples = torch.stack(
+        [torch.randint(13, (40,), generator=g), torch.randint(3, (40,), generator=g),
+         torch.randint(13, (40,), generator=g)], dim=1,
+    )  # fmt: skip
+    kwargs = {"embedding_height": 2, "kernel_size": 2, "num_filters": 4}
+    torch.manual_seed(0)
+    model = build_kge_model(
+        interaction, 13, 3, 8, reciprocal=interaction != "transe",
+        interaction_kwargs=kwargs if interaction == "conve" else None,
+    )  # fmt: skip
+    results = []
+    for fused in (False, True):
+        loop = KvsAllLoop(
+            model, triples, 3, CrossEntropyLoss(), batch_size=16,
+            reciprocal=interaction != "transe", label_smoothing=0.1, fused=fused,
+        )  # fmt: skip
+        model.zero_grad()
+        torch.manual_seed(1)  # same dropout masks
+        value = loop.batch_loss(torch.arange(16), torch.Generator())
+        value.backward()
+        results.append((value.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-7)
+    for fused_grad, ref_grad in zip(results[1][1], results[0][1]):
+        torch.testing.assert_close(fused_grad, ref_grad, rtol=1e-4, atol=1e-6)
