@@ -34,3 +34,18 @@ def test_complex_broadcast_shapes_take_the_reference_path():
     torch.testing.assert_close(
         out, model.reference_forward(h.expand(4, 5, 6), r.expand(4, 5, 6), t.expand(4, 5, 6))
     )
+
+
+def test_transe_l1_score_equals_vector_norm():
+    from gnnlm.kge import TransE
+
+    torch.manual_seed(0)
+    h, r, t = (torch.randn(6, 9, requires_grad=True) for _ in range(3))
+    h2, r2, t2 = (x.detach().clone().requires_grad_() for x in (h, r, t))
+    out = TransE(p=1, margin=2.0)(h, r, t)
+    reference = 2.0 - torch.linalg.vector_norm(h2 + r2 - t2, ord=1, dim=-1)
+    torch.testing.assert_close(out, reference)
+    out.sum().backward()
+    reference.sum().backward()
+    for x, y in zip((h, r, t), (h2, r2, t2)):
+        torch.testing.assert_close(x.grad, y.grad)

@@ -65,7 +65,10 @@ class TransE(Interaction):
         self.normalize_entities = normalize_entities
 
     def forward(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
-        return self.margin - torch.linalg.vector_norm(h + r - t, ord=self.p, dim=-1)
+        diff = h + r - t  # (*batch, d)
+        if self.p == 1:  # ~5x faster than vector_norm(ord=1) on CPU, same subgradient (sign, 0 at 0)
+            return self.margin - diff.abs().sum(-1)
+        return self.margin - torch.linalg.vector_norm(diff, ord=self.p, dim=-1)
 
     def score_t(self, h: Tensor, r: Tensor, all_t: Tensor) -> Tensor:
         return self.margin - pairwise_distance(h + r, all_t, self.p)
