@@ -206,8 +206,9 @@ class TrainConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
 
     def origin(self, key: str) -> str | None:
-        """Where ``key`` (``"training.lr"``) was set: ``"file.yaml:12"``, ``"--set 'training.lr=1'"``,
-        the file for keys it leaves at their default, or ``None`` for a config built in Python."""
+        """Where ``key`` (``"training.lr"``) was set: ``"file.yaml:12"``, ``"--set 'training.lr=1'"``;
+        for a key the file leaves at its default, its section's line (or the file); ``None`` for a
+        config built in Python."""
         origins: dict[str, str] = getattr(self, "_origins", {})
         parts = key.split(".")
         for n in range(len(parts), -1, -1):
@@ -396,6 +397,10 @@ def load_yaml(text: str, source: str) -> tuple[Any, dict[str, int]]:
         if isinstance(n, yaml.MappingNode):
             seen: set[str] = set()
             for key_node, value_node in n.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise fail(
+                        key_node.start_mark, "a key must be a plain name, not a list or mapping"
+                    )
                 if key_node.value in seen:
                     raise fail(
                         key_node.start_mark,
@@ -435,6 +440,10 @@ def apply_overrides(config: TrainConfig, overrides: list[str] | tuple[str, ...])
 
     Keys below a ``*_kwargs`` mapping are free-form (``model.interaction_kwargs.p=1``); every other key
     must exist and the value must have the field's type.
+
+    ``--set model.encoder=X`` without any ``model.encoder_kwargs`` override keeps only the file's
+    encoder arguments that ``X`` takes (the rest were written for the file's encoder, e.g. R-GCN's
+    ``num_bases``) and warns with a :class:`ConfigWarning` naming the ones left out.
 
     Raises:
         ConfigError: naming the override, the key and the value.
