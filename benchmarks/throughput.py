@@ -35,9 +35,10 @@ TransE's unit-norm entities are a post-step projection in ours and PyKEEN's, a n
 the score in PyG's; RotatE's relations are phases in ours and PyG's, unit complex numbers projected
 after each step in PyKEEN's.
 
-Each arm takes ``--warmup`` steps, then ``--steps`` timed steps; arms are interleaved and repeated
-``--repeats`` times and the fastest repeat counts (triples/s = steps x batch / seconds). Forward (loss),
-backward and optimizer (step + constraint) times are recorded too (item 2).
+After ``--warmup`` steps of each arm, ``--steps`` steps are timed round robin (one step of each arm in
+turn, so that all arms see the same load on a shared machine); triples/s is the batch size over the
+median step time (the 10th percentile is recorded too). The median forward (sampling, scoring, loss),
+backward and optimizer (step + constraint) times are recorded as well (item 2).
 
 **mrr** ("equal final MRR after the same epochs"): each model is trained with the
 :class:`~gnnlm.train.Trainer` on a small KG (``--mrr-dataset``, UMLS by default) twice, with
@@ -55,6 +56,7 @@ import importlib.util
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -198,34 +200,31 @@ def measure_throughput(args, kg) -> list[dict[str, Any]]:
                 arms[arm] = make_arm(arm, model_name, kg, args)
             except ImportError as err:
                 print(f"skip {arm}: {err} (pip install -e '.[bench]')", file=sys.stderr)
-        best: dict[str, dict[str, float]] = {}
-        cursor = 0
-        for _ in range(args.repeats):
-            for arm, step in arms.items():  # interleaved: every arm once per repeat
-                for i in range(args.warmup):
-                    step(batches[(cursor + i) % len(batches)])
-                parts = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
-                for i in range(args.steps):
-                    for key, value in step(
-                        batches[(cursor + args.warmup + i) % len(batches)]
-                    ).items():
-                        parts[key] += value
-                total = sum(parts.values())
-                if arm not in best or total < best[arm]["seconds"]:
-                    best[arm] = {"seconds": total, **parts}
-            cursor += args.warmup + args.steps
-        for arm, b in best.items():
-            n = args.steps
+        # Round robin, one step of each arm in turn, so that every arm sees the same machine load;
+        # the median step counts (and the 10th percentile, the step least disturbed by other work).
+        for i in range(args.warmup):
+            for step in arms.values():
+                step(batches[i % len(batches)])
+        times: dict[str, list[dict[str, float]]] = {arm: [] for arm in arms}
+        for i in range(args.warmup, args.warmup + args.steps):
+            for arm, step in arms.items():
+                times[arm].append(step(batches[i % len(batches)]))
+        summary = {}
+        for arm, steps in times.items():
+            total = sorted(sum(s.values()) for s in steps)
+            med = {k: statistics.median(s[k] for s in steps) for k in steps[0]}
+            summary[arm] = statistics.median(total)
             records.append({
                 "model": model_name, "arm": arm,
-                "triples_per_second": n * args.batch_size / b["seconds"],
-                "ms_per_step": 1e3 * b["seconds"] / n,
-                "forward_ms": 1e3 * b["forward"] / n,
-                "backward_ms": 1e3 * b["backward"] / n,
-                "optimizer_ms": 1e3 * b["optimizer"] / n,
+                "triples_per_second": args.batch_size / summary[arm],
+                "ms_per_step": 1e3 * summary[arm],
+                "p10_ms_per_step": 1e3 * total[len(total) // 10],
+                "forward_ms": 1e3 * med["forward"],
+                "backward_ms": 1e3 * med["backward"],
+                "optimizer_ms": 1e3 * med["optimizer"],
             })  # fmt: skip
-        line = ", ".join(f"{a} {best[a]['seconds'] * 1e3 / args.steps:.1f} ms" for a in best)
-        print(f"{model_name}: {line}", flush=True)
+        line = ", ".join(f"{a} {1e3 * t:.1f} ms" for a, t in summary.items())
+        print(f"{model_name} (median step): {line}", flush=True)
     add_ratios(records)
     return records
 
@@ -340,8 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--optimizer", choices=("adam", "adagrad"), default="adam")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--mrr-dataset", default="umls")
     parser.add_argument("--mrr-epochs", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1)
@@ -362,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         out["throughput"] = {
             "dataset": args.dataset, "dim": args.dim, "batch_size": args.batch_size,
             "num_negatives": 1, "optimizer": args.optimizer, "lr": args.lr,
-            "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
+            "steps": args.steps, "warmup": args.warmup, "statistic": "median step time",
             "records": records,
         }  # fmt: skip
     if "mrr" in args.only:

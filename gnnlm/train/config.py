@@ -103,8 +103,8 @@ class TrainingConfig:
         device: ``cpu``, ``cuda``, ``cuda:1``, ... or ``auto`` (CUDA when available). Batches are drawn on
             the CPU from one seeded generator; exact resume is guaranteed on CPU.
         sparse_updates: update only the rows a sLCWA batch uses (row-sparse gradients; Adam becomes
-            lazy ``SparseAdam``): ``null`` = auto (on where it applies), ``true``, ``false`` (dense
-            reference). See :mod:`gnnlm.train.sparse`.
+            lazy Adam): ``null`` = auto (on where it applies and a batch touches few rows), ``true``,
+            ``false`` (dense reference). See :mod:`gnnlm.train.sparse`.
     """
 
     loop: str = "kvsall"
@@ -647,6 +647,8 @@ def _check_dataset(config: TrainConfig) -> None:
 
 
 def _check_encoder(config: TrainConfig) -> None:
+    from torch import nn
+
     from gnnlm.encoders import lookup_encoder
     from gnnlm.encoders.pyg import ModuleEncoder
     from gnnlm.encoders.resolver import constructor_keywords
@@ -668,13 +670,18 @@ def _check_encoder(config: TrainConfig) -> None:
         valid=(sorted(named), any_keyword),
         name=m.encoder,
     )
-    if issubclass(cls, ModuleEncoder) and cls.module_cls is not None:
-        # in_channels / out_channels / num_relations / relation_channels are filled in when named
-        derived = {"in_channels", "out_channels", "num_relations", "relation_channels"}
+    # in_channels / out_channels / num_relations / relation_channels are filled in when named
+    derived = {"in_channels", "out_channels", "num_relations", "relation_channels"}
+    wrapped = issubclass(cls, ModuleEncoder) and cls.module_cls is not None
+    target = cls.module_cls.__init__ if wrapped else cls
+    if not isinstance(target, type) or target.__init__ not in (object.__init__, nn.Module.__init__):
+        params = list(inspect.signature(target).parameters.values())
         required = [
             p.name
-            for p in list(inspect.signature(cls.module_cls.__init__).parameters.values())[1:]
-            if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            for p in params
+            if p.default is p.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name != "self"
         ]
         missing = [r for r in required if r not in derived and r not in m.encoder_kwargs]
         if missing:

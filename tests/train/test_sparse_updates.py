@@ -10,12 +10,18 @@ import torch
 
 from gnnlm.kge import build_kge_model
 from gnnlm.train import ConfigError, TrainConfig, Trainer
-from gnnlm.train.config import apply_overrides
+from gnnlm.train.config import TrainingConfig, apply_overrides
 from gnnlm.train.loops import SLCWALoop
 from gnnlm.train.losses import SoftplusLoss
 from gnnlm.train.negative_sampling import UniformNegativeSampler
 from gnnlm.train.regularizers import N3Regularizer
-from gnnlm.train.sparse import LazyAdam, RowAdagrad, RowSGD
+from gnnlm.train.sparse import (
+    LazyAdam,
+    RowAdagrad,
+    RowSGD,
+    sparse_updates_reason,
+    use_sparse_updates,
+)
 
 NUM_ENTITIES, NUM_RELATIONS = 40, 3
 
@@ -175,20 +181,52 @@ def config(*overrides: str) -> TrainConfig:
         (("training.optimizer=adagrad",), RowAdagrad),
         (("training.optimizer=sgd",), RowSGD),
         (("training.sparse_updates=false",), torch.optim.Adam),
-        (("training.optimizer_kwargs={weight_decay: 0.1}",), torch.optim.Adam),
-        (("training.optimizer=adamw",), torch.optim.AdamW),
-        (("training.clip_grad_norm=1.0",), torch.optim.Adam),
-        (("model.interaction=tucker",), torch.optim.Adam),
-        (("training.loop=kvsall", "training.loss=bce"), torch.optim.Adam),
+        (("training.sparse_updates=null",), torch.optim.Adam),  # auto: nations is too small
     ],
 )
-def test_auto_uses_sparse_updates_where_they_apply(load_real, overrides, expected):
-    trainer = Trainer(config(*overrides), kg=load_real("nations"), quiet=True)
+def test_trainer_builds_the_sparse_loop_and_optimizer(load_real, overrides, expected):
+    cfg = config("training.sparse_updates=true", *overrides)
+    trainer = Trainer(cfg, kg=load_real("nations"), quiet=True)
     trainer._build()
     assert type(trainer.optimizer) is expected
-    assert trainer.sparse_updates == (expected in (LazyAdam, RowAdagrad, RowSGD))
-    if isinstance(trainer.loop, SLCWALoop):
-        assert trainer.loop.sparse == trainer.sparse_updates
+    assert trainer.loop.sparse == trainer.sparse_updates == (expected is not torch.optim.Adam)
+
+
+def training(**kwargs) -> TrainingConfig:
+    return TrainingConfig(**{"loop": "slcwa", "batch_size": 256, "num_negatives": 1, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "interaction", "reason"),
+    [
+        ({}, "transe", ""),
+        ({"optimizer": "adagrad"}, "complex", ""),
+        ({"loop": "kvsall"}, "distmult", "only the slcwa loop"),
+        ({}, "tucker", "TuckER has weights of its own"),
+        ({"clip_grad_norm": 1.0}, "rotate", "clip_grad_norm"),
+        ({"optimizer": "adamw"}, "transe", "has no sparse form"),
+        ({"optimizer_kwargs": {"weight_decay": 0.1}}, "transe", "weight_decay=0.1"),
+        ({"optimizer": "sgd", "optimizer_kwargs": {"momentum": 0.9}}, "transe", "momentum=0.9"),
+    ],
+)
+def test_where_sparse_updates_apply(kwargs, interaction, reason):
+    model = build_kge_model(interaction, 5000, 3, 4)
+    found = sparse_updates_reason(training(**kwargs), model)
+    assert reason in found if reason else found == ""
+    assert use_sparse_updates(training(**kwargs), model) == (reason == "")  # auto, large KG
+    if reason:
+        with pytest.raises(ConfigError, match="sparse_updates=true cannot apply"):
+            use_sparse_updates(training(sparse_updates=True, **kwargs), model)
+
+
+def test_auto_stays_dense_when_a_batch_touches_most_rows():
+    model = build_kge_model("transe", 5000, 3, 4)
+    assert use_sparse_updates(training(batch_size=1024, num_negatives=1), model)  # 4,096 ids
+    assert not use_sparse_updates(training(batch_size=1024, num_negatives=2), model)  # 6,144 ids
+    assert use_sparse_updates(
+        training(batch_size=1024, num_negatives=2, sparse_updates=True), model
+    )
+    assert not use_sparse_updates(training(sparse_updates=False), model)
 
 
 def test_sparse_updates_true_where_impossible_is_a_config_error(load_real):
@@ -205,7 +243,7 @@ def test_sparse_updates_true_where_impossible_is_a_config_error(load_real):
 def test_sparse_resume_reproduces_uninterrupted_run_bit_for_bit(tmp_path, load_real, optimizer):
     kg = load_real("nations")
     cfg = config(f"training.optimizer={optimizer}", "training.regularizer=n3",
-                 "training.regularizer_weight=0.01")  # fmt: skip
+                 "training.regularizer_weight=0.01", "training.sparse_updates=true")  # fmt: skip
     full = Trainer(cfg, run_dir=tmp_path / "full", kg=kg, quiet=True).fit()
     assert full.metrics["test"]["mrr"] > 0.2  # it learns (random ranking: ~0.1 on 14 entities)
 
