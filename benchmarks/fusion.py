@@ -1,18 +1,27 @@
-"""Step time (forward + backward) and peak memory of LM-only against each knowledge-injection mode.
+"""Training-step time and peak memory of LM-only against each knowledge-injection mode.
 
 The issue's yardstick: batch 32, sequence 64, subgraphs of ~50 nodes from a real KG (FB15k-237, four
 linked entities per text), all-MiniLM-L6-v2 on CPU, fusion after the top 2 of its 6 layers, a 2-layer
 CompGCN with 64 channels (``--encoder rgcn`` for R-GCN):
 
-    GNNLM_DATA_DIR=/path/to/datasets python benchmarks/fusion.py [--threads 1] [--rounds 5]
+    GNNLM_DATA_DIR=/path/to/datasets python benchmarks/fusion.py [--threads 1] [--rounds 5] \
+        [--base /tmp/fusion-base]
 
-Timing: every variant is built in one process around the *same* LM weights and timed on the same batch,
-round-robin (a fresh random order each round), so a change of machine load hits all variants alike; the
-table gives the median *CPU time* of a step (``time.process_time``; with the default single thread it is
-the work done, which other processes' load does not inflate the way it inflates wall-clock time), the
-median wall-clock step and the median of the per-round wall-clock ratios to LM-only. Memory: each variant runs one step in its own child process, which resets the kernel's peak-RSS
-mark after loading (``/proc/self/clear_refs``) and reports the step's peak resident memory and its
-growth over the loaded model and batch (activations, gradients). Writes ``benchmarks/results/fusion.json``.
+A step is the whole training step of the whole model: forward, backward and an AdamW step, then
+``zero_grad(set_to_none=True)``; LM-only and every mode run that same step on the same batch. Each
+implementation runs in its own worker process (``gnnlm`` imported from that checkout): this tree and,
+with ``--base``, an earlier checkout (``git worktree add /tmp/fusion-base <commit>``), so "before" and
+"after" are measured in one run. Inside a worker every variant shares the *same* LM weights. The parent
+sends the steps round-robin over all (implementation, variant) pairs in a fresh random order each round,
+so a change of machine load hits all alike; the table gives the median *CPU time* of a step
+(``time.process_time``; with the default single thread it is the work done, which other processes' load
+inflates less than wall-clock time), its ratio to LM-only *of the same implementation*, the median
+wall-clock step and the median of the per-round wall-clock ratios. Memory (this tree only): each variant
+runs one forward + backward in its own child process, which resets the kernel's peak-RSS mark after
+loading (``/proc/self/clear_refs``) and reports the step's peak resident memory and its growth over the
+loaded model and batch. ``--profile`` adds, per variant, the CPU time of the GNN layers and of each
+injection mode's blocks (forward, from ``torch.profiler`` record_function ranges) and the share of the
+step they take. Writes ``benchmarks/results/fusion.json``.
 """
 
 from __future__ import annotations
@@ -128,6 +137,20 @@ def make_model(variant: str, kg, lm, args: argparse.Namespace):
     return model, loss_fn
 
 
+def make_step(model, loss_fn):
+    """One training step of the whole model: forward, backward, AdamW step, ``zero_grad``."""
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+
+    def step(batch):
+        loss_fn(batch).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
 def memory_child(args: argparse.Namespace) -> dict:
     """One step of one variant in a fresh process: peak RSS and its growth over the loaded model."""
     import torch
@@ -137,9 +160,7 @@ def memory_child(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     kg, batch, _ = make_batch(args)
-    lm = load_lm(
-        args.lm, attn_implementation="eager" if "relation" in VARIANTS[args.variant] else None
-    )
+    lm = load_lm(args.lm, attn_implementation=args.attn)
     model, loss_fn = make_model(args.variant, kg, lm, args)
     del kg
     gc.collect()
@@ -156,7 +177,49 @@ def memory_child(args: argparse.Namespace) -> dict:
     }
 
 
-def timing(args: argparse.Namespace) -> tuple[dict, dict]:
+def _profile_shares(models: dict, batch) -> dict:
+    """Per variant: forward CPU ms of the GNN layers and of each mode's blocks (record_function)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    shares = {}
+    for variant, (model, _loss_fn, step) in models.items():
+        blocks = []
+        if model.encoder is not None:
+            blocks.append(("gnn", model.encoder, "layer_forward"))
+        for name, inj in model.injections.items():
+            for method in ("layer_delta", "attention_bias", "combine", "prepare", "finalize"):
+                if method in type(inj).__dict__:
+                    blocks.append((name, inj, method))
+        for label, obj, method in blocks:
+            original = getattr(obj, method)
+
+            def wrapped(*a, _original=original, _label=label, **k):
+                with record_function(f"fusion::{_label}"):
+                    return _original(*a, **k)
+
+            setattr(obj, method, wrapped)
+        try:
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                with record_function("fusion::step"):
+                    step(batch)
+        finally:
+            for _, obj, method in blocks:
+                delattr(obj, method)
+        totals = {}
+        for event in prof.key_averages():
+            if event.key.startswith("fusion::"):
+                totals[event.key[len("fusion::") :]] = event.cpu_time_total / 1000
+        total = totals.pop("step")
+        shares[variant] = {
+            "profiled_step_ms": round(total, 1),
+            "forward_block_ms": {k: round(v, 1) for k, v in sorted(totals.items())},
+            "forward_block_share": {k: round(v / total, 4) for k, v in sorted(totals.items())},
+        }
+    return shares
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Timing worker: builds every variant, then runs ``step <variant>`` commands from stdin."""
     import torch
 
     from gnnlm.lm import load_lm
@@ -164,34 +227,129 @@ def timing(args: argparse.Namespace) -> tuple[dict, dict]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     kg, batch, collate_ms = make_batch(args)
-    # Eager attention for everyone: relation injection needs an additive mask, and the LM-only
-    # baseline must run the same kernels.
-    lm = load_lm(args.lm, attn_implementation="eager")
-    models = {v: make_model(v, kg, lm, args) for v in args.variants}
-    times: dict[str, list[float]] = {v: [] for v in args.variants}
-    cpu_times: dict[str, list[float]] = {v: [] for v in args.variants}
-    rng = random.Random(0)
-    for round_ in range(args.warmup + args.rounds):
-        order = list(args.variants)
-        rng.shuffle(order)
-        for variant in order:
-            model, loss_fn = models[variant]
-            start, cpu_start = time.perf_counter(), time.process_time()
-            loss_fn(batch).backward()
-            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-            model.zero_grad(set_to_none=True)
-            if round_ >= args.warmup:
-                times[variant].append(elapsed)
-                cpu_times[variant].append(cpu)
-        print(f"round {round_ + 1}/{args.warmup + args.rounds} done", file=sys.stderr, flush=True)
+    lm = load_lm(args.lm, attn_implementation=args.attn)
+    models = {}
+    for v in args.variants:
+        model, loss_fn = make_model(v, kg, lm, args)
+        models[v] = (model, loss_fn, make_step(model, loss_fn))
     info = {
         "collate_ms": round(collate_ms, 1),
         "seq_len": int(batch.input_ids.size(1)),
         "nodes_per_subgraph": round(batch.graph.num_nodes / batch.batch_size, 1),
         "edges_per_subgraph": round(batch.graph.num_edges / batch.batch_size, 1),
-        "parameters": {v: sum(p.numel() for p in m.parameters()) for v, (m, _) in models.items()},
+        "parameters": {
+            v: sum(p.numel() for p in m.parameters()) for v, (m, _, _) in models.items()
+        },
     }
-    return times, cpu_times, info
+    print(json.dumps(info), flush=True)
+    for line in sys.stdin:
+        command, _, variant = line.strip().partition(" ")
+        if command == "quit":
+            break
+        if command == "profile":
+            print(json.dumps(_profile_shares(models, batch)), flush=True)
+            continue
+        step = models[variant][2]
+        start, cpu_start = time.perf_counter(), time.process_time()
+        step(batch)
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        print(json.dumps({"wall": elapsed, "cpu": cpu}), flush=True)
+
+
+class Worker:
+    """A worker process timing the ``gnnlm`` of one checkout (``root``)."""
+
+    def __init__(self, root: Path, args: argparse.Namespace) -> None:
+        cmd = [sys.executable, __file__, "--worker"] + _forward_args(args)
+        cmd += ["--variants", *args.variants]
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        # sys.path[0] is this script's folder, so `import gnnlm` finds `root` first.
+        self.process = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=root
+        )
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"timing worker {self.process.args} died (see its stderr above)")
+        return json.loads(line)
+
+    def ask(self, command: str) -> dict:
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.write("quit\n")
+            self.process.stdin.flush()
+            self.process.wait()
+
+
+def _forward_args(args: argparse.Namespace) -> list[str]:
+    cmd = []
+    for key in (
+        "dataset",
+        "lm",
+        "encoder",
+        "attn",
+        "batch_size",
+        "seq_len",
+        "max_nodes",
+        "threads",
+    ):
+        cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    return cmd
+
+
+def timing(args: argparse.Namespace, arms: dict[str, Path]) -> tuple[dict, dict, dict, dict]:
+    """Interleaved steps of every (implementation, variant): wall and CPU seconds, batch info."""
+    workers = {}
+    try:
+        for arm, root in arms.items():
+            workers[arm] = Worker(root, args)
+        infos = {arm: w.info for arm, w in workers.items()}
+        shape = ("seq_len", "nodes_per_subgraph", "edges_per_subgraph")
+        if len({tuple(info[k] for k in shape) for info in infos.values()}) > 1:
+            raise SystemExit(f"the implementations built different batches: {infos}")
+        pairs = [(arm, v) for arm in arms for v in args.variants]
+        times = {pair: [] for pair in pairs}
+        cpu_times = {pair: [] for pair in pairs}
+        rng = random.Random(0)
+        for round_ in range(args.warmup + args.rounds):
+            rng.shuffle(pairs)
+            for arm, variant in pairs:
+                result = workers[arm].ask(f"step {variant}")
+                if round_ >= args.warmup:
+                    times[arm, variant].append(result["wall"])
+                    cpu_times[arm, variant].append(result["cpu"])
+            print(
+                f"round {round_ + 1}/{args.warmup + args.rounds} done", file=sys.stderr, flush=True
+            )
+        profiles = {arm: w.ask("profile") for arm, w in workers.items()} if args.profile else {}
+    finally:
+        for w in workers.values():
+            w.close()
+    return times, cpu_times, infos, profiles
+
+
+#: the issue's aim (CPU ratio to LM-only of the same step).
+AIM = {"single_mode": 1.10, "three_modes": 1.15}
+
+
+def _summary(ts: list[float], cpu: list[float], lm_ts: list[float], lm_cpu: list[float]) -> dict:
+    ratios = [t / base for t, base in zip(ts, lm_ts)]
+    return {
+        "cpu_ms": round(1000 * statistics.median(cpu), 1),
+        "cpu_ratio_to_lm": round(statistics.median(cpu) / statistics.median(lm_cpu), 3),
+        "cpu_ms_min": round(1000 * min(cpu), 1),
+        "cpu_ratio_to_lm_min": round(min(cpu) / min(lm_cpu), 3),
+        "cpu_ms_all": [round(1000 * t, 1) for t in cpu],
+        "step_ms": round(1000 * statistics.median(ts), 1),
+        "step_ms_all": [round(1000 * t, 1) for t in ts],
+        "ratio_to_lm": round(statistics.median(ratios), 3),
+    }
 
 
 def main() -> None:
@@ -199,6 +357,9 @@ def main() -> None:
     parser.add_argument("--dataset", default="fb15k-237")
     parser.add_argument("--lm", default="minilm")
     parser.add_argument("--encoder", default="compgcn", help="compgcn (default) or rgcn")
+    parser.add_argument(
+        "--attn", default="eager", help="LM attention for every variant (eager or sdpa)"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--max-nodes", type=int, default=50)
@@ -206,85 +367,138 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--base",
+        type=Path,
+        help="checkout of the implementation to compare with ('before'), timed interleaved",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="per-block forward CPU share of each variant"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the per-variant memory runs")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fusion.json"))
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # memory child mode
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # timing worker
     args = parser.parse_args()
     if "lm" not in args.variants:
         args.variants.insert(0, "lm")
     if args.variant:
         print(json.dumps(memory_child(args)))
         return
+    if args.worker:
+        worker(args)
+        return
+    if args.base is not None and not (args.base / "gnnlm" / "fusion").is_dir():
+        raise SystemExit(
+            f"--base {args.base}: no gnnlm/fusion there (a checkout of this repository?)"
+        )
 
+    arms = {"after": ROOT}
+    if args.base is not None:
+        arms["before"] = args.base.resolve()
     load_before = os.getloadavg()
-    times, cpu_times, info = timing(args)
+    times, cpu_times, infos, profiles = timing(args, arms)
+    info = infos["after"]
     memory = {}
     for variant in [] if args.no_memory else args.variants:
-        cmd = [sys.executable, __file__, "--variant", variant]
-        for key in ("dataset", "lm", "encoder", "batch_size", "seq_len", "max_nodes", "threads"):
-            cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+        cmd = [sys.executable, __file__, "--variant", variant] + _forward_args(args)
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise SystemExit(f"memory run of {variant} failed:\n{result.stderr[-3000:]}")
         memory[variant] = json.loads(result.stdout.strip().splitlines()[-1])
 
     records = []
-    cpu_lm = statistics.median(cpu_times["lm"])
     for variant in args.variants:
-        ts, cpu = times[variant], cpu_times[variant]
-        ratios = [t / base for t, base in zip(ts, times["lm"])]
-        records.append(
-            {
-                "variant": variant,
-                "injection": VARIANTS[variant],
-                "cpu_ms": round(1000 * statistics.median(cpu), 1),
-                "cpu_ratio_to_lm": round(statistics.median(cpu) / cpu_lm, 3),
-                "cpu_ms_all": [round(1000 * t, 1) for t in cpu],
-                "step_ms": round(1000 * statistics.median(ts), 1),
-                "step_ms_all": [round(1000 * t, 1) for t in ts],
-                "ratio_to_lm": round(statistics.median(ratios), 3),
-                "parameters": info["parameters"][variant],
-                **memory.get(variant, {}),
-            }
-        )
-    print(
-        f"\n{'variant':>24} | {'CPU ms':>7} | {'x LM':>5} | {'wall ms':>7} | {'x LM':>5} | "
-        f"{'peak MB':>7} | {'step +MB':>8}"
-    )
-    print("-" * 84)
+        modes = VARIANTS[variant]
+        record = {"variant": variant, "injection": modes}
+        for arm in arms:
+            summary = _summary(
+                times[arm, variant],
+                cpu_times[arm, variant],
+                times[arm, "lm"],
+                cpu_times[arm, "lm"],
+            )
+            if arm == "after":
+                record.update(summary)
+            else:
+                record[arm] = summary
+        if modes:
+            aim = AIM["three_modes"] if len(modes) >= 3 else AIM["single_mode"]
+            record["aim_ratio"] = aim
+            record["meets_aim"] = record["cpu_ratio_to_lm"] <= aim
+        record["parameters"] = info["parameters"][variant]
+        record.update(memory.get(variant, {}))
+        if profiles:
+            record["profile"] = profiles["after"][variant]
+            if "before" in profiles:
+                record["before"]["profile"] = profiles["before"][variant]
+        records.append(record)
+
+    before = "before" in arms
+    head = f"{'variant':>22} | "
+    head += f"{'before CPU ms':>13} | {'x LM':>5} | " if before else ""
+    head += f"{'CPU ms':>7} | {'x LM':>5} | {'min x LM':>8} | {'aim':>5} | {'wall x LM':>9} | "
+    head += f"{'peak MB':>7} | {'step +MB':>8}"
+    print("\n" + head)
+    print("-" * len(head))
     for r in records:
+        line = f"{r['variant']:>22} | "
+        if before:
+            line += f"{r['before']['cpu_ms']:13.0f} | {r['before']['cpu_ratio_to_lm']:5.2f} | "
+        aim = f"{r['aim_ratio']:5.2f}" if "aim_ratio" in r else f"{'-':>5}"
         peak = f"{r['peak_rss_mb']:7.0f}" if "peak_rss_mb" in r else f"{'-':>7}"
         grow = f"{r['step_rss_growth_mb']:8.0f}" if "step_rss_growth_mb" in r else f"{'-':>8}"
-        print(
-            f"{r['variant']:>24} | {r['cpu_ms']:7.0f} | {r['cpu_ratio_to_lm']:5.2f} | {r['step_ms']:7.0f} | "
-            f"{r['ratio_to_lm']:5.2f} | {peak} | {grow}"
+        line += (
+            f"{r['cpu_ms']:7.0f} | {r['cpu_ratio_to_lm']:5.2f} | {r['cpu_ratio_to_lm_min']:8.2f} | "
         )
+        line += f"{aim} | {r['ratio_to_lm']:9.2f} | "
+        print(line + f"{peak} | {grow}")
     print(
-        f"\nseq {info['seq_len']}, {info['nodes_per_subgraph']} nodes / {info['edges_per_subgraph']} edges "
-        f"per subgraph, collate {info['collate_ms']:.0f} ms"
+        f"\nstep = forward + backward + AdamW step; seq {info['seq_len']}, "
+        f"{info['nodes_per_subgraph']} nodes / {info['edges_per_subgraph']} edges per subgraph, "
+        f"collate {info['collate_ms']:.0f} ms"
     )
+    if profiles:
+        print("\nforward CPU share of the step per block (this tree):")
+        for r in records:
+            if r["injection"]:
+                shares = ", ".join(
+                    f"{k} {100 * v:.1f}%" for k, v in r["profile"]["forward_block_share"].items()
+                )
+                print(f"{r['variant']:>22}: {shares}")
     payload = {
-        "benchmark": "fusion step time (forward + backward) and peak memory",
+        "benchmark": "fusion training-step time (forward + backward + AdamW step) and peak memory",
         "command": "python benchmarks/fusion.py " + " ".join(sys.argv[1:]),
         "dataset": args.dataset,
         "lm": args.lm,
         "encoder": args.encoder,
+        "attn_implementation": args.attn,
         "batch_size": args.batch_size,
         "threads": args.threads,
         "rounds": args.rounds,
+        "step": "forward + backward + AdamW step + zero_grad(set_to_none=True), whole model",
+        "aim": AIM,
         **info,
+        "implementations": {arm: str(root) for arm, root in arms.items()},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "note": (
             "shared machine: wall-clock timings are noisy (ratio_to_lm = median of per-round ratios); "
-            "cpu_ms is the process CPU time of the step (median), less sensitive to other load"
+            "cpu_ms is the process CPU time of the step (median), less sensitive to other load; "
+            "cpu_ratio_to_lm_min compares the fastest steps (other load only adds time); "
+            "meets_aim uses the median CPU ratio; "
+            "'before' is the --base checkout, timed interleaved with this tree in the same run; "
+            "memory (peak_rss_mb, step_rss_growth_mb) is one forward + backward of this tree"
         ),
         "records": records,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, out)  # atomic
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
