@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from torch import nn
 
+from gnnlm.encoders import GraphEncoder
 from gnnlm.train import ConfigError, TrainConfig, Trainer
 from gnnlm.train.config import (
     TrainingConfig,
@@ -119,3 +121,21 @@ def test_long_values_are_cut_in_messages():
     assert quote("x" * 10) == repr("x" * 10)
     long = quote("x" * 1000)
     assert len(long) < 240 and long.endswith("... (1002 characters)")
+
+
+class NeedsDepth(GraphEncoder):
+    def __init__(self, in_channels: int, out_channels: int, *, depth: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(in_channels, out_channels)] * depth)
+
+
+def test_an_encoder_argument_nobody_fills_in_is_named():
+    spec = f"{__name__}:NeedsDepth"
+    config = apply_overrides(TrainConfig(), [f"model.encoder={spec}"])
+    with pytest.raises(ConfigError) as err:
+        check_components(config)
+    assert str(err.value) == (
+        f"--set 'model.encoder={spec}': model.encoder '{spec}' needs depth: set model.encoder_kwargs "
+        "(e.g. {depth: ...})"
+    )
+    check_components(apply_overrides(config, ["model.encoder_kwargs.depth=2"]))
