@@ -5,8 +5,8 @@ Each sub-command module exposes ``add_parser(subparsers)`` (registers its argume
 
 A user error (a bad config, file, dataset, checkpoint or plug-in: the exception types in
 :data:`USER_ERRORS`) ends the command with one line, ``gnnlm <command>: message``, and exit status 2;
-anything else is a bug and keeps its traceback. :class:`~gnnlm.train.config.ConfigWarning` is shown as
-``gnnlm <command>: warning: message``.
+anything else is a bug and keeps its traceback. A
+:class:`~gnnlm.utils.strict_yaml.ConfigWarning` is shown as ``gnnlm <command>: warning: message``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: ``(module, class)`` of the exceptions that report a user's mistake, not a bug. Looked up in
 #: ``sys.modules`` only: an error class whose module was never imported cannot have been raised.
 USER_ERRORS = (
-    ("gnnlm.train.config", "ConfigError"),
+    ("gnnlm.utils.strict_yaml", "ConfigError"),  # gnnlm.train.ConfigError
     ("gnnlm.train.checkpoint", "CheckpointError"),  # RunDirError too
     ("gnnlm.data.errors", "DataError"),  # DataFormatError, DatasetNotFoundError
     ("gnnlm.encoders.resolver", "EncoderProtocolError"),
@@ -89,7 +89,7 @@ def _show_config_warnings(prefix: str) -> None:
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        config = sys.modules.get("gnnlm.train.config")  # only it raises ConfigWarning
+        config = sys.modules.get("gnnlm.utils.strict_yaml")  # where ConfigWarning lives
         if config is not None and issubclass(category, config.ConfigWarning):
             print(f"{prefix}: warning: {one_line(message)}", file=file or sys.stderr)
         else:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 # the registry (and with it torch) is imported when a dataset is asked for, not for `gnnlm --help`
 from gnnlm.data.errors import DataError
-from gnnlm.train.config import ConfigError, load_yaml, quote
+from gnnlm.utils.strict_yaml import ConfigError, load_yaml, quote
 
 if TYPE_CHECKING:
     from gnnlm.data.knowledge_graph import KnowledgeGraph

@@ -45,7 +45,7 @@ def add_parser(subparsers) -> None:
 def load_config(path: str | None):
     """The task's settings from a YAML file (tags refused, errors as one-line ConfigErrors)."""
     from gnnlm.tasks import TripleClassificationConfig
-    from gnnlm.train.config import ConfigError, load_yaml, quote
+    from gnnlm.utils.strict_yaml import ConfigError, load_yaml, quote
 
     if path is None:
         return TripleClassificationConfig()

@@ -96,7 +96,7 @@ class TripleClassificationConfig:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> TripleClassificationConfig:
         """Read settings from YAML strictly (no tags; errors name file, line and column)."""
-        from gnnlm.train.config import load_yaml
+        from gnnlm.utils.strict_yaml import load_yaml
 
         values = load_yaml(Path(path).read_text(encoding="utf-8"), str(path))[0] or {}
         if not isinstance(values, dict):
