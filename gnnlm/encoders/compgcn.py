@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from gnnlm.encoders.base import GraphEncoder
-from gnnlm.encoders.pairs import PairCache
+from gnnlm.encoders.pairs import ConjMulOp, MulOp, PairCache, csr_operators, sparse_mm
 
 COMPOSITIONS = ("sub", "mult", "corr")
 
@@ -62,7 +62,10 @@ class CompGCNConv(MessagePassing):
     with :math:`\phi \in \{` ``sub``: :math:`x - z`, ``mult``: :math:`x \odot z`, ``corr``:
     :math:`x \star z` :math:`\}`, :math:`\alpha_{uv} = \deg_{\textrm{out}}(u)^{-1/2}
     \deg_{\textrm{in}}(v)^{-1/2}` computed within each direction's edges, then optional batch norm (as
-    in the reference code; dropout applies to the two neighbour sums).
+    in the reference code). Dropout applies to the neighbour term (the ``in`` plus the ``out`` sum) with
+    one mask per node and channel; the reference code draws a mask per direction. Both are unbiased
+    (kept entries scaled by ``1 / (1 - p)``) and identical without dropout; one mask is one random
+    draw per node instead of two.
 
     Directions follow :meth:`gnnlm.data.KnowledgeGraph.homogeneous` with ``add_inverse=True``: edge types
     ``< R/2`` are the KG's own edges (``in``, weight ``W_in``), types ``>= R/2`` their inverses (``out``,
@@ -74,13 +77,15 @@ class CompGCNConv(MessagePassing):
     (see :mod:`gnnlm.encoders.pairs`); and since :math:`\mathbf{W}_{\textrm{dir}}` is shared by all
     relations of a direction, the composed pairs are summed per node first and multiplied by
     :math:`\mathbf{W}_{\textrm{dir}}` once per node: ``O(E d + S d + N d^2)``, never a per-edge
-    product.
+    product. ``sub`` needs no pairs at all (two sparse products, :meth:`_neighbour_sums`), ``mult``
+    and ``corr`` compose and scatter the pairs in one pass
+    (:meth:`~gnnlm.encoders.pairs.RelationalPairs.propagate`), ``corr`` in the frequency domain.
 
     Args:
         in_channels: input width (entities and relations).
         out_channels: output width (entities and relations).
         composition: ``"sub"``, ``"mult"`` or ``"corr"``.
-        dropout: dropout on the two neighbour sums.
+        dropout: dropout on the neighbour term (``in`` + ``out``), one mask per node and channel.
         bias: add a learnable bias.
         batch_norm: batch-normalise the output (the reference code does).
         fused: compose once per pair (default); ``False`` composes per edge with PyG's ``propagate``
@@ -117,6 +122,7 @@ class CompGCNConv(MessagePassing):
         self.bn = nn.BatchNorm1d(out_channels) if batch_norm else None
         self._pairs = PairCache()
         self._weights: tuple[object, tuple[Tensor, Tensor]] | None = None
+        self._sub_operators: tuple | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -140,7 +146,49 @@ class CompGCNConv(MessagePassing):
         w = pairs.symmetric_weight(forward_edge) + pairs.symmetric_weight(~forward_edge)  # [E]
         direction_index = pairs.pair_dst + pairs.num_nodes * (pairs.pair_type >= num_forward)  # [S]
         self._weights = (pairs, (w, direction_index))
+        self._sub_operators = None
         return w, direction_index
+
+    def _neighbour_sums(
+        self, pairs, x: Tensor, relation: Tensor, edge_weight: Tensor, direction_index: Tensor
+    ) -> Tensor:
+        """``[2N, d_in]``: ``sum alpha phi(x_u, z_r)`` per node and direction, never per edge or pair.
+
+        ``sub``: ``A x - B z`` with ``A: [2N, N]`` (``alpha`` per edge) and ``B: [2N, R]`` (``alpha`` summed
+        per relation), two sparse products. ``mult``: ``(A_pairs x) * z_r`` per pair, scattered in
+        place (:meth:`~gnnlm.encoders.pairs.RelationalPairs.propagate`). ``corr``: the same in the
+        frequency domain, ``irfft(sum conj(A_pairs rfft(x)) rfft(z_r))``, since ``rfft`` is linear
+        (the pair sums and the scatter commute with it), so the FFTs run on ``N`` and ``R`` rows only.
+        """
+        num_nodes = x.size(0)
+        if self.composition == "sub":
+            if self._sub_operators is None:
+                row = direction_index[pairs.edge_pair]  # [E]
+                size = (2 * num_nodes, num_nodes)
+                a = csr_operators(row, pairs.src, edge_weight, size)
+                b = csr_operators(
+                    row,
+                    pairs.pair_type[pairs.edge_pair],
+                    edge_weight,
+                    (2 * num_nodes, relation.size(0)),
+                )
+                self._sub_operators = (a, b)
+            (a, a_t), (b, b_t) = self._sub_operators
+            dtype = x.dtype
+            if a.dtype != dtype:
+                a, a_t, b, b_t = (m.to(dtype) for m in (a, a_t, b, b_t))
+            return sparse_mm(a, a_t, x) - sparse_mm(b, b_t, relation)
+        if self.composition == "mult":
+            return pairs.propagate(
+                x, relation, MulOp(), edge_weight, direction_index, 2 * num_nodes
+            )  # [2N, d_in]
+        d = x.size(1)
+        x_hat = torch.view_as_real(torch.fft.rfft(x, dim=-1)).flatten(-2)  # [N, 2F], F = d // 2 + 1
+        z_hat = torch.view_as_real(torch.fft.rfft(relation, dim=-1)).flatten(-2)  # [R, 2F]
+        node_hat = pairs.propagate(
+            x_hat, z_hat, ConjMulOp(), edge_weight, direction_index, 2 * num_nodes
+        )  # [2N, 2F]
+        return torch.fft.irfft(torch.view_as_complex(node_hat.view(2 * num_nodes, -1, 2)), n=d)
 
     def forward(
         self, x: Tensor, edge_index: Tensor, edge_type: Tensor, relation: Tensor
@@ -165,19 +213,10 @@ class CompGCNConv(MessagePassing):
         half = num_rel // 2
         pairs = self._pairs.get(edge_index, edge_type, num_nodes, num_rel)
         edge_weight, direction_index = self._structure(pairs, half)  # [E], [S]
+        # W_dir is shared by all relations of a direction: sum the composed messages per node first,
+        # then one [N, d_in] x [d_in, d_out] product per direction (not one per pair or edge).
         if self.fused:
-            pair_x = pairs.aggregate(x, edge_weight)  # [S, d_in]: sum_j alpha x_j per slot
-            if self.composition == "sub":
-                alpha_sum = torch.zeros(pairs.num_pairs, dtype=x.dtype, device=x.device)
-                alpha_sum = alpha_sum.index_add(0, pairs.edge_pair, edge_weight.to(x.dtype))
-                pair_x = torch.cat([pair_x, alpha_sum[:, None]], dim=1)  # [S, d_in + 1]
-                pair_msg = pairs.per_relation(
-                    lambda a, z: a[..., :-1] - a[..., -1:] * z, pair_x, relation
-                )  # [S, d_in]: sum_j alpha x_j - (sum_j alpha) z_r
-            else:
-                pair_msg = pairs.per_relation(
-                    lambda a, z: compose(a, z, self.composition), pair_x, relation
-                )  # [S, d_in]: phi(sum_j alpha x_j, z_r)
+            node_msg = self._neighbour_sums(pairs, x, relation, edge_weight, direction_index)
         else:
             pair_msg = self.propagate(
                 pairs.pair_edge_index,
@@ -186,17 +225,11 @@ class CompGCNConv(MessagePassing):
                 edge_weight=edge_weight,
                 size=(num_nodes, pairs.num_pairs),
             )  # [S, d_in]: sum_j alpha phi(x_j, z_r) per slot, composed edge by edge
-        # W_dir is shared by all relations of a direction: sum the composed messages per node first,
-        # then one [N, d_in] x [d_in, d_out] product per direction (not one per pair or edge).
-        node_msg = pairs.scatter(pair_msg, direction_index, 2 * num_nodes)  # [2N, d_in]
-        in_res = node_msg[:num_nodes] @ self.w_in  # [N, d_out]
-        out_res = node_msg[num_nodes:] @ self.w_out  # [N, d_out]
+            node_msg = pairs.scatter(pair_msg, direction_index, 2 * num_nodes)  # [2N, d_in]
+        # in + out neighbour sums [N, d_out], dropped out together (one mask per node and channel)
+        neighbours = torch.addmm(node_msg[:num_nodes] @ self.w_in, node_msg[num_nodes:], self.w_out)
         loop_res = compose(x, self.loop_rel, self.composition) @ self.w_loop  # [N, d_out]
-        out = (
-            F.dropout(in_res, self.dropout, self.training)
-            + F.dropout(out_res, self.dropout, self.training)
-            + loop_res
-        ) / 3.0
+        out = (F.dropout(neighbours, self.dropout, self.training) + loop_res) / 3.0
         if self.bias is not None:
             out = out + self.bias
         if self.bn is not None:
@@ -269,6 +302,9 @@ class CompGCN(GraphEncoder):
             )
             for d_in, d_out in zip(dims[:-1], dims[1:])
         )
+        shared = PairCache()  # every layer sees the same graph: build its pair structure once
+        for layer in self.layers:
+            layer._pairs = shared
         self.in_channels, self.out_channels = in_channels, out_channels
         self.composition = composition
 

@@ -19,17 +19,36 @@ rows have no edges, aggregate to zero and scatter zeros. On FB15k-237 with inver
 edges but 150k ``(relation, dst)`` pairs (202k slots), and no ``[num_edges, dim]`` tensor is ever
 materialised. The structure depends only on the graph, so it is built once and cached
 (:class:`PairCache`).
+
+:meth:`RelationalPairs.propagate` runs the three steps as one autograd function with a hand-written
+backward. On CPU the ``[S, d]`` slot tensors are the only large arrays of a step, and each fresh one
+costs a page-faulting allocation that takes longer than the arithmetic on it; so the slot aggregates
+live in one buffer per graph and width that is reused from step to step (:meth:`RelationalPairs.workspace`),
+the per-relation transform runs over cache-sized chunks of slots whose results go straight into the
+node output with an in-place ``index_add_`` (no ``[S, d]`` output, no ``cat``), and backward gathers
+the output gradient chunk by chunk and overwrites the saved aggregates with their own gradient. One
+step of a layer then allocates no ``[S, d]`` tensor at all. :meth:`aggregate`,
+:meth:`relation_matmul`, :meth:`per_relation` and :meth:`scatter` are the same steps one at a time,
+used by the reference paths and the tests.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+#: elements per chunk of slots in :meth:`RelationalPairs.propagate` (2 MiB of float32: a chunk's
+#: temporaries stay in cache, and the Python loop stays at a few hundred iterations on FB15k-237).
+CHUNK_ELEMENTS = 1 << 19
+#: reused ``[S, d]`` buffers kept per graph and width (one per layer of a stack that shares the graph)
+MAX_WORKSPACES = 8
 
 
 def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
@@ -95,6 +114,167 @@ class _BucketMatmul(torch.autograd.Function):
         return grad_x, grad_w, None
 
 
+class RelationOp:
+    """A per-relation map of slot features, linear in them: what :meth:`RelationalPairs.propagate` applies.
+
+    ``forward`` maps a chunk of slots ``p: [c, n, d]`` of ``c`` relations with parameters
+    ``w: [c, ...]`` into ``out: [c, n, d_out]``; ``backward`` returns the chunk's gradient for ``w`` and
+    overwrites ``p`` with the gradient for ``p`` (``p`` is not needed after that). Subclasses:
+    :class:`MatmulOp` (R-GCN), :class:`MulOp` (CompGCN ``mult``), :class:`ConjMulOp` (CompGCN ``corr``
+    in the frequency domain).
+    """
+
+    def out_width(self, width: int, w: Tensor) -> int:
+        return width
+
+    def forward(self, p: Tensor, w: Tensor, out: Tensor) -> None:
+        raise NotImplementedError
+
+    def backward(self, g: Tensor, p: Tensor, w: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class MatmulOp(RelationOp):
+    """``out = p @ w`` with ``w: [c, d, d_out]`` (one matrix per relation)."""
+
+    def out_width(self, width: int, w: Tensor) -> int:
+        return w.size(-1)
+
+    def forward(self, p: Tensor, w: Tensor, out: Tensor) -> None:
+        torch.bmm(p, w, out=out)
+
+    def backward(self, g: Tensor, p: Tensor, w: Tensor) -> Tensor:
+        grad_w = torch.bmm(p.transpose(1, 2), g)  # [c, d, d_out]
+        torch.bmm(g, w.transpose(1, 2), out=p)  # [c, n, d]
+        return grad_w
+
+
+class MulOp(RelationOp):
+    """``out = p * w`` with ``w: [c, d]`` broadcast over the relation's slots."""
+
+    def forward(self, p: Tensor, w: Tensor, out: Tensor) -> None:
+        torch.mul(p, w[:, None], out=out)
+
+    def backward(self, g: Tensor, p: Tensor, w: Tensor) -> Tensor:
+        grad_w = (g * p).sum(1)  # [c, d]
+        torch.mul(g, w[:, None], out=p)
+        return grad_w
+
+
+def _complex(t: Tensor) -> Tensor:
+    """``[..., 2F]`` real (re, im interleaved) -> ``[..., F]`` complex view."""
+    return torch.view_as_complex(t.view(*t.shape[:-1], -1, 2))
+
+
+class ConjMulOp(RelationOp):
+    """``out = conj(p) * w`` in complex arithmetic on ``[.., 2F]`` interleaved (re, im) real tensors.
+
+    The real view keeps autograd real: for ``y = conj(p) w``, ``dL/dp = conj(g) w`` and
+    ``dL/dw = sum g p`` (``g = dL/dy``, all as interleaved real pairs).
+    """
+
+    def forward(self, p: Tensor, w: Tensor, out: Tensor) -> None:
+        torch.mul(_complex(p).conj(), _complex(w)[:, None], out=_complex(out))
+
+    def backward(self, g: Tensor, p: Tensor, w: Tensor) -> Tensor:
+        gc, pc, wc = _complex(g), _complex(p), _complex(w)
+        grad_w = torch.view_as_real((gc * pc).sum(1)).flatten(-2)  # [c, 2F]
+        torch.mul(gc.conj(), wc[:, None], out=pc)
+        return grad_w
+
+
+class _Propagate(torch.autograd.Function):
+    """``node = scatter(op(A @ x, w))`` in chunks of slots, with a hand-written backward.
+
+    Forward, chunk by chunk: the chunk's rows of ``A @ x`` (a sparse product on ``A``'s row block) go
+    into the graph's reused ``[S, d]`` workspace, their transform into a small buffer that is added
+    into the node output in place. Backward: the output
+    gradient is gathered per chunk, the parameter gradient taken, and the workspace overwritten with the
+    aggregates' gradient, which one sparse product ``A^T`` maps back to the nodes.
+    """
+
+    @staticmethod
+    def forward(  # noqa: D102
+        ctx,
+        x: Tensor,
+        w: Tensor,
+        pairs: RelationalPairs,
+        a: Tensor,
+        a_t: Tensor,
+        op: RelationOp,
+        index: Tensor,
+        size: int,
+    ) -> Tensor:
+        width = x.size(1)
+        width_out = op.out_width(width, w)
+        pair_x = pairs.workspace(width, x.dtype, x.device)  # [S, d]
+        out = x.new_zeros(size, width_out)  # [size, d_out]
+        chunks = pairs.chunks(max(width, width_out))
+        buf = x.new_empty(max((c * n for _, _, c, n in chunks), default=0) * width_out)
+        crow, col, values = a.crow_indices(), a.col_indices(), a.values()
+        ends = pairs.crow_list()
+        for row, rel, c, n in chunks:
+            rows = c * n
+            p = pair_x[row : row + rows]  # [c n, d]: this chunk's aggregates (rows of A @ x)
+            e0, e1 = ends[row], ends[row + rows]
+            a_k = _csr(crow[row : row + rows + 1] - e0, col[e0:e1], values[e0:e1], (rows, len(x)))
+            torch.mm(a_k, x, out=p)
+            y = buf[: rows * width_out].view(c, n, width_out)
+            op.forward(p.view(c, n, width), w[rel : rel + c], y)
+            out.index_add_(0, index[row : row + rows], y.view(rows, width_out))
+        ctx.save_for_backward(w)
+        ctx.pair_x, ctx.pairs, ctx.a_t, ctx.op, ctx.index = pair_x, pairs, a_t, op, index
+        ctx.chunks = chunks
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        (w,) = ctx.saved_tensors
+        pair_x, chunks, index, op = ctx.pair_x, ctx.chunks, ctx.index, ctx.op
+        if pair_x is None:
+            raise RuntimeError(
+                "the fused relational layer's backward overwrites its saved aggregates, so it runs "
+                "once per forward (no retain_graph=True); build the layer with fused=False for that"
+            )
+        ctx.pair_x = None  # the workspace is free again once this returns
+        grad = grad.contiguous()
+        width, width_out = pair_x.size(1), grad.size(1)
+        grad_w = torch.empty_like(w)  # every block row belongs to one chunk
+        buf = grad.new_empty(max((c * n for _, _, c, n in chunks), default=0) * width_out)
+        for row, rel, c, n in chunks:
+            g = buf[: c * n * width_out].view(c * n, width_out)
+            torch.index_select(grad, 0, index[row : row + c * n], out=g)
+            p = pair_x[row : row + c * n].view(c, n, width)
+            grad_w[rel : rel + c] = op.backward(g.view(c, n, width_out), p, w[rel : rel + c])
+        grad_x = ctx.a_t @ pair_x if ctx.needs_input_grad[0] else None
+        grad_w = grad_w if ctx.needs_input_grad[1] else None
+        return grad_x, grad_w, None, None, None, None, None, None
+
+
+def csr_operators(
+    row: Tensor, col: Tensor, value: Tensor, size: tuple[int, int]
+) -> tuple[Tensor, Tensor]:
+    """The sparse ``[m, n]`` matrix with entries ``(row, col, value)`` (duplicates add) and its transpose.
+
+    Both in CSR, for :func:`sparse_mm`. ``row``, ``col``, ``value``: ``[nnz]``; ``size``: ``(m, n)``.
+    """
+
+    def build(r: Tensor, c: Tensor, m: int, n: int) -> Tensor:
+        perm = torch.argsort(r * max(n, 1) + c)  # [nnz]
+        crow = torch.zeros(m + 1, dtype=torch.long, device=r.device)
+        crow[1:] = torch.cumsum(torch.bincount(r, minlength=m), 0)
+        return _csr(crow, c[perm], value[perm], (m, n))
+
+    row, col = row.long(), col.long()
+    return build(row, col, *size), build(col, row, size[1], size[0])
+
+
+def sparse_mm(a: Tensor, a_t: Tensor, x: Tensor) -> Tensor:
+    """``a @ x`` for a constant sparse ``a`` with prebuilt transpose ``a_t`` (differentiable in ``x``)."""
+    return _SpMM.apply(a, a_t, x.contiguous())
+
+
 @dataclass
 class RelationalPairs:
     """The edges of a relational graph grouped into unique ``(relation, dst)`` pairs, stored in slots.
@@ -135,6 +315,8 @@ class RelationalPairs:
     _col: Tensor
     _crow_t: Tensor
     _col_t: Tensor
+    _workspace: dict = field(default_factory=dict, repr=False, compare=False)
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def num_pairs(self) -> int:
@@ -214,7 +396,101 @@ class RelationalPairs:
             _col_t=edge_pair[perm_t],
         )
 
-    # -- the three steps -------------------------------------------------------------------------
+    # -- the three steps in one pass ---------------------------------------------------------------
+    def propagate(
+        self,
+        x: Tensor,
+        weight: Tensor,
+        op: RelationOp,
+        edge_weight: Tensor | None = None,
+        index: Tensor | None = None,
+        size: int | None = None,
+    ) -> Tensor:
+        """``scatter(op(aggregate(x, edge_weight), weight[pair_type]))`` without ``[S, d]`` temporaries.
+
+        Args:
+            x: ``[N, d]`` node features.
+            weight: ``[R, ...]`` per-relation parameters of ``op`` (``[R, d, d_out]`` for
+                :class:`MatmulOp`, ``[R, d]`` for :class:`MulOp` / :class:`ConjMulOp`).
+            op: the per-relation transform.
+            edge_weight: ``[E]`` weight per edge (input edge order); ``None`` = 1. Not differentiated.
+            index: ``[S]`` output row of each slot (default ``pair_dst``); ``size``: output rows
+                (default ``num_nodes``), as in :meth:`scatter`.
+
+        Returns:
+            ``[size, d_out]``; differentiable w.r.t. ``x`` and ``weight`` (once).
+        """
+        index = self.pair_dst if index is None else index  # [S]
+        size = size or self.num_nodes
+        block_weight = weight[self.bucket_rel]  # [sum_k R_k, ...] in slot order
+        if self.num_pairs == 0:
+            return x.new_zeros(size, op.out_width(x.size(1), block_weight))
+        a, a_t = self.operators(x, edge_weight)
+        return _Propagate.apply(x.contiguous(), block_weight, self, a, a_t, op, index, size)
+
+    def workspace(self, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """A ``[S, width]`` buffer that no pending autograd graph holds, reused across steps.
+
+        Fresh tensors of this size are page-faulted in on every allocation (on CPU that costs more
+        than a pass of arithmetic over them); the buffer lives as long as this (cached) structure.
+        A buffer still saved for a pending backward (e.g. two forwards before one backward) is
+        skipped, and a fresh one is kept for next time (so layers sharing this structure get one
+        each; at most :data:`MAX_WORKSPACES` per width).
+        """
+        pool = self._workspace.setdefault((width, dtype, torch.device(device)), [])
+        for buf in pool:
+            if sys.getrefcount(buf) <= 3:  # the pool's list, ``buf`` and getrefcount's argument
+                return buf
+        buf = torch.empty(self.num_pairs, width, dtype=dtype, device=device)
+        if len(pool) < MAX_WORKSPACES:
+            pool.append(buf)
+        return buf
+
+    def crow_list(self) -> list[int]:
+        """``A``'s row pointers as Python ints (cached): edge range of each slot, in ``perm`` order."""
+        if "crow" not in self._cache:
+            self._cache["crow"] = self._crow.tolist()
+        return self._cache["crow"]
+
+    def chunks(self, width: int) -> list[tuple[int, int, int, int]]:
+        """``(first slot, first block row, relations c, slots per relation n)`` per chunk of slots.
+
+        A chunk holds whole relations of one bucket, about :data:`CHUNK_ELEMENTS` / ``width`` slots
+        (at least one relation).
+        """
+        key = ("chunks", width)
+        if key not in self._cache:
+            out, row, rel = [], 0, 0
+            for r, n in self.buckets:
+                step = max(1, CHUNK_ELEMENTS // max(1, n * width))
+                out.extend((row + i * n, rel + i, min(step, r - i), n) for i in range(0, r, step))
+                row, rel = row + r * n, rel + r
+            self._cache[key] = out
+        return self._cache[key]
+
+    def operators(self, x: Tensor, edge_weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The sparse ``A: [S, N]`` of :meth:`aggregate` and its transpose, with ``edge_weight``.
+
+        The last pair built is cached, keyed by the weight tensor's identity and version (a fixed
+        normaliser such as :meth:`mean_weight` is the same tensor at every step).
+        """
+        cached = self._cache.get("operators")
+        key = (x.dtype, x.device, None if edge_weight is None else edge_weight._version)
+        if cached is not None and cached[1] == key:
+            ref = cached[0]
+            if (ref is None and edge_weight is None) or (ref is not None and ref() is edge_weight):
+                return cached[2]
+        weight = edge_weight
+        if weight is None:
+            weight = torch.ones(self.num_edges, dtype=x.dtype, device=x.device)
+        weight = weight.to(x.dtype).detach()
+        a = _csr(self._crow, self._col, weight[self.perm], (self.num_pairs, self.num_nodes))
+        a_t = _csr(self._crow_t, self._col_t, weight[self.perm_t], (self.num_nodes, self.num_pairs))
+        ref = None if edge_weight is None else weakref.ref(edge_weight)
+        self._cache["operators"] = (ref, key, (a, a_t))
+        return a, a_t
+
+    # -- the three steps, one at a time ----------------------------------------------------------
     def aggregate(self, x: Tensor, edge_weight: Tensor | None = None) -> Tensor:
         """``out[s] = sum_{edges e in slot s} edge_weight[e] * x[src[e]]``.
 
@@ -226,13 +502,7 @@ class RelationalPairs:
             ``[S, d]`` slot aggregates (zero on padding); differentiable w.r.t. ``x`` (not w.r.t.
             ``edge_weight``).
         """
-        if edge_weight is None:
-            edge_weight = torch.ones(self.num_edges, dtype=x.dtype, device=x.device)
-        edge_weight = edge_weight.to(x.dtype).detach()
-        a = _csr(self._crow, self._col, edge_weight[self.perm], (self.num_pairs, self.num_nodes))
-        a_t = _csr(
-            self._crow_t, self._col_t, edge_weight[self.perm_t], (self.num_nodes, self.num_pairs)
-        )
+        a, a_t = self.operators(x, edge_weight)
         return _SpMM.apply(a, a_t, x.contiguous())
 
     def relation_matmul(self, pair_x: Tensor, weight: Tensor) -> Tensor:
@@ -286,8 +556,10 @@ class RelationalPairs:
 
     # -- normalisers ------------------------------------------------------------------------------
     def mean_weight(self) -> Tensor:
-        """``[E]`` weight ``1 / c_{dst, r}`` (mean over the neighbours of one relation)."""
-        return 1.0 / self.pair_size[self.edge_pair].float()
+        """``[E]`` weight ``1 / c_{dst, r}`` (mean over the neighbours of one relation; cached)."""
+        if "mean_weight" not in self._cache:
+            self._cache["mean_weight"] = 1.0 / self.pair_size[self.edge_pair].float()
+        return self._cache["mean_weight"]
 
     def symmetric_weight(self, edge_mask: Tensor | None = None) -> Tensor:
         """``[E]`` weight ``outdeg(src)^-1/2 * indeg(dst)^-1/2`` over the edges selected by ``edge_mask``.

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from gnnlm.encoders.base import GraphEncoder
-from gnnlm.encoders.pairs import PairCache
+from gnnlm.encoders.pairs import MatmulOp, PairCache
 
 
 class RGCNConv(MessagePassing):
@@ -46,8 +46,10 @@ class RGCNConv(MessagePassing):
         edge_dropout: during training, drop each edge with this probability (the paper's regulariser;
             kept edges are scaled by ``1 / (1 - p)``).
         self_loop_dropout: during training, drop the self-loop term of each node with this probability.
-        fused: aggregate with one sparse product (default); ``False`` uses PyG's ``propagate`` with
-            :meth:`message` per edge (``O(E d)`` memory; same result, kept as the readable reference).
+        fused: aggregate with one sparse product and transform in place, chunk by chunk
+            (:meth:`~gnnlm.encoders.pairs.RelationalPairs.propagate`; default); ``False`` uses PyG's
+            ``propagate`` with :meth:`message` per edge and the per-step pair methods (``O(E d)``
+            memory; same result, kept as the readable reference).
     """
 
     def __init__(
@@ -141,8 +143,8 @@ class RGCNConv(MessagePassing):
             keep = torch.rand(pairs.num_edges, device=x.device) >= self.edge_dropout
             base = edge_weight if edge_weight is not None else torch.ones_like(keep, dtype=x.dtype)
             edge_weight = base * keep / (1.0 - self.edge_dropout)
-        if self.fused:
-            pair_x = pairs.aggregate(x, edge_weight)  # [S, d_in] (S = pair slots)
+        if self.fused:  # aggregate, transform and scatter in one pass, no [S, d] temporaries
+            out = pairs.propagate(x, self.relation_weight(), MatmulOp(), edge_weight)  # [N, d_out]
         else:
             if edge_weight is None:
                 edge_weight = x.new_ones(pairs.num_edges)
@@ -151,9 +153,9 @@ class RGCNConv(MessagePassing):
                 x=(x, None),
                 edge_weight=edge_weight,
                 size=(x.size(0), pairs.num_pairs),
-            )  # [S, d_in]
-        pair_out = pairs.relation_matmul(pair_x, self.relation_weight())  # [S, d_out]
-        out = pairs.scatter(pair_out)  # [N, d_out]
+            )  # [S, d_in] (S = pair slots)
+            pair_out = pairs.relation_matmul(pair_x, self.relation_weight())  # [S, d_out]
+            out = pairs.scatter(pair_out)  # [N, d_out]
         if self.root is not None:
             root = x @ self.root  # [N, d_out]
             if self.training and self.self_loop_dropout > 0:
@@ -243,6 +245,9 @@ class RGCN(GraphEncoder):
             )
             for d_in, d_out in zip(dims[:-1], dims[1:])
         )
+        shared = PairCache()  # every layer sees the same graph: build its pair structure once
+        for layer in self.layers:
+            layer._pairs = shared
         self.in_channels, self.out_channels = in_channels, out_channels
         self.num_relations = num_relations
 

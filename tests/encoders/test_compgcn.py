@@ -146,3 +146,44 @@ def test_many_relations_and_buckets_fused_equals_per_edge(composition):
     a, _ = fused(x, edge_index, edge_type, relation)
     b, _ = plain(x, edge_index, edge_type, relation)
     torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("composition", ["sub", "mult", "corr"])
+def test_fused_gradients_equal_per_edge_message_passing(composition):
+    """Entity, relation and parameter gradients of the one-pass layer equal the per-edge path's."""
+    x, edge_index, edge_type, relation = tiny_graph(3)
+    x, relation = x.double(), relation.double()
+    fused = CompGCNConv(4, 5, composition=composition).double()
+    plain = CompGCNConv(4, 5, composition=composition, fused=False).double()
+    plain.load_state_dict(fused.state_dict())
+    grads = []
+    for conv in (fused, plain):
+        xr, rr = x.clone().requires_grad_(), relation.clone().requires_grad_()
+        out, rel = conv(xr, edge_index, edge_type, rr)
+        (out.sin().sum() + rel.square().sum()).backward()
+        grads.append([xr.grad, rr.grad] + [p.grad for p in conv.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_dropout_is_one_mask_over_both_directions_and_unbiased():
+    """Dropout hits the in + out neighbour sum once per node and channel (not each direction).
+
+    With the self-loop term and bias zeroed, every output entry is either 0 or the clean entry scaled
+    by 1 / (1 - p); independent masks per direction would also give entries with one direction only.
+    """
+    x, edge_index, edge_type, relation = tiny_graph()
+    conv = CompGCNConv(4, 4, dropout=0.5, batch_norm=False)
+    with torch.no_grad():
+        conv.w_loop.zero_()
+    conv.eval()
+    clean, _ = conv(x, edge_index, edge_type, relation)
+    conv.train()
+    torch.manual_seed(0)
+    runs = torch.stack([conv(x, edge_index, edge_type, relation)[0] for _ in range(2000)])
+    dropped = runs.abs() < 1e-7
+    assert dropped.any() and not dropped.all()
+    torch.testing.assert_close(runs[~dropped], (2 * clean.expand_as(runs))[~dropped])
+    torch.testing.assert_close(runs.mean(0), clean, atol=0.1 * clean.abs().max().item(), rtol=0)
+    conv.dropout = 0.0  # without dropout, training mode is the reference output exactly
+    torch.testing.assert_close(conv(x, edge_index, edge_type, relation)[0], clean)

@@ -1,0 +1,127 @@
+"""RelationalPairs.propagate (one pass, reused workspace) against the step-by-step pair methods."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gnnlm.encoders import pairs as pairs_module
+from gnnlm.encoders.pairs import (
+    ConjMulOp,
+    MatmulOp,
+    MulOp,
+    RelationalPairs,
+    _complex,
+    csr_operators,
+)
+
+
+def skewed_graph(num_nodes: int = 60, num_relations: int = 12, seed: int = 0):
+    """A multigraph whose relations fall into several size buckets (1 to ~150 edges each)."""
+    gen = torch.Generator().manual_seed(seed)
+    sizes = (torch.rand(num_relations, generator=gen) ** 3 * 150).long() + 1
+    edge_type = torch.repeat_interleave(torch.arange(num_relations), sizes)
+    edge_index = torch.randint(num_nodes, (2, len(edge_type)), generator=gen)
+    return edge_index, edge_type, gen
+
+
+def stepwise(pairs: RelationalPairs, x, weight, op_name, edge_weight, index, size):
+    """The three steps one at a time (aggregate, per-relation op with autograd, scatter)."""
+    pair_x = pairs.aggregate(x, edge_weight)  # [S, d]
+    if op_name == "matmul":
+        out = pairs.relation_matmul(pair_x, weight)
+    elif op_name == "mul":
+        out = pairs.per_relation(lambda a, z: a * z, pair_x, weight)
+    else:
+        out = pairs.per_relation(
+            lambda a, z: torch.view_as_real(_complex(a).conj() * _complex(z)).flatten(-2),
+            pair_x,
+            weight,
+        )
+    return pairs.scatter(out, index, size)
+
+
+OPS = {"matmul": MatmulOp(), "mul": MulOp(), "conj_mul": ConjMulOp()}
+
+
+@pytest.mark.parametrize("op_name", sorted(OPS))
+@pytest.mark.parametrize(
+    "chunk", [1 << 19, 8], ids=["one-chunk-per-bucket", "one-relation-per-chunk"]
+)
+def test_propagate_equals_stepwise_values_and_gradients(op_name, chunk, monkeypatch):
+    monkeypatch.setattr(pairs_module, "CHUNK_ELEMENTS", chunk)
+    edge_index, edge_type, gen = skewed_graph()
+    num_nodes, num_relations, d = 60, 12, 6
+    pairs = RelationalPairs.build(edge_index, edge_type, num_nodes, num_relations)
+    assert len(pairs.buckets) >= 4
+    if chunk == 8:  # a chunk per relation, never part of one
+        assert len(pairs.chunks(d)) == len(pairs.bucket_rel)
+    else:
+        assert len(pairs.chunks(d)) == len(pairs.buckets)
+    x = torch.randn(num_nodes, d, dtype=torch.float64, generator=gen)
+    shape = (num_relations, d, 4) if op_name == "matmul" else (num_relations, d)
+    weight = torch.randn(*shape, dtype=torch.float64, generator=gen)
+    edge_weight = torch.rand(len(edge_type), dtype=torch.float64, generator=gen)
+    index = pairs.pair_dst + num_nodes * (pairs.pair_type % 2)  # two output blocks, as CompGCN
+    results = []
+    for fn in (
+        lambda x, w: pairs.propagate(x, w, OPS[op_name], edge_weight, index, 2 * num_nodes),
+        lambda x, w: stepwise(pairs, x, w, op_name, edge_weight, index, 2 * num_nodes),
+    ):
+        xr, wr = x.clone().requires_grad_(), weight.clone().requires_grad_()
+        out = fn(xr, wr)
+        out.sin().sum().backward()
+        results.append((out.detach(), xr.grad, wr.grad))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+
+
+def test_workspace_is_reused_across_steps_and_not_shared_while_pending():
+    edge_index, edge_type, gen = skewed_graph(seed=1)
+    pairs = RelationalPairs.build(edge_index, edge_type, 60, 12)
+    weight = torch.randn(12, 5, generator=gen, requires_grad=True)
+    x = torch.randn(60, 5, generator=gen, requires_grad=True)
+
+    def grads(*outs):
+        x.grad = weight.grad = None
+        sum(o.square().sum() for o in outs).backward()
+        return x.grad.clone(), weight.grad.clone()
+
+    one = pairs.propagate(x, weight, MulOp())
+    expected = grads(one)
+    first = pairs.workspace(5, torch.float32, "cpu").data_ptr()
+    assert pairs.workspace(5, torch.float32, "cpu").data_ptr() == first  # free again after backward
+    # Two forwards before one backward: each keeps its own aggregates.
+    a, b = pairs.propagate(x, weight, MulOp()), pairs.propagate(x, weight, MulOp())
+    for got, want in zip(grads(a, b), expected):
+        torch.testing.assert_close(got, 2 * want)
+    assert len(pairs._workspace[(5, torch.float32, torch.device("cpu"))]) == 2
+
+
+def test_second_backward_is_refused_with_a_clear_error():
+    edge_index, edge_type, gen = skewed_graph(seed=2)
+    pairs = RelationalPairs.build(edge_index, edge_type, 60, 12)
+    x = torch.randn(60, 4, generator=gen, requires_grad=True)
+    out = pairs.propagate(x, torch.randn(12, 4, generator=gen), MulOp()).sum()
+    out.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="once per forward.*fused=False"):
+        out.backward()
+
+
+def test_operators_follow_in_place_edits_of_the_edge_weights():
+    edge_index, edge_type, gen = skewed_graph(seed=3)
+    pairs = RelationalPairs.build(edge_index, edge_type, 60, 12)
+    x = torch.randn(60, 3, generator=gen)
+    w = torch.rand(len(edge_type), generator=gen)
+    before = pairs.aggregate(x, w)
+    w.mul_(2.0)  # same tensor, new version: the cached sparse matrices must not be reused
+    torch.testing.assert_close(pairs.aggregate(x, w), 2 * before)
+    torch.testing.assert_close(pairs.aggregate(x, w.clone()), 2 * before)
+
+
+def test_csr_operators_add_duplicates_and_transpose():
+    row, col = torch.tensor([0, 2, 2, 1, 2]), torch.tensor([1, 0, 0, 3, 2])
+    value = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    a, a_t = csr_operators(row, col, value, (3, 4))
+    dense = torch.zeros(3, 4).index_put_((row, col), value, accumulate=True)
+    assert torch.equal(a.to_dense(), dense) and torch.equal(a_t.to_dense(), dense.t())
