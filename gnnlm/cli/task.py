@@ -76,8 +76,10 @@ def load_config(path: str | None):
 
 def run(args: argparse.Namespace) -> int:
     from gnnlm.tasks import run_triple_classification
+    from gnnlm.train.config import check_writable_dir
 
     config = load_config(args.config)
+    check_writable_dir(args.out)  # before the model downloads and trains, not after
     overrides = {
         "dataset": args.dataset,
         "num_train": args.num_train,

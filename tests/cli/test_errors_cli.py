@@ -301,6 +301,14 @@ def test_other_commands(tmp_path, capsys):
     assert err.startswith(
         f"gnnlm task: {task}:2: unknown key 'epoch' (did you mean 'epochs'?); valid"
     )
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, err = run(capsys, "task", "triple-classification", "--tiny", "--out", blocker / "out")
+    assert (code, err) == (
+        2,
+        f"gnnlm task: run directory {blocker / 'out'} (--out): {blocker} is a file, not a folder; "
+        "choose another --out\n",
+    )
     task.write_text("seed: !!python/object/apply:os.getcwd []\n")
     code, err = run(capsys, "task", "triple-classification", task, "--out", tmp_path)
     assert code == 2
