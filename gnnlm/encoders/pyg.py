@@ -219,7 +219,7 @@ class ModuleEncoder(GraphEncoder):
             edge_type = "edge_type" in fwd
             edge_attr = "edge_attr" in fwd and not edge_type
             if issubclass(kind, BasicGNN):  # takes edge_attr, but uses it only if its convs do
-                edge_attr = edge_attr and bool(kind.supports_edge_attr)
+                edge_attr = edge_attr and bool(getattr(kind, "supports_edge_attr", True))
             flags = {
                 "module_cls": kind,
                 "supports_edge_type": edge_type,
