@@ -567,6 +567,12 @@ def _check_kwargs(
 def _check_dataset(config: TrainConfig) -> None:
     from gnnlm.data.datasets import get_dataset
 
+    valid = _dataset_keywords(config.dataset)
+    if valid is not None:
+        _check_kwargs(
+            config, "dataset_kwargs", type, config.dataset_kwargs, valid=(valid, False),
+            name=repr(config.dataset),
+        )  # fmt: skip
     try:
         get_dataset(config.dataset, **config.dataset_kwargs)  # builds the loader; reads nothing
     except (ValueError, TypeError) as err:
@@ -575,6 +581,31 @@ def _check_dataset(config: TrainConfig) -> None:
             named = [k for k in config.dataset_kwargs if repr(str(k)) in str(err)]
             key = f"dataset_kwargs.{named[0]}" if named else "dataset_kwargs"
         raise ConfigError(f"{_at(config, key)}{' '.join(str(err).split())}") from None
+
+
+def _dataset_keywords(name: str) -> list[str] | None:
+    """Options a registered dataset (or ``tsv``) takes: its and its base classes' constructor
+    arguments (they pass ``**kwargs`` up); ``None`` for an unknown name or an open-ended loader."""
+    from gnnlm.data.datasets import dataset_resolver
+    from gnnlm.data.tsv import TSVDataset
+
+    if name == "tsv" or name.startswith("tsv:"):
+        cls = TSVDataset
+    else:
+        try:
+            cls = dataset_resolver.lookup(name)
+        except (KeyError, ValueError):
+            return None
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        named, _ = _keywords(init)
+        names += [n for n in named if n not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
+            return [n for n in names if not (n == "path" and name.startswith("tsv:"))]
+    return None
 
 
 def _check_encoder(config: TrainConfig) -> None:

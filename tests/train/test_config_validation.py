@@ -139,3 +139,15 @@ def test_an_encoder_argument_nobody_fills_in_is_named():
         "(e.g. {depth: ...})"
     )
     check_components(apply_overrides(config, ["model.encoder_kwargs.depth=2"]))
+
+
+def test_an_unknown_dataset_option_lists_the_valid_ones():
+    config = apply_overrides(TrainConfig(), ["dataset=conceptnet", "dataset_kwargs.subst=CN-82K"])
+    with pytest.raises(ConfigError) as err:
+        check_components(config)
+    assert str(err.value) == (
+        "--set 'dataset_kwargs.subst=CN-82K': dataset_kwargs has the key 'subst', which 'conceptnet' "
+        "does not take (did you mean 'subset'?); valid keys: subset, unseen, duplicates, verify, "
+        "download, cache"
+    )
+    check_components(apply_overrides(config, ["dataset_kwargs={subset: CN-82K}"]))
