@@ -4,14 +4,29 @@
     python benchmarks/encoders.py --skip-stock          # only our layers
     python benchmarks/encoders.py --only speed --steps 3
     python benchmarks/encoders.py --only mrr --datasets umls
+    git worktree add /tmp/before <commit>               # then time that checkout's rows next to ours:
+    python benchmarks/encoders.py --only speed --skip-stock --compare-tree /tmp/before
 
 Speed: one training step = forward of a 2-layer encoder over the *full* FB15k-237 training graph with
 inverse edges (14,541 nodes, 544,230 edges, 474 edge types), a loss on all outputs, backward and an Adam
 step. Each configuration runs in a fresh subprocess, so its peak resident memory (``ru_maxrss``) is its
 own; "peak RSS" includes the interpreter, torch and the loaded dataset (``base RSS`` is the same process
-right before the model is built). Stock PyG runs get a timeout and an address-space cap, so a layer that
-would swap the (shared) machine is recorded as out of memory instead. R-GCN runs use dim 64 with 30
-bases (or 8 blocks), CompGCN dim 200, as in the papers' FB15k-237 settings.
+right before the model is built). Each row also reports CPU seconds per step (``process_time``, less
+disturbed than wall time by other jobs on a shared machine). R-GCN runs use dim 64 with 30 bases (or 8
+blocks), CompGCN dim 200, as in the papers' FB15k-237 settings.
+
+Stock PyG runs time one step (no warm-up) under a timeout and an address-space cap, so a layer that would
+exhaust the (shared) machine is recorded as out of memory instead; their worker also volunteers as the
+kernel's first out-of-memory victim (``oom_score_adj``). The stock ``RGCNConv`` basis-30 row is the
+reference of the speed-up column and needs about 10.5 GiB (it keeps one ``[N, d]`` product per relation
+and layer for backward), so the default cap comes from the machine's memory: 60% of ``MemTotal``, at most
+85% of ``MemAvailable`` at the start (printed; ``--mem-cap-gb`` overrides). When the reference row does
+not run, the table says why and how to rerun just that row (``--configs``).
+
+``--compare-tree DIR`` also times our rows with the ``gnnlm`` of another checkout (e.g. a ``git worktree``
+of an earlier commit), each right before the same row of this checkout, and prints the ratio of their
+fastest steps in CPU time (``vs tree``; on a loaded machine the wall-clock ratio mostly measures the
+scheduler).
 
 Quality: trains ``configs/<dataset>/rgcn.yaml`` and ``compgcn.yaml`` with the training engine, and the
 same config with ``model.encoder=null`` (a plain embedding table: the same interaction, loop and budget)
@@ -65,6 +80,30 @@ def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _meminfo_gb() -> dict[str, float]:
+    """``MemTotal`` / ``MemAvailable`` in GiB (empty off Linux)."""
+    path = Path("/proc/meminfo")
+    if not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("MemTotal", "MemAvailable"):
+            out[key] = int(rest.split()[0]) / 2**20  # kB -> GiB
+    return out
+
+
+def default_mem_cap_gb() -> float | None:
+    """60% of ``MemTotal``, at most 85% of ``MemAvailable`` (``None`` = no cap where unknown)."""
+    mem = _meminfo_gb()
+    if "MemTotal" not in mem:
+        return None
+    cap = 0.6 * mem["MemTotal"]
+    if "MemAvailable" in mem:
+        cap = min(cap, 0.85 * mem["MemAvailable"])
+    return round(cap, 1)
+
+
 def speed_worker(spec: dict) -> dict:
     """Time ``spec["steps"]`` training steps after ``spec["warmup"]`` (runs inside a subprocess)."""
     import torch
@@ -72,6 +111,12 @@ def speed_worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
+    if spec["impl"].startswith("pyg-"):
+        try:  # if the machine runs out of memory, the kernel kills this worker first
+            Path("/proc/self/oom_score_adj").write_text("1000")
+        except OSError:
+            pass
+    import gnnlm
     from gnnlm.data import load_dataset
 
     kg = load_dataset("fb15k-237")
@@ -119,19 +164,23 @@ def speed_worker(spec: dict) -> dict:
         raise ValueError(impl)
     params += list(enc.parameters())
     opt = torch.optim.Adam(params, lr=1e-3)
-    times = []
+    times, cpu_times = [], []
     for _ in range(spec["warmup"] + spec["steps"]):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         loss = run()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
-    measured = times[spec["warmup"] :]
+        cpu_times.append(time.process_time() - start_cpu)
+    measured, cpu = times[spec["warmup"] :], cpu_times[spec["warmup"] :]
     return {
+        "gnnlm": str(Path(gnnlm.__file__).resolve().parents[1]),
         "step_seconds": sorted(measured)[len(measured) // 2],  # median
         "step_seconds_min": min(measured),  # least disturbed by other jobs
         "step_seconds_all": [round(t, 4) for t in times],
+        "cpu_seconds": sorted(cpu)[len(cpu) // 2],  # median CPU time of this process per step
+        "cpu_seconds_min": min(cpu),
         "first_step_seconds": times[0],
         "peak_rss_mb": _max_rss_mb(),
         "base_rss_mb": base_rss,
@@ -141,9 +190,12 @@ def speed_worker(spec: dict) -> dict:
 
 def run_speed(spec: dict, timeout: float) -> dict:
     cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
+    env = dict(os.environ)
+    if spec.get("tree"):  # another checkout's gnnlm first on the path
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [spec["tree"], env.get("PYTHONPATH")]))
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"status": f"timeout after {timeout:.0f} s", "wall_seconds": timeout}
     wall = time.perf_counter() - start
@@ -172,26 +224,37 @@ def speed_table(args) -> list[dict]:
             "steps": args.stock_steps if stock else args.steps,
             "mem_cap_gb": args.mem_cap_gb if stock else None,
         }
-        print(f"[speed] {name} ...", file=sys.stderr, flush=True)
-        result = run_speed(spec, args.stock_timeout if stock else args.timeout)
-        records.append({"name": name, **spec, **result})
-        print(f"[speed] {name}: {_fmt_speed(records[-1])}", file=sys.stderr, flush=True)
+        arms = [(name, spec)]
+        if args.compare_tree and not stock:  # the other checkout first, then ours
+            arms.insert(0, (f"{name} {BEFORE}", {**spec, "tree": str(args.compare_tree)}))
+        for label, arm in arms:
+            print(f"[speed] {label} ...", file=sys.stderr, flush=True)
+            result = run_speed(arm, args.stock_timeout if stock else args.timeout)
+            records.append({"name": label, **arm, **result})
+            print(f"[speed] {label}: {_fmt_speed(records[-1])}", file=sys.stderr, flush=True)
     _speedups(records)
     return records
 
 
+#: suffix of the rows timed with ``--compare-tree``
+BEFORE = "[compare-tree]"
+REFERENCE = "PyG RGCNConv basis-30"
+
+
 def _speedups(records: list[dict]) -> None:
     reference = next(
-        (
-            r["step_seconds"]
-            for r in records
-            if r["name"] == "PyG RGCNConv basis-30" and r["status"] == "ok"
-        ),
+        (r["step_seconds"] for r in records if r["name"] == REFERENCE and r["status"] == "ok"),
         None,
     )
+    ok = {r["name"]: r for r in records if r.get("status") == "ok"}
     for r in records:
+        r.pop("speedup_vs_pyg_rgcnconv_basis30", None)
+        r.pop("speedup_vs_compare_tree", None)
         if reference and r.get("status") == "ok":
             r["speedup_vs_pyg_rgcnconv_basis30"] = reference / r["step_seconds"]
+        before = ok.get(f"{r['name']} {BEFORE}")
+        if before is not None and r.get("status") == "ok":  # same row, other checkout, CPU time
+            r["speedup_vs_compare_tree"] = before["cpu_seconds_min"] / r["cpu_seconds_min"]
 
 
 def _fmt_speed(r: dict) -> str:
@@ -238,7 +301,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--stock-timeout", type=float, default=900.0)
-    parser.add_argument("--mem-cap-gb", type=float, default=10.0, help="address-space cap, stock")
+    parser.add_argument(
+        "--mem-cap-gb",
+        type=float,
+        default=None,
+        help="address-space cap of the stock rows (default: 60%% of MemTotal, at most 85%% of "
+        "MemAvailable)",
+    )
+    parser.add_argument(
+        "--compare-tree",
+        type=Path,
+        default=None,
+        help="also time our rows with the gnnlm of this checkout (e.g. a git worktree)",
+    )
     parser.add_argument("--datasets", nargs="+", default=["umls", "kinship"])
     parser.add_argument("--models", nargs="+", default=["plain", "rgcn", "compgcn"])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
@@ -265,6 +340,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.only in (None, "speed"):
         print(f"threads {args.threads}, load average {os.getloadavg()}", file=sys.stderr)
+        if args.mem_cap_gb is None:
+            args.mem_cap_gb = default_mem_cap_gb()
+            mem = _meminfo_gb()
+            print(
+                f"stock rows: address-space cap {args.mem_cap_gb} GiB (60% of MemTotal "
+                f"{mem.get('MemTotal', 0):.1f} GiB, at most 85% of MemAvailable "
+                f"{mem.get('MemAvailable', 0):.1f} GiB; --mem-cap-gb overrides)",
+                file=sys.stderr,
+            )
         records = speed_table(args)
         if args.configs:  # merge the rerun rows into the earlier run's rows
             fresh = {r["name"]: r for r in records}
@@ -274,21 +358,37 @@ def main(argv: list[str] | None = None) -> int:
             _speedups(records)
         report["speed"] = records
         print("\nFull FB15k-237 graph (544,230 edges with inverses), 2 layers, one training step")
+        compare = any("speedup_vs_compare_tree" in r for r in records)
         print(
-            f"{'configuration':32s} {'dim':>4s} {'s/step':>9s} {'min':>7s} {'peak RSS GiB':>13s} "
-            f"{'speedup':>8s}"
+            f"{'configuration':46s} {'dim':>4s} {'s/step':>8s} {'min':>7s} {'cpu s':>7s} "
+            f"{'peak RSS GiB':>13s} {'speedup':>8s}" + (f" {'vs tree':>8s}" if compare else "")
         )
         for r in records:
             ok = r["status"] == "ok"
             step = (
-                f"{r['step_seconds']:9.3f} {r['step_seconds_min']:7.3f}"
+                f"{r['step_seconds']:8.3f} {r['step_seconds_min']:7.3f} "
+                + (f"{r['cpu_seconds_min']:7.3f}" if "cpu_seconds_min" in r else " " * 7)
                 if ok
-                else f"{r['status']:>17s}"
+                else f"{r['status'][:24]:>24s}"
             )
             rss = f"{r['peak_rss_mb'] / 1024:13.2f}" if ok else " " * 13
             speedup = r.get("speedup_vs_pyg_rgcnconv_basis30")
             sp = f"{speedup:7.0f}x" if speedup else " " * 8
-            print(f"{r['name']:32s} {r['dim']:4d} {step} {rss} {sp}")
+            vs = r.get("speedup_vs_compare_tree")
+            tail = (f" {vs:7.2f}x" if vs else "") if compare else ""
+            print(f"{r['name']:46s} {r['dim']:4d} {step} {rss} {sp}{tail}")
+        reference = next((r for r in records if r["name"] == REFERENCE), None)
+        if reference is None or reference["status"] != "ok":
+            why = "was skipped" if reference is None else f"failed: {reference['status']}"
+            print(
+                f"(no speed-up column: the reference row {REFERENCE!r} {why}; it needs about "
+                f"10.5 GiB: rerun just that row with --configs {REFERENCE!r} --mem-cap-gb 12)"
+            )
+        else:
+            print(
+                f"speed-up: {REFERENCE} s/step over the row's s/step (the reference ran "
+                f"{reference['steps']} step under a {reference['mem_cap_gb']} GiB cap)"
+            )
     if args.only in (None, "mrr"):
         rows = []
         for dataset in args.datasets:
@@ -304,7 +404,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['hits@10']:6.3f} {r['seconds']:8.0f}"
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(args.out)  # atomic: a killed run never leaves half a file
     print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
     return 0
 
