@@ -43,7 +43,7 @@ from gnnlm.kge.gemm import MatmulNT
 if TYPE_CHECKING:
     from gnnlm.train.losses import Loss
 
-#: Floats per row slice of the fused passes (1 MiB: a slice is still in cache for its next pass).
+#: Floats per slice of the fused passes (1 MiB: a slice is still in cache for its next pass).
 SLICE_ELEMENTS: int = 2**18
 
 
@@ -256,7 +256,9 @@ class _FusedKvsAllLoss(torch.autograd.Function):
         ctx.gradient = None  # one [B, N] buffer: handed to the products' backward, not kept
         if ctx.on_backward is not None:
             ctx.on_backward()
-        return gradient.mul_(grad_output), None, None, None, None, None
+        if grad_output.device.type != "cpu" or float(grad_output) != 1.0:
+            gradient.mul_(grad_output)  # (skipped for the usual 1: a sweep over [B, N])
+        return gradient, None, None, None, None, None
 
 
 def fused_kvsall_loss(

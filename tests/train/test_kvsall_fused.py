@@ -189,3 +189,18 @@ def test_fused_loop_equals_reference_for_other_interactions(interaction):
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-7)
     for fused_grad, ref_grad in zip(results[1][1], results[0][1]):
         torch.testing.assert_close(fused_grad, ref_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_loss_scales_with_the_incoming_gradient():
+    targets = random_targets(4, 9, torch.Generator().manual_seed(4), 0.1)
+    q0, e0 = torch.randn(4, 5), torch.randn(9, 5)
+    grads = []
+    for fused in (True, False):
+        q = q0.clone().requires_grad_()
+        if fused:
+            value = fused_kvsall_loss(BCELoss(), gemm.matmul_nt(q, e0), targets)
+        else:
+            value = BCELoss().kvsall(q @ e0.t(), targets.dense())
+        (2.5 * value).backward()
+        grads.append(q.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-7)
