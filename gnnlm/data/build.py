@@ -18,14 +18,15 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from gnnlm.data.errors import DataFormatError
 from gnnlm.data.io import read_rows
-from gnnlm.data.knowledge_graph import SPLITS, KnowledgeGraph
+from gnnlm.data.schema import SPLITS
 from gnnlm.data.vocab import Vocabulary
+
+if TYPE_CHECKING:  # torch is imported when a graph is built, not with the loaders
+    from gnnlm.data.knowledge_graph import KnowledgeGraph
 
 Policy = Literal["keep", "drop", "error"]
 POLICIES: tuple[str, ...] = ("keep", "drop", "error")
@@ -161,6 +162,10 @@ def build_knowledge_graph(
         DataFormatError: with ``unseen="error"`` / ``duplicates="error"``, or a name outside a fixed
             vocabulary; the message names the file, the line and the value.
     """
+    import torch
+
+    from gnnlm.data.knowledge_graph import KnowledgeGraph
+
     _check_policy("unseen", unseen)
     _check_policy("duplicates", duplicates)
     if "train" not in raw:

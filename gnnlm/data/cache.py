@@ -18,13 +18,16 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from gnnlm.data.knowledge_graph import EntityText, KnowledgeGraph
+from gnnlm.data.schema import EntityText
 from gnnlm.data.sources import cache_dir
 from gnnlm.data.vocab import Vocabulary
+
+if TYPE_CHECKING:  # torch is imported when an entry is written or read, not with the registry
+    from gnnlm.data.knowledge_graph import KnowledgeGraph
 
 #: bump when the processed format or any loader's output changes
 CACHE_VERSION = 2
@@ -77,6 +80,8 @@ def _fsync_dir(folder: Path) -> None:
 
 def save(kg: KnowledgeGraph, dataset: str, key: str) -> Path:
     """Write ``kg`` to the cache entry ``key``; returns the JSON path."""
+    from safetensors.torch import save_file
+
     tensors_path, meta_path = _entry(dataset, key)
     tensors = {f"split.{s}": t.contiguous() for s, t in kg.splits.items()}
     tensors["entity_type"] = kg.entity_type.contiguous()
@@ -98,6 +103,7 @@ def save(kg: KnowledgeGraph, dataset: str, key: str) -> Path:
         },
         "relation_text": kg.relation_text,
         "extra": kg.extra,
+        "summary": {k: v for k, v in kg.summary().items() if k not in kg.extra},
     }
     _atomic_write(tensors_path, lambda tmp: save_file(tensors, tmp))
     meta["tensors_bytes"] = tensors_path.stat().st_size
@@ -110,25 +116,60 @@ def save(kg: KnowledgeGraph, dataset: str, key: str) -> Path:
     return meta_path
 
 
+def _read_meta(dataset: str, key: str) -> tuple[Path, Path, dict] | None:
+    """The entry's paths and JSON, checked against ``key`` and the tensor file's recorded size."""
+    tensors_path, meta_path = _entry(dataset, key)
+    if not (meta_path.is_file() and tensors_path.is_file()):
+        return None
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    if not isinstance(meta, dict) or meta.get("key") != key:
+        raise ValueError("not the entry of this key")
+    size, expected = tensors_path.stat().st_size, meta.get("tensors_bytes")
+    if expected is not None and size != expected:
+        raise _TensorFileError(f"{size} bytes where {expected} were written")
+    return tensors_path, meta_path, meta
+
+
+class _TensorFileError(ValueError):
+    """The tensor file of an entry does not match its JSON."""
+
+
+def load_summary(dataset: str, key: str) -> dict | None:
+    """The :meth:`~gnnlm.data.KnowledgeGraph.summary` of the entry ``key`` from its JSON alone (no
+    torch); ``None`` when there is no readable entry (:func:`load` then reports and rebuilds it)."""
+    try:
+        found = _read_meta(dataset, key)
+        if found is None or not isinstance(found[2].get("summary"), dict):
+            return None
+        meta = found[2]
+        return {**meta["summary"], **meta["extra"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load(dataset: str, key: str) -> KnowledgeGraph | None:
     """The cached graph for ``key``, or ``None`` when there is none.
 
     An entry that does not read back (an empty, truncated or corrupt file) gives a warning naming the
     file and ``None``, so the caller rebuilds the graph from the source files and rewrites the entry.
     """
+    from safetensors.torch import load_file
+
+    from gnnlm.data.knowledge_graph import KnowledgeGraph
+
     tensors_path, meta_path = _entry(dataset, key)
-    if not (meta_path.is_file() and tensors_path.is_file()):
-        return None
     bad = meta_path
     try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-        if not isinstance(meta, dict) or meta.get("key") != key:
-            raise ValueError("not the entry of this key")
+        try:
+            found = _read_meta(dataset, key)
+        except _TensorFileError:
+            bad = tensors_path
+            raise
+        if found is None:
+            return None
+        meta = found[2]
         bad = tensors_path
-        size, expected = tensors_path.stat().st_size, meta.get("tensors_bytes")
-        if expected is not None and size != expected:
-            raise ValueError(f"{size} bytes where {expected} were written")
         tensors = load_file(str(tensors_path))
         bad = meta_path
         text = meta["entity_text"]

@@ -9,11 +9,15 @@ train, which ``kg.extra["unseen_triples"]`` reports.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gnnlm.data.build import build_knowledge_graph, read_triples
 from gnnlm.data.dataset import Dataset
-from gnnlm.data.knowledge_graph import SPLITS, KnowledgeGraph
+from gnnlm.data.schema import SPLITS
 from gnnlm.data.sources import Download
+
+if TYPE_CHECKING:
+    from gnnlm.data.knowledge_graph import KnowledgeGraph
 
 INDUCTIVE_URL = (
     "https://raw.githubusercontent.com/BinWang28/InductivE/"

@@ -8,12 +8,16 @@ of the ConvE repository (Dettmers et al. 2018), which PyG and PyKEEN download to
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gnnlm.data.build import build_knowledge_graph, read_triples
 from gnnlm.data.dataset import Dataset
-from gnnlm.data.knowledge_graph import SPLITS, EntityText, KnowledgeGraph
+from gnnlm.data.schema import SPLITS, EntityText
 from gnnlm.data.sources import Download
 from gnnlm.data.text import fill, optional_file, read_id_text, read_wikidata_json, split_name_gloss
+
+if TYPE_CHECKING:
+    from gnnlm.data.knowledge_graph import KnowledgeGraph
 
 CONVE_URL = "https://github.com/TimDettmers/ConvE/raw/master/{archive}"
 KGBERT_URL = "https://raw.githubusercontent.com/yao8839836/kg-bert/master/data/{folder}/{file}"

@@ -10,12 +10,11 @@ import time
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from gnnlm.data import cache
 from gnnlm.data.build import POLICIES, Policy, RawTriples
 from gnnlm.data.errors import DataError, DataFormatError, DatasetNotFoundError
-from gnnlm.data.knowledge_graph import KnowledgeGraph
 from gnnlm.data.sources import (
     Download,
     Location,
@@ -24,6 +23,9 @@ from gnnlm.data.sources import (
     find_local,
     searched_locations,
 )
+
+if TYPE_CHECKING:
+    from gnnlm.data.knowledge_graph import KnowledgeGraph
 
 
 class Dataset(ABC):
@@ -130,15 +132,39 @@ class Dataset(ABC):
         names = list(self.required_files()) + list(self.optional_files())
         return {n: folder / n for n in names if (folder / n).is_file()}
 
-    def load(self, data_dir: str | os.PathLike | None = None) -> KnowledgeGraph:
-        """Resolve, read (or reuse the processed cache), verify and return the graph."""
-        location = self.fetch(data_dir)
-        start = time.perf_counter()
-        key = cache.cache_key(
+    def cache_key(self, location: Location) -> str:
+        """The processed-cache key of the files at ``location`` with these options."""
+        return cache.cache_key(
             self.name,
             {**self.options(), "path": str(location.path.resolve())},
             file_signature(self.source_files(location.path)),
         )
+
+    def summary(self, data_dir: str | os.PathLike | None = None) -> dict | None:
+        """:meth:`KnowledgeGraph.summary` of the cached graph, read without building the graph (or
+        importing torch); ``None`` when the processed cache has no entry for the current files and
+        options (then :meth:`load` is the way). Never downloads."""
+        if not self.cache:
+            return None
+        start = time.perf_counter()
+        location = self.locate(data_dir)
+        if location is None:
+            return None
+        info = cache.load_summary(self.name, self.cache_key(location))
+        if info is not None:
+            info.update(
+                path=str(location.path),
+                source=location.source,
+                from_cache=True,
+                load_seconds=round(time.perf_counter() - start, 4),
+            )
+        return info
+
+    def load(self, data_dir: str | os.PathLike | None = None) -> KnowledgeGraph:
+        """Resolve, read (or reuse the processed cache), verify and return the graph."""
+        location = self.fetch(data_dir)
+        start = time.perf_counter()
+        key = self.cache_key(location)
         with _gc_paused():  # parsing allocates millions of small objects that all survive
             kg = cache.load(self.name, key) if self.cache else None
             from_cache = kg is not None

@@ -12,6 +12,7 @@ A user's own :class:`~gnnlm.data.dataset.Dataset` subclass is found by name only
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from class_resolver import ClassResolver
 
@@ -24,10 +25,12 @@ from gnnlm.data.conve import (
     WN18RRDataset,
 )
 from gnnlm.data.dataset import Dataset
-from gnnlm.data.knowledge_graph import KnowledgeGraph
 from gnnlm.data.metaqa import MetaQADataset
 from gnnlm.data.ogb import OGBLBioKGDataset, OGBLWikiKG2Dataset
 from gnnlm.data.tsv import TSVDataset
+
+if TYPE_CHECKING:
+    from gnnlm.data.knowledge_graph import KnowledgeGraph
 
 #: every registered dataset, by name
 dataset_resolver: ClassResolver[Dataset] = ClassResolver(

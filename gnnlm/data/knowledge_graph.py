@@ -16,7 +16,6 @@ within the type, so OGB's per-type ids survive the round trip.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -24,35 +23,12 @@ import torch
 from torch import Tensor
 
 from gnnlm.data.filter_index import FilterIndex
+from gnnlm.data.schema import SPLITS, EntityText
 from gnnlm.data.vocab import Vocabulary
 
 # PyG is imported where a graph view is built: importing it pulls in transformers and pandas
 if TYPE_CHECKING:
     from torch_geometric.data import Data, HeteroData
-
-SPLITS = ("train", "valid", "test")
-
-
-@dataclass
-class EntityText:
-    """Optional text per entity, aligned with entity ids (``None`` / empty where unknown).
-
-    Attributes:
-        names: a readable name per entity.
-        descriptions: a short description per entity.
-        aliases: other names per entity.
-        wikidata_ids: the Wikidata id (``"Q42"``) per entity, where the dataset maps to Wikidata
-            (FB15k-237 through ``entity2wikidata.json``); empty otherwise.
-    """
-
-    names: list[str | None] = field(default_factory=list)
-    descriptions: list[str | None] = field(default_factory=list)
-    aliases: list[list[str]] = field(default_factory=list)
-    wikidata_ids: list[str | None] = field(default_factory=list)
-
-    def name_or_id(self, idx: int, fallback: str) -> str:
-        name = self.names[idx] if idx < len(self.names) else None
-        return name if name else fallback
 
 
 class KnowledgeGraph:
@@ -157,6 +133,21 @@ class KnowledgeGraph:
             "num_valid": len(self.valid),
             "num_test": len(self.test),
         }
+
+    def summary(self) -> dict:
+        """One JSON-ready report: the statistics, further splits' sizes, entities per type (typed
+        graphs), whether there is entity text, then everything in :attr:`extra`. ``gnnlm datasets``
+        prints it; the processed cache keeps it, so a cached graph is described without torch."""
+        out: dict = {"name": self.name, **self.statistics()}
+        for split, triples in self.splits.items():
+            if split not in SPLITS:
+                out[f"num_{split}"] = len(triples)
+        if len(self.node_types) > 1:
+            ptr = self.type_ptr.tolist()
+            out["node_types"] = {t: ptr[k + 1] - ptr[k] for k, t in enumerate(self.node_types)}
+        out["has_entity_text"] = self.entity_text is not None
+        out.update(self.extra)
+        return out
 
     # -- typed ids ---------------------------------------------------------------------------------
     @cached_property

@@ -20,14 +20,18 @@ Layouts (option ``layout``):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gnnlm.data.build import RawTriples, build_knowledge_graph, read_triples
 from gnnlm.data.dataset import Dataset
 from gnnlm.data.errors import DataError, DataFormatError
 from gnnlm.data.io import read_rows
-from gnnlm.data.knowledge_graph import EntityText, KnowledgeGraph
+from gnnlm.data.schema import EntityText
 from gnnlm.data.sources import Download
 from gnnlm.data.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from gnnlm.data.knowledge_graph import KnowledgeGraph
 
 KEALLM_URL = (
     "https://raw.githubusercontent.com/vaijsc/keallm/cf68f911e2484809bf5b0da413ba3d9768a747b7/"

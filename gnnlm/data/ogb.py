@@ -29,20 +29,25 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import numpy as np
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from gnnlm.data.build import POLICIES
 from gnnlm.data.dataset import Dataset
 from gnnlm.data.errors import DataError, DatasetNotFoundError
-from gnnlm.data.knowledge_graph import SPLITS, KnowledgeGraph
+from gnnlm.data.schema import SPLITS
 from gnnlm.data.sources import Location, cache_dir, searched_locations
 from gnnlm.data.vocab import Vocabulary
 
+if TYPE_CHECKING:  # numpy and torch are imported when a graph is built, not with the registry
+    from torch import Tensor
+
+    from gnnlm.data.knowledge_graph import KnowledgeGraph
+
 
 def _as_long(value, what: str) -> Tensor:
+    import numpy as np
+    import torch
+
     tensor = torch.as_tensor(np.asarray(value)).reshape(-1)
     if tensor.is_floating_point() or tensor.dtype == torch.bool:
         raise DataError(f"{what}: expected integer ids, got {tensor.dtype}")
@@ -78,6 +83,11 @@ def kg_from_ogb(
         DataError: a split missing a key, an unknown node type, or an id out of range; the message
             names the split, the position and the value.
     """
+    import numpy as np
+    import torch
+
+    from gnnlm.data.knowledge_graph import KnowledgeGraph
+
     typed = "num_nodes_dict" in graph
     if typed:
         num_nodes = {
@@ -145,7 +155,7 @@ def kg_from_ogb(
         count = int(all_rel.max()) + 1 if len(all_rel) else 0
         if reltype_names:
             count = max(count, max(reltype_names) + 1)
-        elif isinstance(reltype, np.ndarray | Tensor) and len(reltype):
+        elif isinstance(reltype, np.ndarray | torch.Tensor) and len(reltype):
             count = max(count, int(np.asarray(reltype).max()) + 1)
         relation_names = [reltype_names.get(i, f"r{i}") for i in range(count)]
     if len(all_rel) and (int(all_rel.min()) < 0 or int(all_rel.max()) >= len(relation_names)):
@@ -185,6 +195,8 @@ def apply_policies(
 ) -> tuple[dict[str, Tensor], dict]:
     """The ``unseen`` / ``duplicates`` policies of :func:`~gnnlm.data.build.build_knowledge_graph`,
     vectorised over id triples; returns the filtered splits and the same report keys."""
+    import torch
+
     for option, value in (("unseen", unseen), ("duplicates", duplicates)):
         if value not in POLICIES:
             raise ValueError(f"{option}={value!r}: expected one of {', '.join(POLICIES)}")
@@ -246,6 +258,9 @@ def apply_policies(
 # -- files -----------------------------------------------------------------------------------------
 def load_split_file(path: Path) -> dict:
     """An OGB split file (``train.pt`` ...) read with ``weights_only=True`` (numpy arrays allowed)."""
+    import numpy as np
+    import torch
+
     try:
         return torch.load(path, weights_only=True)
     except Exception as first:  # noqa: BLE001 - retry with numpy's array types allow-listed

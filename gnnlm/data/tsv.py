@@ -32,14 +32,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gnnlm.data.build import RawTriples, build_knowledge_graph, read_triples
 from gnnlm.data.dataset import Dataset
 from gnnlm.data.errors import DataFormatError, DatasetNotFoundError, shorten
 from gnnlm.data.io import describe_missing, iter_lines, split_fields
-from gnnlm.data.knowledge_graph import SPLITS, EntityText, KnowledgeGraph
+from gnnlm.data.schema import SPLITS, EntityText
 from gnnlm.data.sources import Location
 from gnnlm.data.text import read_id_text
+
+if TYPE_CHECKING:
+    from gnnlm.data.knowledge_graph import KnowledgeGraph
 
 EXTENSIONS = (".txt", ".tsv", ".csv")
 #: fields of a triple file without ``num_columns`` or a header

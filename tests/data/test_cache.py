@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from gnnlm.data import cache as cache_module
-from gnnlm.data import load_dataset
+from gnnlm.data import get_dataset, load_dataset
 from tests.data.conftest import TINY, write_split_files
 
 
@@ -86,6 +89,11 @@ def test_cached_real_graph_equals_fresh_parse(real_data_dir):
     assert cached.extra["from_cache"]
     assert_same_graph(fresh, cached)
     assert cached.entity_text.wikidata_ids == fresh.entity_text.wikidata_ids
+    summary = get_dataset("fb15k-237").summary()  # the report, from the entry's JSON alone
+    skip = {"from_cache", "load_seconds", "path", "source"}
+    assert {k: v for k, v in summary.items() if k not in skip} == {
+        k: v for k, v in cached.summary().items() if k not in skip
+    }
 
 
 def test_unwritable_cache_only_warns(tiny_dir, tmp_path, monkeypatch):
@@ -128,3 +136,40 @@ def test_cache_files_are_flushed_to_disk_before_the_rename(tiny_dir, monkeypatch
     assert [e.rsplit(".", 1)[1] for e in renames] == ["safetensors", "json"]
     for rename in renames:  # each file is fsynced right before its rename
         assert events[events.index(rename) - 1] == "fsync"
+
+
+def test_summary_from_the_cache_equals_the_report_of_the_loaded_graph(tiny_dir):
+    from gnnlm.cli.datasets import describe  # the reference: the report of a loaded graph
+
+    dataset = get_dataset(f"tsv:{tiny_dir}", entity_text="names.tsv")
+    assert dataset.summary() is None  # nothing cached yet
+    reference = describe(dataset.load())
+    summary = dataset.summary()
+    assert summary is not None and summary["from_cache"]
+    skip = {"from_cache", "load_seconds"}
+    assert list(summary) == list(reference)
+    assert {k: v for k, v in summary.items() if k not in skip} == {
+        k: v for k, v in reference.items() if k not in skip
+    }
+    with open(tiny_dir / "train.txt", "a") as f:  # an edited file: no summary until reloaded
+        f.write("e\tlikes\ta\n")
+    assert dataset.summary() is None
+    assert get_dataset(f"tsv:{tiny_dir}", entity_text="names.tsv", cache=False).summary() is None
+
+
+def test_gnnlm_datasets_reports_a_cached_graph_without_importing_torch(tiny_dir, isolated_cache):
+    load_dataset(f"tsv:{tiny_dir}")
+    script = (
+        "import json, sys\n"
+        "from gnnlm.cli import main\n"
+        f"assert main(['datasets', {f'tsv:{tiny_dir}'!r}, '--json']) == 0\n"
+        "print(json.dumps('torch' in sys.modules))"
+    )
+    env = dict(os.environ, GNNLM_CACHE_DIR=str(isolated_cache))
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    *report, torch_loaded = out.stdout.strip().splitlines()
+    assert json.loads(report[0])["num_train"] == 5 and json.loads(report[0])["from_cache"]
+    assert json.loads(torch_loaded) is False
