@@ -18,6 +18,7 @@ STEPS = [
     ("from gnnlm.data import DataError, DataFormatError, DatasetNotFoundError", set()),
     ("import gnnlm.train.config", set()),
     ("from gnnlm.cli import build_parser; build_parser()", set()),  # gnnlm --help
+    ("from gnnlm.data import dataset_names, get_dataset; get_dataset(dataset_names()[0])", set()),
     ("from gnnlm.data import load_dataset, KnowledgeGraph", {"torch"}),  # gnnlm datasets NAME
 ]
 
