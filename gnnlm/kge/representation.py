@@ -14,31 +14,33 @@ from gnnlm.kge.model import Representation
 Initializer = Callable[[Tensor], None]
 
 
-class _SparseRows(torch.autograd.Function):
-    """``weight[rows]`` for sorted unique ``rows``; the gradient of ``weight`` is a sparse COO tensor
-    over ``rows``, already coalesced (what ``F.embedding(..., sparse=True)`` gives, minus the sort and
-    sum of repeated rows that a sparse optimizer would otherwise do)."""
+class _SparseGather(torch.autograd.Function):
+    """``weight[ids]`` whose gradient for ``weight`` is a coalesced sparse COO tensor over the unique ids.
+
+    What ``F.embedding(ids, weight, sparse=True)`` computes, except that the repeated ids' gradients are
+    summed here, once (``index_add_`` into ``[u, d]``), so that the optimizer needs no ``coalesce``.
+    """
 
     @staticmethod
-    def forward(ctx, weight: Tensor, rows: Tensor) -> Tensor:
-        ctx.save_for_backward(rows)
+    def forward(ctx, weight: Tensor, ids: Tensor, rows: Tensor, inverse: Tensor) -> Tensor:
+        ctx.save_for_backward(rows, inverse)
         ctx.shape = weight.shape
-        return weight.index_select(0, rows)  # [u, d]
+        return weight.index_select(0, ids)  # [n, d]
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        (rows,) = ctx.saved_tensors
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        rows, inverse = ctx.saved_tensors
+        values = grad.new_zeros(len(rows), grad.shape[-1]).index_add_(0, inverse, grad)  # [u, d]
         sparse = torch.sparse_coo_tensor(
-            rows[None], grad.contiguous(), ctx.shape, is_coalesced=True, check_invariants=False
+            rows[None], values, ctx.shape, is_coalesced=True, check_invariants=False
         )
-        return sparse, None
+        return sparse, None, None, None
 
 
 def sparse_gather(weight: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
     """``(weight[ids] [n, d], unique ids [u])`` with a coalesced row-sparse gradient for ``weight``."""
-    rows, inverse = torch.unique(ids, return_inverse=True)  # [u], [n]
-    block = _SparseRows.apply(weight, rows)  # [u, d]
-    return block.index_select(0, inverse), rows  # [n, d]
+    rows, inverse = torch.unique(ids, return_inverse=True)  # [u] sorted, [n]
+    return _SparseGather.apply(weight, ids, rows, inverse), rows
 
 
 class EmbeddingRepresentation(Representation):
