@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import os
 import platform
@@ -322,7 +323,12 @@ def measure_kvsall(args) -> dict[str, Any] | None:
     if not hasattr(module, "measure"):
         print(f"skip kvsall: {path.relative_to(ROOT)} has no measure()", file=sys.stderr)
         return None
-    result = module.measure()
+    kwargs = (
+        {"threads": args.threads}
+        if "threads" in inspect.signature(module.measure).parameters
+        else {}
+    )
+    result = module.measure(**kwargs)
     print(f"kvsall: {json.dumps(result)[:500]}")
     return result
 

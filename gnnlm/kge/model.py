@@ -131,7 +131,7 @@ class LinkPredictionModel(nn.Module):
         """
         entities = torch.cat([triples[:, 0], triples[:, 2]])  # [2B]: heads, then tails
         ent, rel = self.representation.gather(entities, triples[:, 1], sparse=sparse)
-        h, t = ent.view(2, len(triples), -1).unbind(0)  # [B, d_e] each (no slice-backward fills)
+        h, t = ent.reshape(2, len(triples), -1).unbind(0)  # [B, d_e] each (no slice-backward fills)
         return h, rel, t
 
     def forward(self, triples: Tensor) -> Tensor:

@@ -277,3 +277,27 @@ def test_shipped_umls_rotate_config_keeps_its_mrr_with_sparse_updates(load_real)
     result = trainer.fit()
     assert isinstance(trainer.optimizer, LazyAdam)
     assert result.metrics["test"]["mrr"] > UMLS_BOUNDS["rotate"]
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_gather_hrt_scores_equal_score_hrt(sparse):
+    from gnnlm.kge import LinkPredictionModel, Representation
+
+    torch.manual_seed(0)
+    model = build_kge_model("complex", NUM_ENTITIES, NUM_RELATIONS, 4)
+    data = triples()
+    assert torch.equal(
+        model.interaction(*model.gather_hrt(data, sparse=sparse)), model.score_hrt(data)
+    )
+
+    class Whole(Representation):  # computes every row at once (like a GNN): the default gather
+        num_entities, num_relations = NUM_ENTITIES, NUM_RELATIONS
+
+        def forward(self):
+            return model.representation.entity.weight * 1.0, model.representation.relation.weight
+
+    other = LinkPredictionModel(Whole(), model.interaction)
+    assert not other.representation.supports_row_gather
+    assert torch.equal(
+        other.interaction(*other.gather_hrt(data, sparse=sparse)), model.score_hrt(data)
+    )
