@@ -104,12 +104,18 @@ class LinkPredictionModel(nn.Module):
     def score_hrt(self, triples: Tensor, reps: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """``[B, 3]`` (h, r, t) ids -> ``[B]`` scores."""
         ent, rel = reps if reps is not None else self.representations()
-        return self.interaction(ent[triples[:, 0]], rel[triples[:, 1]], ent[triples[:, 2]])
+        # index_select, not ent[ids]: the same rows, and its backward (index_add_) is ~1.5x faster on
+        # CPU than advanced indexing's (index_put_ with accumulate)
+        triples = triples.to(ent.device)  # a no-op on the same device, as ent[ids] allowed
+        h, t = ent.index_select(0, triples[:, 0]), ent.index_select(0, triples[:, 2])  # [B, d_e]
+        return self.interaction(h, rel.index_select(0, triples[:, 1]), t)
 
     def score_t(self, hr: Tensor, reps: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """``[B, 2]`` (h, r) ids -> ``[B, num_entities]`` scores of every tail."""
         ent, rel = reps if reps is not None else self.representations()
-        return self.interaction.score_t(ent[hr[:, 0]], rel[hr[:, 1]], ent)
+        hr = hr.to(ent.device)
+        h, r = ent.index_select(0, hr[:, 0]), rel.index_select(0, hr[:, 1])  # [B, d_e], [B, d_r]
+        return self.interaction.score_t(h, r, ent)
 
     def score_h(self, rt: Tensor, reps: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """``[B, 2]`` (r, t) ids -> ``[B, num_entities]`` scores of every head.
@@ -120,7 +126,9 @@ class LinkPredictionModel(nn.Module):
             hr = torch.stack([rt[:, 1], rt[:, 0] + self.num_relations], dim=1)  # [B, 2]
             return self.score_t(hr, reps=reps)
         ent, rel = reps if reps is not None else self.representations()
-        return self.interaction.score_h(ent, rel[rt[:, 0]], ent[rt[:, 1]])
+        rt = rt.to(ent.device)
+        r, t = rel.index_select(0, rt[:, 0]), ent.index_select(0, rt[:, 1])  # [B, d_r], [B, d_e]
+        return self.interaction.score_h(ent, r, t)
 
     def gather_hrt(self, triples: Tensor, *, sparse: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         """``[B, 3]`` (h, r, t) ids -> the ``(h [B, d_e], r [B, d_r], t [B, d_e])`` representations.
@@ -165,8 +173,8 @@ class LinkPredictionModel(nn.Module):
         """
         ent, rel = reps if reps is not None else self.representations()
         return self.row_regularization_factors(
-            ent[entities] if entities is not None else None,
-            rel[relations] if relations is not None else None,
+            ent.index_select(0, entities) if entities is not None else None,
+            rel.index_select(0, relations) if relations is not None else None,
         )
 
     def row_regularization_factors(
