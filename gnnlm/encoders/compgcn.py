@@ -121,8 +121,6 @@ class CompGCNConv(MessagePassing):
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.bn = nn.BatchNorm1d(out_channels) if batch_norm else None
         self._pairs = PairCache()
-        self._weights: tuple[object, tuple[Tensor, Tensor]] | None = None
-        self._sub_operators: tuple | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -135,24 +133,27 @@ class CompGCNConv(MessagePassing):
         if self.bn is not None:
             self.bn.reset_parameters()
 
-    def _structure(self, pairs, num_forward: int) -> tuple[Tensor, Tensor]:
-        """``[E]`` symmetric normaliser within each direction, ``[S]`` node index ``dst + N * inverse``.
+    @staticmethod
+    def _structure(pairs, num_forward: int) -> tuple[Tensor, Tensor]:
+        """``[E]`` symmetric normaliser within each direction, ``[S]`` output row ``2 dst + inverse``.
 
-        Cached with the pairs (the graph is fixed during full-graph training).
+        Node ``v``'s ``in`` and ``out`` sums are rows ``2v`` and ``2v + 1``, so the ``[2N, d]`` sums
+        view as ``[N, 2d]`` for one product with ``[W_in; W_out]``. Cached with the pairs, which the
+        layers of a stack share (the graph is fixed during full-graph training).
         """
-        if self._weights is not None and self._weights[0] is pairs:
-            return self._weights[1]
-        forward_edge = pairs.pair_type[pairs.edge_pair] < num_forward  # [E]
-        w = pairs.symmetric_weight(forward_edge) + pairs.symmetric_weight(~forward_edge)  # [E]
-        direction_index = pairs.pair_dst + pairs.num_nodes * (pairs.pair_type >= num_forward)  # [S]
-        self._weights = (pairs, (w, direction_index))
-        self._sub_operators = None
-        return w, direction_index
+
+        def build() -> tuple[Tensor, Tensor]:
+            forward_edge = pairs.pair_type[pairs.edge_pair] < num_forward  # [E]
+            w = pairs.symmetric_weight(forward_edge) + pairs.symmetric_weight(~forward_edge)  # [E]
+            direction_index = 2 * pairs.pair_dst + (pairs.pair_type >= num_forward)  # [S]
+            return w, direction_index
+
+        return pairs.memo(("compgcn", num_forward), build)
 
     def _neighbour_sums(
         self, pairs, x: Tensor, relation: Tensor, edge_weight: Tensor, direction_index: Tensor
     ) -> Tensor:
-        """``[2N, d_in]``: ``sum alpha phi(x_u, z_r)`` per node and direction, never per edge or pair.
+        """``[2N, d_in]``: ``sum alpha phi(x_u, z_r)`` per node and direction (row ``2 v + inverse``).
 
         ``sub``: ``A x - B z`` with ``A: [2N, N]`` (``alpha`` per edge) and ``B: [2N, R]`` (``alpha`` summed
         per relation), two sparse products. ``mult``: ``(A_pairs x) * z_r`` per pair, scattered in
@@ -162,18 +163,16 @@ class CompGCNConv(MessagePassing):
         """
         num_nodes = x.size(0)
         if self.composition == "sub":
-            if self._sub_operators is None:
+
+            def build() -> tuple:
                 row = direction_index[pairs.edge_pair]  # [E]
-                size = (2 * num_nodes, num_nodes)
-                a = csr_operators(row, pairs.src, edge_weight, size)
-                b = csr_operators(
-                    row,
-                    pairs.pair_type[pairs.edge_pair],
-                    edge_weight,
-                    (2 * num_nodes, relation.size(0)),
+                edge_type = pairs.pair_type[pairs.edge_pair]  # [E]
+                return (
+                    csr_operators(row, pairs.src, edge_weight, (2 * num_nodes, num_nodes)),
+                    csr_operators(row, edge_type, edge_weight, (2 * num_nodes, relation.size(0))),
                 )
-                self._sub_operators = (a, b)
-            (a, a_t), (b, b_t) = self._sub_operators
+
+            (a, a_t), (b, b_t) = pairs.memo(("compgcn-sub", relation.size(0)), build)
             dtype = x.dtype
             if a.dtype != dtype:
                 a, a_t, b, b_t = (m.to(dtype) for m in (a, a_t, b, b_t))
@@ -227,7 +226,8 @@ class CompGCNConv(MessagePassing):
             )  # [S, d_in]: sum_j alpha phi(x_j, z_r) per slot, composed edge by edge
             node_msg = pairs.scatter(pair_msg, direction_index, 2 * num_nodes)  # [2N, d_in]
         # in + out neighbour sums [N, d_out], dropped out together (one mask per node and channel)
-        neighbours = torch.addmm(node_msg[:num_nodes] @ self.w_in, node_msg[num_nodes:], self.w_out)
+        w_dir = torch.cat([self.w_in, self.w_out])  # [2 d_in, d_out]
+        neighbours = node_msg.view(num_nodes, -1) @ w_dir  # [N, 2 d_in] (in | out) -> [N, d_out]
         loop_res = compose(x, self.loop_rel, self.composition) @ self.w_loop  # [N, d_out]
         out = (F.dropout(neighbours, self.dropout, self.training) + loop_res) / 3.0
         if self.bias is not None:

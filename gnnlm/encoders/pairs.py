@@ -22,12 +22,12 @@ materialised. The structure depends only on the graph, so it is built once and c
 
 :meth:`RelationalPairs.propagate` runs the three steps as one autograd function with a hand-written
 backward. On CPU the ``[S, d]`` slot tensors are the only large arrays of a step, and each fresh one
-costs a page-faulting allocation that takes longer than the arithmetic on it; so the slot aggregates
-live in one buffer per graph and width that is reused from step to step (:meth:`RelationalPairs.workspace`),
-the per-relation transform runs over cache-sized chunks of slots whose results go straight into the
-node output with an in-place ``index_add_`` (no ``[S, d]`` output, no ``cat``), and backward gathers
-the output gradient chunk by chunk and overwrites the saved aggregates with their own gradient. One
-step of a layer then allocates no ``[S, d]`` tensor at all. :meth:`aggregate`,
+costs a page-faulting allocation that takes longer than the arithmetic on it. So the slot aggregates
+live in one buffer per graph and width, reused from step to step (:meth:`RelationalPairs.workspace`);
+forward takes cache-sized chunks of slots in turn (their rows of ``A @ x`` into that buffer, their
+transform into a small one, then an in-place ``index_add_`` into the node output: no ``[S, d]`` output,
+no ``cat``); backward gathers the output gradient chunk by chunk and overwrites the saved aggregates
+with their own gradient. A training step then allocates no ``[S, d]`` tensor. :meth:`aggregate`,
 :meth:`relation_matmul`, :meth:`per_relation` and :meth:`scatter` are the same steps one at a time,
 used by the reference paths and the tests.
 """
@@ -445,6 +445,12 @@ class RelationalPairs:
         if len(pool) < MAX_WORKSPACES:
             pool.append(buf)
         return buf
+
+    def memo(self, key, build):
+        """``build()``, computed once per structure and ``key`` (for derived per-graph tensors)."""
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
 
     def crow_list(self) -> list[int]:
         """``A``'s row pointers as Python ints (cached): edge range of each slot, in ``perm`` order."""
