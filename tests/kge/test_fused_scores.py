@@ -49,3 +49,28 @@ def test_transe_l1_score_equals_vector_norm():
     reference.sum().backward()
     for x, y in zip((h, r, t), (h2, r2, t2)):
         torch.testing.assert_close(x.grad, y.grad)
+
+
+def test_rotate_fused_distance_equals_the_reference():
+    from gnnlm.kge import RotatE
+    from gnnlm.kge.interactions.rotate import _RotatEDistance
+
+    torch.manual_seed(0)
+    model = RotatE(margin=6.0)
+    h, r, t = (torch.randn(9, w, requires_grad=True) for w in (8, 4, 8))
+    copies = [x.detach().clone().requires_grad_() for x in (h, r, t)]
+    fused, reference = model(h, r, t), model.reference_forward(*copies)
+    assert torch.equal(fused, reference)
+    fused.sum().backward()
+    reference.sum().backward()
+    for x, y in zip((h, r, t), copies):
+        torch.testing.assert_close(x.grad, y.grad)
+    doubles = [torch.randn(3, w, dtype=torch.double, requires_grad=True) for w in (6, 3, 6)]
+    assert torch.autograd.gradcheck(_RotatEDistance.apply, doubles)
+    # a tail exactly on the rotated head: zero subgradient, no NaN
+    on_head = model._rotate(h.detach(), r.detach()).requires_grad_()
+    model(h, r, on_head).sum().backward()
+    assert not on_head.grad.isnan().any() and (on_head.grad == 0).all()
+    # broadcast shapes (1-N scoring) take the reference path
+    out = model(h[:, None], r[:, None], t[None, :4])
+    assert out.shape == (9, 4)

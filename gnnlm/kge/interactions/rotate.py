@@ -34,6 +34,40 @@ def complex_l1_distance(queries: Tensor, candidates: Tensor, max_elements: int) 
     return torch.cat(parts, dim=1)  # [B, N]
 
 
+class _RotatEDistance(torch.autograd.Function):
+    r"""``sum_i |h_i e^{i theta_i} - t_i|`` for equal-shape inputs with a hand-written backward.
+
+    The values are those of the autograd expression in :meth:`RotatE.reference_forward` (same
+    operations). With :math:`p = h e^{i\theta}`, :math:`a = p - t` and :math:`u = a / |a|` (0 where
+    :math:`a = 0`, the zero subgradient of :func:`~gnnlm.kge.interaction.modulus`), the distance's
+    gradients are :math:`\partial/\partial t = -u`, :math:`\partial/\partial h = u e^{-i\theta}`
+    (as ``[re | im]``) and :math:`\partial/\partial\theta = u_{im} p_{re} - u_{re} p_{im}`.
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, phase: Tensor, t: Tensor) -> Tensor:
+        h_re, h_im = complex_split(h)
+        cos, sin = torch.cos(phase), torch.sin(phase)
+        rotated = torch.cat([h_re * cos - h_im * sin, h_re * sin + h_im * cos], dim=-1)  # [n, 2d]
+        diff = rotated - t  # [n, 2d]
+        d_re, d_im = complex_split(diff)
+        mod = torch.hypot(d_re, d_im)  # [n, d]
+        ctx.save_for_backward(rotated, diff, mod, cos, sin)
+        return mod.sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        rotated, diff, mod, cos, sin = ctx.saved_tensors
+        scale = torch.where(mod > 0, grad.unsqueeze(-1) / mod, torch.zeros_like(mod))  # [n, d]
+        d = mod.shape[-1]
+        g = diff.view(*diff.shape[:-1], 2, d) * scale.unsqueeze(-2)  # [n, 2, d]: d dist / d diff
+        g_re, g_im = g.unbind(-2)
+        p_re, p_im = complex_split(rotated)
+        grad_phase = g_im * p_re - g_re * p_im  # [n, d]
+        grad_h = torch.cat([g_re * cos + g_im * sin, g_im * cos - g_re * sin], dim=-1)  # [n, 2d]
+        return grad_h, grad_phase, -g.view(diff.shape)
+
+
 class RotatE(Interaction):
     r"""RotatE: relations rotate heads in the complex plane.
 
@@ -72,6 +106,14 @@ class RotatE(Interaction):
         return torch.cat([x_re * cos - x_im * sin, x_re * sin + x_im * cos], dim=-1)  # (*batch, 2d)
 
     def forward(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        if h.shape == t.shape and h.shape[:-1] == r.shape[:-1] and h.shape[-1] == 2 * r.shape[-1]:
+            return self.margin - _RotatEDistance.apply(
+                h, r, t
+            )  # one triple per row: fused backward
+        return self.reference_forward(h, r, t)
+
+    def reference_forward(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        """The plain autograd expression (any broadcastable shapes); :meth:`forward` equals it."""
         return self.margin - complex_modulus(self._rotate(h, r) - t).sum(-1)
 
     def score_t(self, h: Tensor, r: Tensor, all_t: Tensor) -> Tensor:
