@@ -218,6 +218,79 @@ def _profile_shares(models: dict, batch) -> dict:
     return shares
 
 
+def _block_times(models: dict, batch, repeats: int) -> dict:
+    """Forward + backward CPU ms (min over ``repeats``) of each fusion block alone, at the real shapes.
+
+    Uses only the injection interface (``prepare``, ``attention_bias``, ``layer_delta``,
+    ``encoder.layer_forward``, ``lm.layer_forward``), so an earlier checkout is timed the same way.
+    """
+    import torch
+
+    from gnnlm.fusion.injection import FusionState
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.process_time()
+            fn()
+            times.append(time.process_time() - start)
+        return round(1000 * min(times), 2)
+
+    def model_blocks(model, memory_only: bool) -> dict:
+        lm = model.lm
+        last = lm.num_layers - 1
+        hidden = torch.randn(*batch.input_ids.shape, lm.hidden_size, requires_grad=True)
+
+        def state():
+            s = FusionState(batch)
+            if model.encoder is not None:
+                s.node_states = model.node_embedding(batch.graph.n_id) + model.role_embedding(
+                    model.node_roles(batch)
+                )
+                s.relation_states = model.relation_embedding
+            for inj in model.injections.values():
+                inj.prepare(s)
+            return s
+
+        def delta(name):
+            s = state()
+            d = model.injections[name].layer_delta(last, hidden, s)
+            loss = d.sum() + (s.node_states.sum() if s.node_states is not None else 0)
+            loss.backward()
+
+        if memory_only:
+            return {"memory (1 layer)": best(lambda: delta("memory"))}
+
+        def lm_layer(bias: bool):
+            s = state()
+            b = model.injections["relation"].attention_bias(last, s) if bias else None
+            mask = lm.attention_mask(batch.attention_mask, hidden, b)
+            lm.layer_forward(last, hidden, mask).sum().backward()
+
+        def gnn():
+            s = state()
+            x, rel = s.node_states, s.relation_states
+            for j in range(model.encoder.num_layers):
+                g = batch.graph
+                x, rel = model.encoder.layer_forward(j, x, g.edge_index, g.edge_type, None, rel)
+            (x.sum() + (rel.sum() if rel is not None else 0)).backward()
+
+        return {
+            "lm layer": best(lambda: lm_layer(False)),
+            "lm layer + relation bias": best(lambda: lm_layer(True)),
+            "gnn (all layers)": best(gnn),
+            "graph (1 layer)": best(lambda: delta("graph")),
+            "entity gnn (1 layer)": best(lambda: delta("entity")),
+        }
+
+    out = {}
+    for variant, memory_only in (("graph+entity+relation", False), ("memory", True)):
+        if variant in models:
+            out.update(model_blocks(models[variant][0], memory_only))
+            models[variant][0].zero_grad(set_to_none=True)
+    return out
+
+
 def worker(args: argparse.Namespace) -> None:
     """Timing worker: builds every variant, then runs ``step <variant>`` commands from stdin."""
     import torch
@@ -246,6 +319,9 @@ def worker(args: argparse.Namespace) -> None:
         command, _, variant = line.strip().partition(" ")
         if command == "quit":
             break
+        if command == "blocks":
+            print(json.dumps(_block_times(models, batch, int(variant or 10))), flush=True)
+            continue
         if command == "profile":
             print(json.dumps(_profile_shares(models, batch)), flush=True)
             continue
@@ -303,7 +379,7 @@ def _forward_args(args: argparse.Namespace) -> list[str]:
     return cmd
 
 
-def timing(args: argparse.Namespace, arms: dict[str, Path]) -> tuple[dict, dict, dict, dict]:
+def timing(args: argparse.Namespace, arms: dict[str, Path]) -> tuple[dict, dict, dict, dict, dict]:
     """Interleaved steps of every (implementation, variant): wall and CPU seconds, batch info."""
     workers = {}
     try:
@@ -328,10 +404,15 @@ def timing(args: argparse.Namespace, arms: dict[str, Path]) -> tuple[dict, dict,
                 f"round {round_ + 1}/{args.warmup + args.rounds} done", file=sys.stderr, flush=True
             )
         profiles = {arm: w.ask("profile") for arm, w in workers.items()} if args.profile else {}
+        blocks = {arm: {} for arm in arms}
+        for _ in range(args.block_rounds):  # interleaved too; min over everything
+            for arm, w in workers.items():
+                for key, ms in w.ask(f"blocks {args.block_repeats}").items():
+                    blocks[arm][key] = min(ms, blocks[arm].get(key, ms))
     finally:
         for w in workers.values():
             w.close()
-    return times, cpu_times, infos, profiles
+    return times, cpu_times, infos, profiles, blocks
 
 
 #: the issue's aim (CPU ratio to LM-only of the same step).
@@ -375,6 +456,10 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="per-block forward CPU share of each variant"
     )
+    parser.add_argument(
+        "--block-rounds", type=int, default=3, help="rounds of per-block timing (0: none)"
+    )
+    parser.add_argument("--block-repeats", type=int, default=5)
     parser.add_argument("--no-memory", action="store_true", help="skip the per-variant memory runs")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fusion.json"))
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # memory child mode
@@ -397,7 +482,7 @@ def main() -> None:
     if args.base is not None:
         arms["before"] = args.base.resolve()
     load_before = os.getloadavg()
-    times, cpu_times, infos, profiles = timing(args, arms)
+    times, cpu_times, infos, profiles, blocks = timing(args, arms)
     info = infos["after"]
     memory = {}
     for variant in [] if args.no_memory else args.variants:
@@ -466,6 +551,11 @@ def main() -> None:
                     f"{k} {100 * v:.1f}%" for k, v in r["profile"]["forward_block_share"].items()
                 )
                 print(f"{r['variant']:>22}: {shares}")
+    if any(blocks.values()):
+        print("\nfusion blocks alone, forward + backward CPU ms (min):")
+        for key in blocks["after"]:
+            ref = f"{blocks['before'][key]:9.1f} -> " if key in blocks.get("before", {}) else ""
+            print(f"{key:>26}: {ref}{blocks['after'][key]:7.1f}")
     payload = {
         "benchmark": "fusion training-step time (forward + backward + AdamW step) and peak memory",
         "command": "python benchmarks/fusion.py " + " ".join(sys.argv[1:]),
@@ -492,6 +582,12 @@ def main() -> None:
             "memory (peak_rss_mb, step_rss_growth_mb) is one forward + backward of this tree"
         ),
         "records": records,
+        "blocks_ms": blocks,
+        "blocks_note": (
+            "each fusion block alone at the benchmark's shapes, forward + backward CPU ms, min over "
+            "block_rounds x block_repeats (interleaved between implementations); 'lm layer' is one "
+            "MiniLM layer for scale (the step runs 6); graph / entity run once per fused layer (2)"
+        ),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
