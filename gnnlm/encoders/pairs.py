@@ -35,7 +35,6 @@ used by the reference paths and the tests.
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 import weakref
 from dataclasses import dataclass, field
@@ -438,13 +437,18 @@ class RelationalPairs:
         each; at most :data:`MAX_WORKSPACES` per width).
         """
         pool = self._workspace.setdefault((width, dtype, torch.device(device)), [])
-        for buf in pool:
-            if sys.getrefcount(buf) <= 3:  # the pool's list, ``buf`` and getrefcount's argument
-                return buf
+        # Each entry is [buffer, weak reference to the view last handed out]: the buffer is free once
+        # that view is gone (dropped after forward, or by backward, or with its autograd graph).
+        for entry in pool:
+            if entry[1] is None or entry[1]() is None:
+                view = entry[0].view(entry[0].shape)
+                entry[1] = weakref.ref(view)
+                return view
         buf = torch.empty(self.num_pairs, width, dtype=dtype, device=device)
+        view = buf.view(buf.shape)
         if len(pool) < MAX_WORKSPACES:
-            pool.append(buf)
-        return buf
+            pool.append([buf, weakref.ref(view)])
+        return view
 
     def memo(self, key, build):
         """``build()``, computed once per structure and ``key`` (for derived per-graph tensors)."""

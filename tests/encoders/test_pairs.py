@@ -96,6 +96,10 @@ def test_workspace_is_reused_across_steps_and_not_shared_while_pending():
     for got, want in zip(grads(a, b), expected):
         torch.testing.assert_close(got, 2 * want)
     assert len(pairs._workspace[(5, torch.float32, torch.device("cpu"))]) == 2
+    pending = pairs.propagate(x, weight, MulOp())
+    assert pairs.workspace(5, torch.float32, "cpu").data_ptr() != first  # held by `pending`
+    del pending  # a graph dropped without backward frees its buffer too
+    assert pairs.workspace(5, torch.float32, "cpu").data_ptr() == first
 
 
 def test_second_backward_is_refused_with_a_clear_error():
