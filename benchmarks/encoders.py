@@ -226,7 +226,8 @@ def speed_table(args) -> list[dict]:
         }
         arms = [(name, spec)]
         if args.compare_tree and not stock:  # the other checkout first, then ours
-            arms.insert(0, (f"{name} {BEFORE}", {**spec, "tree": str(args.compare_tree)}))
+            tree = {"tree": str(args.compare_tree), "tree_commit": _commit(args.compare_tree)}
+            arms.insert(0, (f"{name} {BEFORE}", {**spec, **tree}))
         for label, arm in arms:
             print(f"[speed] {label} ...", file=sys.stderr, flush=True)
             result = run_speed(arm, args.stock_timeout if stock else args.timeout)
@@ -234,6 +235,14 @@ def speed_table(args) -> list[dict]:
             print(f"[speed] {label}: {_fmt_speed(records[-1])}", file=sys.stderr, flush=True)
     _speedups(records)
     return records
+
+
+def _commit(tree: Path) -> str | None:
+    """The checked-out commit of ``tree`` (``None`` outside git)."""
+    proc = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return proc.stdout.strip() or None
 
 
 #: suffix of the rows timed with ``--compare-tree``
