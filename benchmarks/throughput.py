@@ -43,8 +43,9 @@ backward and optimizer (step + constraint) times are recorded as well (item 2).
 **mrr** ("equal final MRR after the same epochs"): each model is trained with the
 :class:`~gnnlm.train.Trainer` on a small KG (``--mrr-dataset``, UMLS by default) twice, with
 ``training.sparse_updates`` false and true, same seed and epochs, and both test MRRs are reported.
-Batches are small (``--mrr-batch-size 16``, 1 negative: 64 entity ids for UMLS's 135 entities, the
-regime where auto turns sparse updates on), so that lazy Adam really skips rows.
+Batches are small (``--mrr-batch-size 16``, 1 negative: 64 entity ids for UMLS's 135 entities), so
+that a batch touches a minority of the rows and lazy Adam really differs from Adam (on a table this
+small auto would stay dense for speed; the comparison is about the optimizer's semantics).
 
 **kvsall** (item 3): runs ``measure()`` from ``benchmarks/kvsall.py`` when that file exists.
 

@@ -210,7 +210,7 @@ def training(**kwargs) -> TrainingConfig:
     ],
 )
 def test_where_sparse_updates_apply(kwargs, interaction, reason):
-    model = build_kge_model(interaction, 5000, 3, 4)
+    model = build_kge_model(interaction, 5000, 3, 256)  # >= 2^20 parameters
     found = sparse_updates_reason(training(**kwargs), model)
     assert reason in found if reason else found == ""
     assert use_sparse_updates(training(**kwargs), model) == (reason == "")  # auto, large KG
@@ -219,10 +219,13 @@ def test_where_sparse_updates_apply(kwargs, interaction, reason):
             use_sparse_updates(training(sparse_updates=True, **kwargs), model)
 
 
-def test_auto_stays_dense_when_a_batch_touches_most_rows():
-    model = build_kge_model("transe", 5000, 3, 4)
+def test_auto_stays_dense_when_a_batch_touches_most_rows_or_the_model_is_small():
+    model = build_kge_model("transe", 5000, 3, 256)
     assert use_sparse_updates(training(batch_size=1024, num_negatives=1), model)  # 4,096 ids
     assert not use_sparse_updates(training(batch_size=1024, num_negatives=2), model)  # 6,144 ids
+    small = build_kge_model("transe", 5000, 3, 128)  # 640,384 parameters < 2^20
+    assert not use_sparse_updates(training(batch_size=1024, num_negatives=1), small)
+    assert use_sparse_updates(training(sparse_updates=True), small)
     assert use_sparse_updates(
         training(batch_size=1024, num_negatives=2, sparse_updates=True), model
     )
