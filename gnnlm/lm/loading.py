@@ -71,6 +71,17 @@ def tiny_config(
     )
 
 
+def load_lm_config(name_or_path: str = DEFAULT_LM):
+    """The HF config of :func:`load_lm`'s model, without loading its weights (e.g. to read its
+    ``max_position_embeddings`` before tokenizing)."""
+    if name_or_path.startswith("tiny-"):
+        vocab_size = len(load_tokenizer(name_or_path))
+        return tiny_config(name_or_path.removeprefix("tiny-"), vocab_size=vocab_size)
+    if name_or_path == DEFAULT_LM:
+        name_or_path = minilm_path()
+    return AutoConfig.from_pretrained(name_or_path)
+
+
 def load_lm(
     name_or_path: str = DEFAULT_LM, *, attn_implementation: str | None = None, seed: int = 0
 ) -> TransformerBackbone:

@@ -29,8 +29,9 @@ from gnnlm.fusion import (
     TextGraphCollator,
     TextGraphExample,
     injection_parameters,
+    text_positions,
 )
-from gnnlm.lm import load_lm, load_tokenizer
+from gnnlm.lm import load_lm, load_lm_config, load_tokenizer
 from gnnlm.utils.progress import progress
 
 DEFAULT_VARIANTS = {"lm": [], "lm+graph": ["graph"], "lm+entity": ["entity"]}
@@ -294,7 +295,15 @@ def run_triple_classification(
 ) -> dict:
     """Run every variant on the same data; write ``results.json`` (and the config) to ``out_dir``."""
     from gnnlm.data import load_dataset
+    from gnnlm.utils.strict_yaml import ConfigError
 
+    # A max_length past the LM's positions would fail deep inside the model: refuse it first.
+    positions = text_positions(load_lm_config(config.lm))
+    if positions is not None and config.max_length > positions:
+        raise ConfigError(
+            f"max_length={config.max_length} is longer than the {positions} positions of "
+            f"{config.lm!r}; use max_length <= {positions}"
+        )
     torch.set_num_threads(config.threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -307,7 +316,12 @@ def run_triple_classification(
         inverse_offset=kg.num_relations,
         seed=config.seed,
     )
-    collate = TextGraphCollator(load_tokenizer(config.lm), sampler, max_length=config.max_length)
+    collate = TextGraphCollator(
+        load_tokenizer(config.lm),
+        sampler,
+        max_length=config.max_length,
+        max_positions=positions,
+    )
     results = {
         "task": "triple-classification",
         "dataset": config.dataset,

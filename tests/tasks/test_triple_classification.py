@@ -80,3 +80,17 @@ def test_minilm_run_on_wn18rr_learns(tmp_path):
         # Balanced classes: chance is 0.5, and 0.58 is > 3 standard errors above it on 500 examples.
         # (Measured with this config: lm 0.636, lm+graph 0.682, lm+entity 0.672.)
         assert metrics["accuracy"] > 0.58
+
+
+def test_max_length_past_the_lm_positions_is_one_line_before_any_data(tmp_path, capsys):
+    # tiny-bert embeds 130 positions; before the check this failed deep in the model with a size
+    # mismatch (after loading the data and building the subgraphs).
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset: no-such-dataset\nmax_length: 1000\n")
+    code = main(["task", "triple-classification", str(path), "--tiny", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == (
+        "gnnlm task: max_length=1000 is longer than the 130 positions of 'tiny-bert'; "
+        "use max_length <= 130"
+    )
