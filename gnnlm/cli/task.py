@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import json
 from pathlib import Path
 
@@ -45,7 +44,7 @@ def add_parser(subparsers) -> None:
 def load_config(path: str | None):
     """The task's settings from a YAML file (tags refused, errors as one-line ConfigErrors)."""
     from gnnlm.tasks import TripleClassificationConfig
-    from gnnlm.utils.strict_yaml import ConfigError, load_yaml, quote
+    from gnnlm.utils.strict_yaml import ConfigError, did_you_mean, load_yaml, quote
 
     if path is None:
         return TripleClassificationConfig()
@@ -62,8 +61,7 @@ def load_config(path: str | None):
     known = [f.name for f in dataclasses.fields(TripleClassificationConfig)]
     for key in values:
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(key, known)
             raise ConfigError(
                 f"{path}:{lines.get(str(key), 1)}: unknown key {quote(key)}{hint}; valid keys: "
                 f"{', '.join(known)}"

@@ -20,7 +20,6 @@ constructor.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import math
 import tempfile
@@ -34,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from gnnlm.utils.strict_yaml import ConfigError, ConfigWarning, load_yaml, quote
+from gnnlm.utils.strict_yaml import ConfigError, ConfigWarning, did_you_mean, load_yaml, quote
 
 
 @dataclass
@@ -310,8 +309,7 @@ def _check_range(path: str, value: Any, where: Callable[[str], str]) -> None:
 
 
 def _unknown_key_message(key: str, prefix: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+    hint = did_you_mean(key, valid, prefix)
     section = prefix.rstrip(".") or "the top level"
     return f"unknown config key '{prefix}{key}'{hint}; valid keys in {section}: {', '.join(valid)}"
 
@@ -556,8 +554,7 @@ def _check_kwargs(
         return
     for given in kwargs:
         if given not in named:
-            close = difflib.get_close_matches(str(given), named, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(given, named)
             raise ConfigError(
                 f"{_at(config, f'{key}.{given}')}{key} has the key {quote(given)}, which "
                 f"{name or cls.__name__} does not take{hint}; valid keys: {', '.join(named) or '(none)'}"

@@ -25,6 +25,14 @@ def quote(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
+def did_you_mean(given: Any, valid: list[str], prefix: str = "") -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``valid`` to ``given``, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(given), valid, n=1)
+    return f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+
+
 def load_yaml(text: str, source: str) -> tuple[Any, dict[str, int]]:
     """Parse a YAML config strictly and record the 1-based line of every key path (``training.lr`` -> 12).
 
