@@ -16,6 +16,7 @@ hidden states. LM activations are never written in place.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -285,14 +286,32 @@ class FusedLM(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | os.PathLike, *, encoder: nn.Module | None = None
+        cls,
+        folder: str | os.PathLike,
+        *,
+        encoder: nn.Module | None = None,
+        trust_remote_code: bool = False,
     ) -> FusedLM:
         """Rebuild a model written by :meth:`save_pretrained` (no unpickling: JSON + safetensors).
 
         Args:
             folder: the saved folder.
             encoder: the GNN instance, when it was passed as an instance rather than a config string.
+            trust_remote_code: allow the saved config to name an encoder by dotted path
+                (``pkg.mod:Class``), which imports and runs that module; refused otherwise, before
+                anything is imported, as in HF ``transformers``.
+
+        Raises:
+            UntrustedCodeError: the saved ``encoder`` is a dotted path and ``trust_remote_code`` is
+                false.
         """
+        from gnnlm.kge.resolver import (
+            UntrustedCodeError,
+            is_dotted_path,
+            refuse_code_imports,
+            untrusted_code_message,
+        )
+
         folder = Path(folder)
         for name in (CONFIG_NAME, WEIGHTS_NAME, LM_FOLDER):
             if not (folder / name).exists():
@@ -300,6 +319,9 @@ class FusedLM(nn.Module):
                     f"{folder / name} not found (not a save_pretrained folder?)"
                 )
         config = FusionConfig.load(folder / CONFIG_NAME)
+        source = str(folder / CONFIG_NAME)
+        if not trust_remote_code and encoder is None and is_dotted_path(config.encoder):
+            raise UntrustedCodeError(untrusted_code_message(source, config.encoder))
         lm = load_lm(str(folder / LM_FOLDER), attn_implementation=config.attn_implementation)
         state = load_file(str(folder / WEIGHTS_NAME))
         entity = relation = None
@@ -308,9 +330,11 @@ class FusedLM(nn.Module):
             memory = state.get("injections.memory.memory.weight")
             rows = config.num_relations if memory is None else len(memory) - config.num_entities
             relation = torch.zeros(max(rows, 0), config.kge_channels)
-        model = cls(
-            config, lm=lm, encoder=encoder, entity_embeddings=entity, relation_embeddings=relation
-        )
+        guard = contextlib.nullcontext() if trust_remote_code else refuse_code_imports(source)
+        with guard:  # a second line of defence: any dotted-path lookup while building is refused
+            model = cls(
+                config, lm=lm, encoder=encoder, entity_embeddings=entity, relation_embeddings=relation
+            )
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [name for name in missing if not name.startswith("lm.")]
         if missing or unexpected:

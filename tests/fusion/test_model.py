@@ -397,3 +397,32 @@ def test_a_user_mode_plugs_in_by_name_after_registering():
         assert not torch.allclose(model(batch).last_hidden_state, reference.last_hidden_state)
     finally:
         injection_resolver.lookup_dict.pop("bagofentities", None)
+
+
+def test_from_pretrained_refuses_a_saved_dotted_path_encoder_unless_trusted(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from gnnlm.kge.resolver import UntrustedCodeError
+
+    model = FusedLM(
+        FusionConfig(lm="tiny-bert", node_channels=16, num_entities=len(NAMES), num_relations=6)
+    )
+    model.save_pretrained(tmp_path / "m")
+    marker = tmp_path / "imported"
+    (tmp_path / "planted_encoder_mod.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nclass Enc:\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config_path = tmp_path / "m" / "config.json"
+    saved = json.loads(config_path.read_text())
+    saved["encoder"] = "planted_encoder_mod:Enc"
+    config_path.write_text(json.dumps(saved))
+
+    with pytest.raises(UntrustedCodeError, match="planted_encoder_mod:Enc.*trust_remote_code=True"):
+        FusedLM.from_pretrained(tmp_path / "m")
+    assert not marker.exists() and "planted_encoder_mod" not in sys.modules
+    with pytest.raises(Exception):  # trusted: the module runs (then Enc is no encoder)
+        FusedLM.from_pretrained(tmp_path / "m", trust_remote_code=True)
+    assert marker.exists()
+    sys.modules.pop("planted_encoder_mod", None)
