@@ -390,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads, "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "python": platform.python_version(), "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "load_average_1_5_15min": os.getloadavg(),  # other processes skew every absolute number
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
