@@ -152,6 +152,12 @@ def make_optimizer(
     """The optimizer of ``training`` (its sparse form when ``sparse``) over ``params``."""
     kwargs = {"lr": training.lr, **training.optimizer_kwargs}
     if not sparse:
+        dense_cls = optimizer_resolver.lookup(training.optimizer)
+        if _takes_fused(dense_cls) and not {"fused", "foreach"} & kwargs.keys():
+            # One fused kernel per step instead of a loop of whole-tensor passes: the same update
+            # (to float rounding), ~6x faster for Adam on CPU (FB15k-237 ComplEx d200: 6.7 against
+            # 42 ms). ``optimizer_kwargs: {fused: false}`` keeps torch's default loop.
+            kwargs["fused"] = True
         return optimizer_resolver.make(training.optimizer, kwargs, params=params)
     cls, reason = sparse_form(training.optimizer, training.optimizer_kwargs)
     if cls is None:
@@ -159,6 +165,14 @@ def make_optimizer(
     dense_cls = optimizer_resolver.lookup(training.optimizer)
     kwargs = {k: v for k, v in kwargs.items() if k not in _DENSE_ONLY[dense_cls]}
     return cls(list(params), **kwargs)
+
+
+def _takes_fused(cls: type) -> bool:
+    """Whether ``cls`` is a torch optimizer with a ``fused`` kernel on CPU and CUDA (Adam, AdamW, SGD,
+    Adagrad in torch >= 2.4); a user's optimizer is left as it is."""
+    import inspect
+
+    return cls.__module__.startswith("torch.optim") and "fused" in inspect.signature(cls).parameters
 
 
 # -- row-wise optimizers ---------------------------------------------------------------------------
