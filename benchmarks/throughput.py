@@ -30,7 +30,10 @@ positives and negatives, the loss, backward, the optimizer step, the library's p
 Losses follow PyG's built-in ones so that every library computes the same loss: margin ranking
 (margin 1) for TransE, binary cross-entropy with logits averaged over positives and negatives for
 DistMult/ComplEx/RotatE. Adam with ``lr = 1e-3`` everywhere (``--optimizer adagrad`` runs Adagrad, whose
-sparse form is exact, in every arm; ``pyg-sparse`` then uses sparse ``Adagrad``). Known differences:
+sparse form is exact, in every arm; ``pyg-sparse`` then uses sparse ``Adagrad``). Each arm builds its
+optimizer as its library's training loop does: ours-dense as the trainer does (torch's optimizer with
+``fused=True``, the same update in one pass), PyKEEN and PyG with torch's default (``fused`` off; pass it
+to them and their optimizer step would shrink the same way). Known differences:
 TransE's unit-norm entities are a post-step projection in ours and PyKEEN's, a normalisation inside
 the score in PyG's; RotatE's relations are phases in ours and PyG's, unit complex numbers projected
 after each step in PyKEEN's.
@@ -111,10 +114,12 @@ def ours(model_name: str, kg, dim: int, sparse: bool, optimizer: str, lr: float)
     loop = SLCWALoop(model, kg.train, sampler, loss, batch_size=1 << 30, sparse=sparse)
     if sparse:
         opt = (LazyAdam if optimizer == "adam" else RowAdagrad)(model.parameters(), lr=lr)
-    else:
-        opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.Adagrad)(
-            model.parameters(), lr=lr
-        )
+    else:  # what the trainer builds: torch's optimizer with its fused kernel (make_optimizer)
+        from gnnlm.train.config import TrainingConfig
+        from gnnlm.train.sparse import make_optimizer
+
+        training = TrainingConfig(optimizer=optimizer, lr=lr)
+        opt = make_optimizer(training, model.parameters(), sparse=False)
     generator = torch.Generator().manual_seed(0)
 
     def loss_fn(batch):

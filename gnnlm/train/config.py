@@ -90,7 +90,8 @@ class TrainingConfig:
         device: ``cpu``, ``cuda``, ``cuda:1``, ... or ``auto`` (CUDA when available). Batches are drawn on
             the CPU from one seeded generator; exact resume is guaranteed on CPU.
         sparse_updates: update only the rows a sLCWA batch uses (row-sparse gradients; Adam becomes
-            lazy Adam): ``null`` = auto (on where it applies and a batch touches few rows), ``true``,
+            lazy Adam): ``null`` = auto (on where it applies, a batch touches few rows and the
+            sparse form is exact: Adagrad, SGD), ``true``,
             ``false`` (dense reference). See :mod:`gnnlm.train.sparse`.
     """
 

@@ -130,8 +130,10 @@ def touches_few_rows(training: TrainingConfig, model: nn.Module) -> bool:
 def use_sparse_updates(training: TrainingConfig, model: nn.Module) -> bool:
     """Resolve ``training.sparse_updates`` (``None``: auto) for this model.
 
-    Auto turns the sparse path on where it applies (:func:`sparse_updates_reason`) and a batch
-    touches few rows (:func:`touches_few_rows`).
+    Auto turns the sparse path on where it applies (:func:`sparse_updates_reason`), a batch
+    touches few rows (:func:`touches_few_rows`) and the sparse form is exact (Adagrad, SGD): Adam's
+    sparse form is lazy (different semantics), and dense Adam with its fused kernel ran as fast as
+    lazy Adam (``benchmarks/throughput.py``), so auto keeps Adam dense; ``true`` forces lazy Adam.
 
     Raises:
         ConfigError: ``sparse_updates: true`` where the sparse path does not apply.
@@ -143,7 +145,8 @@ def use_sparse_updates(training: TrainingConfig, model: nn.Module) -> bool:
         if reason:
             raise ConfigError(f"training.sparse_updates=true cannot apply: {reason}")
         return True
-    return not reason and touches_few_rows(training, model)
+    exact = optimizer_resolver.lookup(training.optimizer) in (torch.optim.Adagrad, torch.optim.SGD)
+    return not reason and exact and touches_few_rows(training, model)
 
 
 def make_optimizer(
