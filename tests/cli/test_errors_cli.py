@@ -58,9 +58,7 @@ def run(capsys, *argv: str) -> tuple[int, str]:
     return code, err
 
 
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
+BAD_VALUES = [
         ("training.lr=0", "training.lr must be a finite number > 0, got 0.0; e.g. 0.001"),
         ("training.lr=-0.1", "training.lr must be a finite number > 0, got -0.1; e.g. 0.001"),
         ("training.lr=.nan", "training.lr must be a finite number > 0, got nan; e.g. 0.001"),
@@ -76,15 +74,9 @@ def run(capsys, *argv: str) -> tuple[int, str]:
         ("training.clip_grad_norm=-1",
          "training.clip_grad_norm must be a finite number > 0, got -1.0; e.g. 1.0, or null for no "
          "clipping"),
-    ],
-)  # fmt: skip
-def test_bad_values_are_one_line_before_any_data(
-    config, capsys, no_data, tmp_path, override, message
-):
-    code, err = run(
-        capsys, "train", config, "--set", override, "--out", tmp_path / "run", "--quiet"
-    )
-    assert (code, err) == (2, f"gnnlm train: --set '{override}': {message}\n")
+    ]  # fmt: skip
+
+
 
 
 def test_a_bad_value_in_the_file_names_file_and_line(config, capsys, no_data, tmp_path):
@@ -97,9 +89,7 @@ def test_a_bad_value_in_the_file_names_file_and_line(config, capsys, no_data, tm
     )
 
 
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
+UNKNOWN_NAMES = [
         ("dataset=umsl", "unknown dataset 'umsl'; known: fb15k-237, wn18rr, umls, kinship, nations, "
          "conceptnet, metaqa, ogbl-biokg, ogbl-wikikg2, tsv:DIR"),
         ("training.optimizer=adamm", "unknown optimizer 'adamm'; valid: adadelta, adafactor, adagrad, "
@@ -114,11 +104,15 @@ def test_a_bad_value_in_the_file_names_file_and_line(config, capsys, no_data, tm
          "not take; valid keys: (none)"),
         ("training.loss_kwargs.margn=1", "training.loss_kwargs has the key 'margn', which BCELoss does "
          "not take; valid keys: (none)"),
-    ],
-)  # fmt: skip
-def test_unknown_names_and_keywords_list_the_valid_ones(
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_VALUES + UNKNOWN_NAMES)
+def test_bad_values_and_unknown_names_are_one_line_before_any_data(
     config, capsys, no_data, tmp_path, override, message
 ):
+    """Bad values, unknown components and unknown keywords (listing the valid ones), all before
+    any data loads."""
     code, err = run(
         capsys, "train", config, "--set", override, "--out", tmp_path / "run", "--quiet"
     )

@@ -422,7 +422,9 @@ def test_from_pretrained_refuses_a_saved_dotted_path_encoder_unless_trusted(tmp_
     with pytest.raises(UntrustedCodeError, match="planted_encoder_mod:Enc.*trust_remote_code=True"):
         FusedLM.from_pretrained(tmp_path / "m")
     assert not marker.exists() and "planted_encoder_mod" not in sys.modules
-    with pytest.raises(Exception):  # trusted: the module runs (then Enc is no encoder)
+    from gnnlm.encoders.resolver import EncoderProtocolError
+
+    with pytest.raises(EncoderProtocolError, match="planted_encoder_mod.Enc"):  # trusted: it ran
         FusedLM.from_pretrained(tmp_path / "m", trust_remote_code=True)
     assert marker.exists()
     sys.modules.pop("planted_encoder_mod", None)
