@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from gnnlm.data import load_dataset
+from gnnlm.utils.atomic import atomic_write_text
 
 
 def timed(fn):
@@ -67,13 +68,12 @@ def main() -> None:
             f"  filter index {row['filter_index_s']:.3f}s  (load average {row['load_average']:.1f})"
         )
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cpu": platform.processor(),
     }
-    out.write_text(json.dumps({"machine": meta, "results": results}, indent=2) + "\n")
+    atomic_write_text(out, json.dumps({"machine": meta, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import torch
 from gnnlm.data import load_dataset
 from gnnlm.eval import RankBasedEvaluator
 from gnnlm.kge import build_kge_model, gemm
+from gnnlm.utils.atomic import atomic_write_text
 
 
 def score_only_seconds(model, triples: torch.Tensor, block: int) -> float:
@@ -183,9 +184,7 @@ def main() -> None:
         "command": "python benchmarks/evaluator.py " + " ".join(sys.argv[1:]),
         "history": history,
     }
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(out)
+    atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
     print(f"\nwrote {out}")
 
 

@@ -30,10 +30,10 @@ from class_resolver.contrib.torch import optimizer_resolver
 
 from gnnlm.data import load_dataset
 from gnnlm.kge import build_kge_model, gemm
-from gnnlm.train.checkpoint import atomic_write_text
 from gnnlm.train.loops import KvsAllLoop
 from gnnlm.train.losses import loss_resolver
 from gnnlm.train.regularizers import regularizer_resolver
+from gnnlm.utils.atomic import atomic_write_text
 
 OUT = Path(__file__).parent / "results" / "kvsall.json"
 ARMS = ("fused", "reference")

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from gnnlm.utils.atomic import atomic_write_text
+
 COMMANDS = {
     "gnnlm --help": ["-m", "gnnlm.cli", "--help"],
     "gnnlm datasets umls": ["-m", "gnnlm.cli", "datasets", "umls"],
@@ -75,11 +77,8 @@ def main() -> None:
         "repeats": args.repeats,
         "seconds": times,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp_out, out)  # atomic: a killed run never leaves half a file
+    # atomic: a killed run never leaves half a file
+    atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ from typing import Any
 
 import torch
 
-from gnnlm.train.checkpoint import atomic_write_text
+from gnnlm.utils.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("transe", "distmult", "complex", "rotate")

@@ -1,21 +1,20 @@
 """The processed-graph cache: a loaded :class:`KnowledgeGraph` saved as safetensors + JSON.
 
 Tensors (splits, entity types) go to ``<key>.safetensors``, everything else (vocabularies, text,
-``extra``) to ``<key>.json``; nothing is pickled. Both files are written to a temporary name, flushed to
-disk (``fsync``) and moved into place with :func:`os.replace`, the JSON last, so a reader never sees half
-a cache entry, even after a crash. The JSON records the size of the tensor file; an entry that does not
-read back (empty, truncated or corrupt) is reported with its file name and rebuilt from the source files. The key
-hashes the dataset name, its options, the size and modification time of every source file and
-:data:`CACHE_VERSION`, so editing a source file or changing an option gives a new entry. Entries live in
-the user cache (never next to the data, which may be read-only).
+``extra``) to ``<key>.json``; nothing is pickled. Both files are written atomically
+(:func:`gnnlm.utils.atomic.atomic_write`: a temporary name, ``fsync``, :func:`os.replace`), the JSON
+last, so a reader never sees half a cache entry, even after a crash. The JSON records the size of the
+tensor file; an entry that does not read back (empty, truncated or corrupt) is reported with its file
+name and rebuilt from the source files. The key hashes the dataset name, its options, the size and
+modification time of every source file and :data:`CACHE_VERSION`, so editing a source file or changing
+an option gives a new entry. Entries live in the user cache (never next to the data, which may be
+read-only).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from safetensors import SafetensorError
 from gnnlm.data.schema import EntityText
 from gnnlm.data.sources import cache_dir
 from gnnlm.data.vocab import Vocabulary
+from gnnlm.utils.atomic import atomic_write
 
 if TYPE_CHECKING:  # torch is imported when an entry is written or read, not with the registry
     from gnnlm.data.knowledge_graph import KnowledgeGraph
@@ -46,36 +46,6 @@ def cache_key(dataset: str, options: dict, sources: dict) -> str:
 def _entry(dataset: str, key: str) -> tuple[Path, Path]:
     folder = cache_dir() / "processed" / dataset.replace("/", "_").replace(":", "_")
     return folder / f"{key}.safetensors", folder / f"{key}.json"
-
-
-def _atomic_write(path: Path, write) -> None:
-    """``write(tmp)`` to a temporary file next to ``path``, flush it to disk, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save(kg: KnowledgeGraph, dataset: str, key: str) -> Path:
@@ -105,14 +75,14 @@ def save(kg: KnowledgeGraph, dataset: str, key: str) -> Path:
         "extra": kg.extra,
         "summary": {k: v for k, v in kg.summary().items() if k not in kg.extra},
     }
-    _atomic_write(tensors_path, lambda tmp: save_file(tensors, tmp))
+    atomic_write(tensors_path, lambda tmp: save_file(tensors, tmp))
     meta["tensors_bytes"] = tensors_path.stat().st_size
 
-    def write_json(tmp: str) -> None:
+    def write_json(tmp: Path) -> None:  # streamed: the names of a large KG make a large document
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(meta, f, ensure_ascii=False)
 
-    _atomic_write(meta_path, write_json)
+    atomic_write(meta_path, write_json)
     return meta_path
 
 

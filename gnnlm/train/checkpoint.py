@@ -11,10 +11,7 @@ tampered file can at worst hold wrong numbers, never run code.
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,13 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_dumps
 from torch import Tensor, nn
 
+from gnnlm.utils.atomic import (  # noqa: F401 (re-exported: the one atomic writer)
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
+
 _STATE_KEY = "gnnlm_state"
 #: leading bytes of formats gnnlm refuses to load: a zip (``torch.save``) and a raw pickle stream.
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
@@ -31,40 +35,6 @@ _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x0
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read (missing, truncated, pickled, or for a different model)."""
-
-
-# -- atomic writes ---------------------------------------------------------------------------------
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it onto ``path``.
-
-    Either the old file or the complete new file exists at every moment; if ``write`` raises, the
-    temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 # -- safetensors -----------------------------------------------------------------------------------
