@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from gnnlm.train.checkpoint import atomic_write_text
+from gnnlm.eval.metrics import HEADLINE_METRICS
+from gnnlm.utils.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("umls", "kinship", "nations", "fb15k-237", "wn18rr")
@@ -52,11 +53,7 @@ def run_one(path: Path, overrides: list[str], quiet: bool) -> dict:
         "overrides": overrides,
         "epochs": m["epochs"],
         "best_epoch": m["best_epoch"],
-        "mrr": test["mrr"],
-        "hits@1": test["hits@1"],
-        "hits@3": test["hits@3"],
-        "hits@10": test["hits@10"],
-        "mr": test["mr"],
+        **{key: test[key] for key in HEADLINE_METRICS},
         "valid_mrr": m["valid"]["mrr"],
         "published_mrr": published_mrr(path),
         "train_seconds": m["train_seconds"],

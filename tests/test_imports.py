@@ -17,6 +17,7 @@ STEPS = [
     ("import gnnlm, gnnlm.data", set()),
     ("from gnnlm.data import DataError, DataFormatError, DatasetNotFoundError", set()),
     ("import gnnlm.train.config", set()),
+    ("from gnnlm.eval import HEADLINE_METRICS", set()),  # for configs and the command line
     ("from gnnlm.cli import build_parser; build_parser()", set()),  # gnnlm --help
     ("from gnnlm.data import dataset_names, get_dataset; get_dataset(dataset_names()[0])", set()),
     ("from gnnlm.data import load_dataset, KnowledgeGraph", {"torch"}),  # gnnlm datasets NAME

@@ -1,15 +1,37 @@
-"""Evaluation of link prediction: exact filtered rank-based metrics and the OGB protocol."""
+"""Evaluation of link prediction: exact filtered rank-based metrics and the OGB protocol.
+
+The names below are imported on first use (:mod:`gnnlm.utils.lazy`): ``HEADLINE_METRICS`` costs no torch.
+"""
 
 from __future__ import annotations
 
-from gnnlm.eval.metrics import RankBasedMetrics, RankMetrics
-from gnnlm.eval.ogb import OGBEvaluator, ogb_split_to_global
-from gnnlm.eval.rank_based import RankBasedEvaluator
+from typing import TYPE_CHECKING
+
+from gnnlm.utils.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from gnnlm.eval.metrics import HEADLINE_METRICS, RankBasedMetrics, RankMetrics
+    from gnnlm.eval.ogb import OGBEvaluator, ogb_split_to_global
+    from gnnlm.eval.rank_based import RankBasedEvaluator
 
 __all__ = [
+    "HEADLINE_METRICS",
     "OGBEvaluator",
     "RankBasedEvaluator",
     "RankBasedMetrics",
     "RankMetrics",
     "ogb_split_to_global",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    globals(),
+    {
+        "HEADLINE_METRICS": "gnnlm.eval.metrics",
+        "RankBasedMetrics": "gnnlm.eval.metrics",
+        "RankMetrics": "gnnlm.eval.metrics",
+        "OGBEvaluator": "gnnlm.eval.ogb",
+        "ogb_split_to_global": "gnnlm.eval.ogb",
+        "RankBasedEvaluator": "gnnlm.eval.rank_based",
+    },
+)

@@ -1,13 +1,23 @@
-"""Rank-based metrics: MRR, MR and Hits@k from (realistic) ranks."""
+"""Rank-based metrics: MRR, MR and Hits@k from (realistic) ranks, and the names every result reports.
+
+torch is imported when metrics are computed, not with the module, so a config or a command line can
+read :data:`HEADLINE_METRICS` without loading it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
+
+#: the cut-offs of the Hits@k every link-prediction result reports.
+HEADLINE_KS: tuple[int, ...] = (1, 3, 10)
+#: the flat metric keys every link-prediction result reports (the first keys of
+#: :meth:`RankMetrics.to_dict`), in that order: what a run logs per epoch, summarises and compares.
+HEADLINE_METRICS: tuple[str, ...] = ("mrr", "mr", *(f"hits@{k}" for k in HEADLINE_KS))
 
 
 @dataclass
@@ -27,7 +37,7 @@ class RankMetrics:
     num_queries: int
 
     @classmethod
-    def from_ranks(cls, ranks: Tensor, ks: Sequence[int] = (1, 3, 10)) -> RankMetrics:
+    def from_ranks(cls, ranks: Tensor, ks: Sequence[int] = HEADLINE_KS) -> RankMetrics:
         """Aggregate ``[n]`` ranks (``>= 1``, possibly fractional: realistic ranks are half-integers)."""
         ranks = ranks.double()
         if len(ranks) == 0:
@@ -70,9 +80,11 @@ class RankBasedMetrics(RankMetrics):
 
     @classmethod
     def from_side_ranks(
-        cls, ranks: dict[str, Tensor], relations: Tensor, ks: Sequence[int] = (1, 3, 10)
+        cls, ranks: dict[str, Tensor], relations: Tensor, ks: Sequence[int] = HEADLINE_KS
     ) -> RankBasedMetrics:
         """Build from ``{side: [n] ranks}`` and the ``[n]`` relation ids of the evaluated triples."""
+        import torch
+
         all_ranks = torch.cat(list(ranks.values()))  # [num_sides * n]
         all_relations = relations.repeat(len(ranks))  # [num_sides * n]
         overall = RankMetrics.from_ranks(all_ranks, ks)

@@ -19,6 +19,7 @@ from torch import Tensor
 from gnnlm.eval.metrics import RankBasedMetrics
 from gnnlm.eval.rank_based import SIDES, RankableModel
 from gnnlm.kge.model import LinkPredictionModel
+from gnnlm.utils.modules import eval_mode
 from gnnlm.utils.progress import progress
 
 
@@ -85,7 +86,6 @@ class OGBEvaluator:
         self.batch_size = batch_size
         self.quiet = quiet
 
-    @torch.no_grad()
     def evaluate(
         self,
         model: RankableModel,
@@ -111,9 +111,7 @@ class OGBEvaluator:
         negatives = {"head": head_neg, "tail": tail_neg}
         if all(v is None for v in negatives.values()):
             raise ValueError("give head_neg and/or tail_neg")
-        was_training = model.training
-        model.train(False)
-        try:
+        with eval_mode(model):
             reps = model.representations()
             ranks = {}
             for side in SIDES:
@@ -129,8 +127,6 @@ class OGBEvaluator:
                 result = self.ogb_evaluator.eval({"y_pred_pos": pos, "y_pred_neg": neg_scores})
                 # OGB returns 1 / rank; ranks are half-integers, so rounding recovers them exactly.
                 ranks[side] = torch.round(2.0 / result["mrr_list"].double()) / 2.0
-        finally:
-            model.train(was_training)
         return RankBasedMetrics.from_side_ranks(ranks, triples[:, 1])
 
     def _score_side(

@@ -34,8 +34,9 @@ import torch
 from torch import Tensor
 
 from gnnlm.data.filter_index import FilterIndex
-from gnnlm.eval.metrics import RankBasedMetrics
+from gnnlm.eval.metrics import HEADLINE_KS, RankBasedMetrics
 from gnnlm.kge.model import LinkPredictionModel
+from gnnlm.utils.modules import eval_mode
 from gnnlm.utils.progress import progress as progress_bar
 
 SIDES = ("head", "tail")
@@ -120,7 +121,7 @@ class RankBasedEvaluator:
         *,
         batch_size: int | None = None,
         max_scores: int = 2**23,
-        ks: Sequence[int] = (1, 3, 10),
+        ks: Sequence[int] = HEADLINE_KS,
         sides: Sequence[str] = SIDES,
         quiet: bool = True,
         num_threads: int | None = DEFAULT_NUM_THREADS,
@@ -146,19 +147,13 @@ class RankBasedEvaluator:
         ranks = self.ranks(model, triples)
         return RankBasedMetrics.from_side_ranks(ranks, triples[:, 1].long(), self.ks)
 
-    @torch.no_grad()
     def ranks(self, model: RankableModel, triples: Tensor) -> dict[str, Tensor]:
         """``{side: [n] realistic ranks}`` (float64, half-integers), aligned with ``triples``."""
         triples = triples.long()
         if triples.ndim != 2 or triples.shape[1] != 3:
             raise ValueError(f"triples must be [n, 3], got {tuple(triples.shape)}")
-        was_training = model.training
-        model.train(False)
-        try:
-            with _num_threads(self.num_threads):
-                return self._ranks(model, triples)
-        finally:
-            model.train(was_training)
+        with eval_mode(model), _num_threads(self.num_threads):
+            return self._ranks(model, triples)
 
     def _ranks(self, model: RankableModel, triples: Tensor) -> dict[str, Tensor]:
         """:meth:`ranks` once the model is in eval mode and the thread count set."""

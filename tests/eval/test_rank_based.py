@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gnnlm.data.filter_index import FilterIndex
-from gnnlm.eval import RankBasedEvaluator, RankMetrics
+from gnnlm.eval import HEADLINE_METRICS, RankBasedEvaluator, RankMetrics
 from gnnlm.kge import LinkPredictionModel, build_kge_model
 
 NUM_ENTITIES, NUM_RELATIONS = 13, 3
@@ -258,3 +258,9 @@ def test_num_threads_is_set_during_evaluation_restored_after_and_does_not_change
         assert torch.equal(ranks[1][side], ranks[None][side])
     with pytest.raises(ValueError, match="num_threads"):
         RankBasedEvaluator(num_threads=0)
+
+
+def test_headline_metrics_are_the_first_keys_every_result_has():
+    flat = RankMetrics.from_ranks(torch.tensor([1.0, 2.5, 11.0])).to_dict()
+    assert HEADLINE_METRICS == ("mrr", "mr", "hits@1", "hits@3", "hits@10")
+    assert tuple(flat)[: len(HEADLINE_METRICS)] == HEADLINE_METRICS
