@@ -1,7 +1,8 @@
 """Finding an encoder from a config string, a class or an instance, and checking the protocol.
 
-``encoder_resolver`` is a ``class_resolver.ClassResolver`` over :class:`GraphEncoder`. Like every resolver
-built from a fixed list, it finds a user's class *by name* only after the user registers it::
+``encoder_resolver`` is a :class:`~gnnlm.utils.registry.DottedPathResolver` over :class:`GraphEncoder`.
+Like every resolver built from a fixed list, it finds a user's class *by name* only after the user
+registers it::
 
     from gnnlm.encoders import encoder_resolver
     encoder_resolver.register(MyGNN)          # now "mygnn" works in a config
@@ -11,12 +12,10 @@ Without registering, a config can always name the class by its import path (``my
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
 import torch
-from class_resolver import ClassResolver
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
@@ -24,9 +23,10 @@ from gnnlm.encoders.base import EncoderOutput, GraphEncoder
 from gnnlm.encoders.compgcn import CompGCN
 from gnnlm.encoders.pyg import ModuleEncoder, PyGConvEncoder, lookup_pyg_conv
 from gnnlm.encoders.rgcn import RGCN
-from gnnlm.kge.resolver import check_import_allowed
+from gnnlm.utils.modules import eval_mode
+from gnnlm.utils.registry import DottedPathResolver, import_object, is_dotted_path
 
-encoder_resolver: ClassResolver[GraphEncoder] = ClassResolver(
+encoder_resolver: DottedPathResolver[GraphEncoder] = DottedPathResolver(
     [RGCN, CompGCN], base=GraphEncoder, suffix=""
 )
 
@@ -44,18 +44,11 @@ def _describe(obj: Any) -> str:
 
 
 def _import_path(spec: str) -> Any:
-    check_import_allowed(spec)  # a saved model folder may not import code unless trusted
-    module_name, _, attr = spec.partition(":")
+    """What ``"pkg.mod:Name"`` names: a class or an instance (refused in an untrusted saved folder)."""
     try:
-        module = importlib.import_module(module_name)
+        return import_object(spec)
     except ImportError as err:
-        raise ValueError(f"encoder {spec!r}: cannot import module {module_name!r} ({err})") from err
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"encoder {spec!r}: module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    return obj
+        raise ValueError(f"encoder {spec!r}: {err}") from err
 
 
 def lookup_encoder(spec: str | type) -> type[GraphEncoder]:
@@ -68,7 +61,7 @@ def lookup_encoder(spec: str | type) -> type[GraphEncoder]:
     if isinstance(spec, str):
         if spec.startswith("pyg:"):
             return PyGConvEncoder.specialise(lookup_pyg_conv(spec[4:]))
-        if ":" in spec:
+        if is_dotted_path(spec):
             return lookup_encoder(_import_path(spec))
         try:
             return encoder_resolver.lookup(spec)
@@ -176,7 +169,7 @@ def resolve_encoder(spec: str | type | nn.Module, **kwargs: Any) -> GraphEncoder
                 f"{sorted(kwargs)} cannot apply to it"
             )
         return check_encoder(spec)
-    if isinstance(spec, str) and ":" in spec and not spec.startswith("pyg:"):
+    if is_dotted_path(spec):
         target = _import_path(spec)
         if isinstance(target, nn.Module):
             return resolve_encoder(target, **kwargs)
@@ -256,10 +249,8 @@ def probe_encoder(
     if relation_channels is not None:
         relation = torch.randn(num_relations, relation_channels, generator=gen).to(device)
     name = type(encoder).__name__
-    was_training = encoder.training
-    encoder.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(encoder):
             out = encoder(x, edge_index, edge_type, None, relation)
     except Exception as err:
         raise EncoderProtocolError(
@@ -267,8 +258,6 @@ def probe_encoder(
             f"edge_type [8] in [0, {num_relations}), relation "
             f"{None if relation is None else list(relation.shape)}): {type(err).__name__}: {err}"
         ) from err
-    finally:
-        encoder.train(was_training)
     if not isinstance(out, EncoderOutput):
         raise EncoderProtocolError(
             f"{name}.forward must return gnnlm.encoders.EncoderOutput, found {type(out).__name__}"

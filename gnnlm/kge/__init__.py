@@ -21,7 +21,7 @@ from gnnlm.kge.interaction import Interaction
 from gnnlm.kge.interactions import ComplEx, ConvE, DistMult, RotatE, TransE, TuckER
 from gnnlm.kge.model import LinkPredictionModel, Representation
 from gnnlm.kge.representation import EmbeddingRepresentation
-from gnnlm.kge.resolver import DottedPathResolver
+from gnnlm.utils.registry import DottedPathResolver
 
 #: Registry of scoring functions: ``interaction_resolver.make("complex")``.
 interaction_resolver: DottedPathResolver[Interaction] = DottedPathResolver(

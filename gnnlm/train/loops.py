@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
-from class_resolver import ClassResolver
 from torch import Tensor, nn
 
 from gnnlm.kge.gemm import training_output
@@ -26,6 +25,7 @@ from gnnlm.train.kvsall_fused import KvsAllTargets, ScoreBuffer, fused_kvsall_lo
 from gnnlm.train.losses import Loss
 from gnnlm.train.negative_sampling import NegativeSampler
 from gnnlm.train.regularizers import Regularizer
+from gnnlm.utils.registry import DottedPathResolver
 
 
 class TrainingLoop:
@@ -322,7 +322,7 @@ class KvsAllLoop(TrainingLoop):
         return loss + self._regularization(reps, entities, relations)
 
 
-loop_resolver: ClassResolver[TrainingLoop] = ClassResolver(
+loop_resolver: DottedPathResolver[TrainingLoop] = DottedPathResolver(
     [SLCWALoop, KvsAllLoop],
     base=TrainingLoop,
     default=KvsAllLoop,

@@ -17,10 +17,10 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from class_resolver import ClassResolver
 from torch import Tensor, nn
 
 from gnnlm.train.kvsall_fused import KvsAllTargets, bce_with_logits_fused_, cross_entropy_fused_
+from gnnlm.utils.registry import DottedPathResolver
 
 
 def _negative_mean(values: Tensor, weights: Tensor | None) -> Tensor:
@@ -170,7 +170,7 @@ class CrossEntropyLoss(Loss):
         return cross_entropy_fused_(scores, targets, num_rows)
 
 
-loss_resolver: ClassResolver[Loss] = ClassResolver(
+loss_resolver: DottedPathResolver[Loss] = DottedPathResolver(
     [MarginRankingLoss, SoftplusLoss, BCELoss, CrossEntropyLoss],
     base=Loss,
     default=BCELoss,

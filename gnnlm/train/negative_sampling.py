@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from class_resolver import ClassResolver
 from torch import Tensor
+
+from gnnlm.utils.registry import DottedPathResolver
 
 
 @dataclass
@@ -141,7 +142,7 @@ class BernoulliNegativeSampler(NegativeSampler):
         return self.head_probs[relations]
 
 
-sampler_resolver: ClassResolver[NegativeSampler] = ClassResolver(
+sampler_resolver: DottedPathResolver[NegativeSampler] = DottedPathResolver(
     [UniformNegativeSampler, BernoulliNegativeSampler],
     base=NegativeSampler,
     default=UniformNegativeSampler,

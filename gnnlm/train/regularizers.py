@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from class_resolver import ClassResolver
 from torch import Tensor, nn
+
+from gnnlm.utils.registry import DottedPathResolver
 
 
 class Regularizer(nn.Module):
@@ -52,7 +53,7 @@ class N3Regularizer(Regularizer):
     p = 3.0
 
 
-regularizer_resolver: ClassResolver[Regularizer] = ClassResolver(
+regularizer_resolver: DottedPathResolver[Regularizer] = DottedPathResolver(
     [L2Regularizer, N3Regularizer], base=Regularizer, default=L2Regularizer
 )
 """Regularisers by name: ``l2``, ``n3`` (register a :class:`Regularizer` subclass to add one)."""
