@@ -39,6 +39,8 @@ import sys
 import time
 from pathlib import Path
 
+from gnnlm.utils.atomic import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS = {
@@ -82,8 +84,8 @@ def make_batch(args: argparse.Namespace):
     """The benchmark batch and the KG (same seed -> same batch in every process)."""
     import torch
 
-    from gnnlm.data import load_dataset
-    from gnnlm.fusion import SubgraphSampler, TextGraphCollator, TextGraphExample
+    from gnnlm.data import SubgraphSampler, load_dataset
+    from gnnlm.fusion import TextGraphCollator, TextGraphExample
     from gnnlm.lm import load_tokenizer
 
     kg = load_dataset(args.dataset)
@@ -590,10 +592,7 @@ def main() -> None:
         ),
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, out)  # atomic
+    atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
     print(f"wrote {out}")
 
 

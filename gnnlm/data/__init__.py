@@ -1,4 +1,5 @@
-"""The knowledge-graph data layer: the :class:`KnowledgeGraph` type, loaders and the dataset registry.
+"""The knowledge-graph data layer: the :class:`KnowledgeGraph` type, loaders, the dataset registry and
+:class:`SubgraphSampler` (k-hop subgraphs around linked entities, for fusion, QA and entity linking).
 
 The names below are imported on first use (:mod:`gnnlm.utils.lazy`): ``import gnnlm.data`` and the error
 types are free, and only loading a graph brings in torch.
@@ -12,10 +13,11 @@ from gnnlm.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from gnnlm.data.dataset import Dataset
-    from gnnlm.data.datasets import dataset_names, dataset_resolver, get_dataset, load_dataset
     from gnnlm.data.errors import DataError, DataFormatError, DatasetNotFoundError
     from gnnlm.data.filter_index import FilterIndex
     from gnnlm.data.knowledge_graph import SPLITS, EntityText, KnowledgeGraph
+    from gnnlm.data.registry import dataset_names, dataset_resolver, get_dataset, load_dataset
+    from gnnlm.data.subgraph import SubgraphSampler
     from gnnlm.data.vocab import Vocabulary
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "EntityText",
     "FilterIndex",
     "KnowledgeGraph",
+    "SubgraphSampler",
     "Vocabulary",
     "dataset_names",
     "dataset_resolver",
@@ -39,10 +42,10 @@ __getattr__, __dir__ = lazy_exports(
     globals(),
     {
         "Dataset": "gnnlm.data.dataset",
-        "dataset_names": "gnnlm.data.datasets",
-        "dataset_resolver": "gnnlm.data.datasets",
-        "get_dataset": "gnnlm.data.datasets",
-        "load_dataset": "gnnlm.data.datasets",
+        "dataset_names": "gnnlm.data.registry",
+        "dataset_resolver": "gnnlm.data.registry",
+        "get_dataset": "gnnlm.data.registry",
+        "load_dataset": "gnnlm.data.registry",
         "DataError": "gnnlm.data.errors",
         "DataFormatError": "gnnlm.data.errors",
         "DatasetNotFoundError": "gnnlm.data.errors",
@@ -50,6 +53,7 @@ __getattr__, __dir__ = lazy_exports(
         "SPLITS": "gnnlm.data.knowledge_graph",
         "EntityText": "gnnlm.data.knowledge_graph",
         "KnowledgeGraph": "gnnlm.data.knowledge_graph",
+        "SubgraphSampler": "gnnlm.data.subgraph",
         "Vocabulary": "gnnlm.data.vocab",
     },
 )

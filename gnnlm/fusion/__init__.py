@@ -5,22 +5,23 @@
   ``entity`` (ERNIE-style fusion at mention tokens), ``relation`` (per-relation attention bias),
   ``memory`` (top-k retrieval over a KG memory), ``dual_tower`` (separate towers, contrastive alignment,
   late join) and ``adaptive`` (a learned gate on the others);
-* data: :class:`SubgraphSampler` (budgeted relation-aware k-hop subgraphs), :class:`TextGraphCollator`
-  making a :class:`TextGraphBatch` (tokenizer tensors + one PyG ``Batch``).
+* data: :class:`TextGraphCollator` making a :class:`TextGraphBatch` (tokenizer tensors + one PyG
+  ``Batch``) with a :class:`~gnnlm.data.SubgraphSampler` (re-exported here; it lives in
+  :mod:`gnnlm.data.subgraph`, so tasks sample subgraphs without importing fusion).
 """
 
 from __future__ import annotations
 
+from gnnlm.data.subgraph import SubgraphSampler
 from gnnlm.fusion.attention import MaskedCrossAttention, TanhGate
 from gnnlm.fusion.batch import TextGraphBatch, TextGraphCollator, TextGraphExample, text_positions
 from gnnlm.fusion.config import FusionConfig
 from gnnlm.fusion.injection import FusionState, Injection, InjectionContext
-from gnnlm.fusion.kge import kge_tables
+from gnnlm.fusion.kge_source import kge_tables
 from gnnlm.fusion.model import FusedLM, injection_parameters
 from gnnlm.fusion.modes import memory_topk
 from gnnlm.fusion.outputs import FusionOutput
 from gnnlm.fusion.registry import injection_resolver
-from gnnlm.fusion.subgraph import SubgraphSampler
 
 __all__ = [
     "FusedLM",

@@ -2,7 +2,7 @@
 
 An example is a text, the character spans of its entity mentions (with the entity each links to), and
 optional extra linked entities and triples to keep out of its subgraph. :class:`TextGraphCollator`
-tokenizes a list of examples, samples each one's subgraph (:class:`~gnnlm.fusion.subgraph.SubgraphSampler`)
+tokenizes a list of examples, samples each one's subgraph (:class:`~gnnlm.data.subgraph.SubgraphSampler`)
 and joins the subgraphs with ``Batch.from_data_list``, so the GNN runs once per layer for the whole batch.
 Each token that falls inside a mention points at its entity's node (``token_node``, an index into the
 batched nodes), which is what entity and relation injection use.
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch
 
-from gnnlm.fusion.subgraph import SubgraphSampler
+from gnnlm.data.subgraph import SubgraphSampler
 
 
 @dataclass

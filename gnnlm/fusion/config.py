@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from gnnlm.utils.atomic import atomic_write_json
+
 POOLING = ("mean", "cls")
 
 
@@ -37,6 +39,8 @@ class FusionConfig:
             entity; later ones share the last role).
         kge_channels: width of the KGE tables given as ``entity_embeddings`` (set by the model; lets
             ``from_pretrained`` rebuild them before loading their saved values).
+        kge_relations: rows of the table given as ``relation_embeddings`` (set by the model, as
+            ``kge_channels``; ``None`` in configs saved before it existed: ``num_relations`` then).
     """
 
     lm: str = "minilm"
@@ -52,6 +56,7 @@ class FusionConfig:
     pooling: str = "mean"
     num_roles: int = 2
     kge_channels: int | None = None
+    kge_relations: int | None = None
 
     def __post_init__(self) -> None:
         """Check every field's type and range, naming the field and the value.
@@ -91,6 +96,8 @@ class FusionConfig:
             _expect_int(self, name, low)
         if self.kge_channels is not None:
             _expect_int(self, "kge_channels", 1)
+        if self.kge_relations is not None:
+            _expect_int(self, "kge_relations", 0)
         _expect(self, "pooling", str)
         if self.pooling not in POOLING:
             raise ValueError(
@@ -117,7 +124,8 @@ class FusionConfig:
         return asdict(self)
 
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        """Write the config as JSON (atomically)."""
+        atomic_write_json(path, self.to_dict(), sort_keys=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FusionConfig:

@@ -12,16 +12,19 @@ A fused forward pass (:class:`gnnlm.fusion.model.FusedLM`) runs the LM layer by 
 
 A mode that needs GNN node states sets :attr:`Injection.uses_graph_encoder`; a mode that reweights the
 other modes' deltas (adaptive injection) sets :attr:`Injection.gates_deltas` and implements
-:meth:`Injection.combine`.
+:meth:`Injection.combine`; a mode built from a trained KGE model's tables names them in
+:meth:`Injection.required_tensors` and gets them as constructor arguments.
 
-Modes are chosen by name from :data:`gnnlm.fusion.injection_resolver` (``injection: [graph, entity]`` in a
-config). A user-defined subclass is found by name only after ``injection_resolver.register(MyInjection)``.
+Modes are chosen by their :attr:`Injection.name` from :data:`gnnlm.fusion.injection_resolver`
+(``injection: [graph, entity]`` in a config). A user-defined subclass is found by name only after
+``injection_resolver.register(MyInjection)``; its dotted path ``"mypkg.modes:MyInjection"`` always works.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -119,21 +122,38 @@ class Injection(nn.Module):
         context: sizes of the LM, GNN and KG (:class:`InjectionContext`).
     """
 
+    #: registry name (``graph``, ``dual_tower``, ...), the key of the mode in ``FusedLM.injections`` and
+    #: of its weights (``injections.<name>.*``); a subclass that sets none gets its class name, lower
+    #: case, less ``Injection`` (``MyGraphInjection`` -> ``mygraph``).
+    name: ClassVar[str] = ""
     #: needs GNN node states (the model then builds and runs a GNN).
     uses_graph_encoder: ClassVar[bool] = False
     #: reweights the other modes' deltas instead of producing one (:meth:`combine`).
     gates_deltas: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:  # not inherited: a subclass of a mode is another mode
+            cls.name = cls.__name__.removesuffix("Injection").lower()
+
     def __init__(self, context: InjectionContext) -> None:
         super().__init__()
         self.context = context
 
-    @property
-    def name(self) -> str:
-        """Registry name (``graph``, ``entity``, ...)."""
-        from gnnlm.fusion.registry import injection_resolver
+    @classmethod
+    def required_tensors(cls, kwargs: Mapping[str, Any]) -> tuple[str, ...]:
+        """The KGE tables this mode takes, given its config ``kwargs`` (default: none).
 
-        return injection_resolver.normalize_cls(type(self))
+        :class:`~gnnlm.fusion.model.FusedLM` passes each named table as the constructor argument of that
+        name: ``"entity_embeddings"`` (``[num_entities, d]``) and ``"relation_embeddings"``
+        (``[num_relations, d]``), its own ``entity_embeddings`` / ``relation_embeddings`` arguments
+        (e.g. :func:`~gnnlm.fusion.kge_source.kge_tables` of a trained model). A table the model was
+        not given arrives as ``None``, for the mode to refuse with a message.
+
+        Args:
+            kwargs: the mode's ``injection_kwargs`` from the config (JSON values).
+        """
+        return ()
 
     def reset_parameters(self) -> None:
         """Re-initialise (gates to zero)."""

@@ -31,6 +31,7 @@ from gnnlm.fusion.modes.entity import EntityTable
 from gnnlm.fusion.outputs import FusionOutput
 from gnnlm.fusion.registry import injection_resolver
 from gnnlm.lm import TransformerBackbone, load_lm, load_tokenizer, pool, save_lm
+from gnnlm.utils.atomic import atomic_write
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "fusion.safetensors"
@@ -51,13 +52,16 @@ class FusedLM(nn.Module):
         lm: an already loaded :class:`~gnnlm.lm.TransformerBackbone` (default: ``load_lm(config.lm)``).
         encoder: a GNN instance to use instead of ``config.encoder`` (must have ``num_fused_layers``
             layers of width ``node_channels``).
-        entity_embeddings: ``[num_entities, d]`` KGE entity representations (for ``source: kge`` in the
-            entity or memory mode), e.g. ``kge_model.representations()[0]``.
-        relation_embeddings: ``[num_relations, d]`` KGE relation representations (memory mode).
+        entity_embeddings: ``[num_entities, d]`` KGE entity representations, e.g.
+            ``kge_tables(kge_model)[0]``; given to each mode that asks for them
+            (:meth:`~gnnlm.fusion.injection.Injection.required_tensors`: entity and memory injection
+            with ``source: kge``).
+        relation_embeddings: ``[num_relations, d]`` KGE relation representations (likewise; memory
+            injection with ``include_relations``).
 
     Attributes:
         lm: the transformer.
-        injections: the modes, in config order (``nn.ModuleDict`` by normalised name).
+        injections: the modes, in config order (``nn.ModuleDict`` keyed by ``Injection.name``).
         encoder: the GNN (``None`` when no mode needs node states).
         node_embedding: initial node states ``[num_entities, node_channels]`` (with the GNN).
         role_embedding: added to the initial state of each example's linked entities by their order
@@ -90,6 +94,8 @@ class FusedLM(nn.Module):
             raise ValueError(f"num_fused_layers must be >= 1, got {config.num_fused_layers}")
         if entity_embeddings is not None:
             config.kge_channels = int(entity_embeddings.size(1))
+        if relation_embeddings is not None:
+            config.kge_relations = int(relation_embeddings.size(0))
         self.context = InjectionContext(
             hidden_size=self.lm.hidden_size,
             num_heads=self.lm.num_heads,
@@ -99,18 +105,19 @@ class FusedLM(nn.Module):
             num_entities=config.num_entities,
             num_relations=config.num_relations,
         )
+        kge = {"entity_embeddings": entity_embeddings, "relation_embeddings": relation_embeddings}
         self.injections = nn.ModuleDict()
         for name in config.injection:
-            kwargs = dict(config.injection_kwargs.get(name, {}))
             cls = injection_resolver.lookup(name)
-            if kwargs.get("source") == "kge":
-                kwargs["entity_embeddings"] = entity_embeddings
-                if cls is not injection_resolver.lookup("entity"):
-                    kwargs["relation_embeddings"] = relation_embeddings
-            key = injection_resolver.normalize_cls(cls)
-            if key in self.injections:
+            kwargs = dict(config.injection_kwargs.get(name, {}))
+            required = cls.required_tensors(kwargs)  # the KGE tables the mode takes
+            unknown = sorted(set(required) - set(kge))
+            if unknown:
+                raise ValueError(f"injection {cls.name!r} requires {unknown}; known: {sorted(kge)}")
+            kwargs.update({key: kge[key] for key in required})
+            if cls.name in self.injections:
                 raise ValueError(f"injection mode {name!r} listed twice in {config.injection}")
-            self.injections[key] = cls(self.context, **kwargs)
+            self.injections[cls.name] = cls(self.context, **kwargs)
         gating = [inj for inj in self.injections.values() if inj.gates_deltas]
         if gating and len(gating) == len(self.injections):
             raise ValueError(
@@ -282,7 +289,7 @@ class FusedLM(nn.Module):
             for name, tensor in self.state_dict().items()
             if not name.startswith("lm.")
         }
-        save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+        atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, {"format": "pt"}))
 
     @classmethod
     def from_pretrained(
@@ -297,15 +304,15 @@ class FusedLM(nn.Module):
         Args:
             folder: the saved folder.
             encoder: the GNN instance, when it was passed as an instance rather than a config string.
-            trust_remote_code: allow the saved config to name an encoder by dotted path
-                (``pkg.mod:Class``), which imports and runs that module; refused otherwise, before
-                anything is imported, as in HF ``transformers``.
+            trust_remote_code: allow the saved config to name an encoder or an injection mode by
+                dotted path (``pkg.mod:Class``), which imports and runs that module; refused
+                otherwise, before anything is imported, as in HF ``transformers``.
 
         Raises:
-            UntrustedCodeError: the saved ``encoder`` is a dotted path and ``trust_remote_code`` is
-                false.
+            UntrustedCodeError: the saved ``encoder`` or an injection mode is a dotted path and
+                ``trust_remote_code`` is false.
         """
-        from gnnlm.kge.resolver import (
+        from gnnlm.utils.registry import (
             UntrustedCodeError,
             is_dotted_path,
             refuse_code_imports,
@@ -320,16 +327,17 @@ class FusedLM(nn.Module):
                 )
         config = FusionConfig.load(folder / CONFIG_NAME)
         source = str(folder / CONFIG_NAME)
-        if not trust_remote_code and encoder is None and is_dotted_path(config.encoder):
-            raise UntrustedCodeError(untrusted_code_message(source, config.encoder))
+        if not trust_remote_code:
+            for spec in (None if encoder is not None else config.encoder, *config.injection):
+                if is_dotted_path(spec):
+                    raise UntrustedCodeError(untrusted_code_message(source, spec))
         lm = load_lm(str(folder / LM_FOLDER), attn_implementation=config.attn_implementation)
         state = load_file(str(folder / WEIGHTS_NAME))
         entity = relation = None
         if config.kge_channels is not None:  # placeholders, overwritten by the saved tables below
             entity = torch.zeros(config.num_entities, config.kge_channels)
-            memory = state.get("injections.memory.memory.weight")
-            rows = config.num_relations if memory is None else len(memory) - config.num_entities
-            relation = torch.zeros(max(rows, 0), config.kge_channels)
+            rows = config.num_relations if config.kge_relations is None else config.kge_relations
+            relation = torch.zeros(rows, config.kge_channels)
         guard = contextlib.nullcontext() if trust_remote_code else refuse_code_imports(source)
         with guard:  # a second line of defence: any dotted-path lookup while building is refused
             model = cls(

@@ -1,12 +1,10 @@
-"""The registry of injection modes (``injection: [graph, entity]`` in a config).
+"""The registry of injection modes (``injection: [graph, entity]`` in a config), keyed by ``Injection.name``.
 
 Like every resolver built from a fixed list, it finds a user's mode by name only after
-``injection_resolver.register(MyInjection)``.
+``injection_resolver.register(MyInjection)``; the dotted path ``"mypkg.modes:MyInjection"`` always works.
 """
 
 from __future__ import annotations
-
-from class_resolver import ClassResolver
 
 from gnnlm.fusion.injection import Injection
 from gnnlm.fusion.modes import (
@@ -17,8 +15,9 @@ from gnnlm.fusion.modes import (
     MemoryInjection,
     RelationInjection,
 )
+from gnnlm.utils.registry import DottedPathResolver
 
-injection_resolver: ClassResolver[Injection] = ClassResolver(
+injection_resolver: DottedPathResolver[Injection] = DottedPathResolver(
     [
         GraphInjection,
         EntityInjection,
@@ -29,4 +28,5 @@ injection_resolver: ClassResolver[Injection] = ClassResolver(
     ],
     base=Injection,
     suffix="Injection",
+    name_attribute="name",
 )

@@ -209,7 +209,7 @@ def test_dual_tower_outputs_and_duplicate_entities_are_not_negatives():
     out = model(collator()(examples))
     assert out.text_embedding.shape == out.graph_embedding.shape == (4, model.lm.hidden_size)
     torch.testing.assert_close(out.text_embedding.norm(dim=-1), torch.ones(4))
-    tower = model.injections["dualtower"]
+    tower = model.injections["dual_tower"]
     text, graph = out.text_embedding[:3], out.graph_embedding[:3]
     entity = torch.tensor([0, 0, 2])
     logits = tower.score(text, graph)
@@ -403,7 +403,7 @@ def test_from_pretrained_refuses_a_saved_dotted_path_encoder_unless_trusted(tmp_
     import json
     import sys
 
-    from gnnlm.kge.resolver import UntrustedCodeError
+    from gnnlm.utils.registry import UntrustedCodeError
 
     model = FusedLM(
         FusionConfig(lm="tiny-bert", node_channels=16, num_entities=len(NAMES), num_relations=6)

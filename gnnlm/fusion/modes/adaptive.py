@@ -32,6 +32,7 @@ class AdaptiveInjection(Injection):
         bias: initial :math:`b` (``sigmoid(2) ~ 0.88``: knowledge mostly let through at start).
     """
 
+    name: ClassVar[str] = "adaptive"
     gates_deltas: ClassVar[bool] = True
 
     def __init__(

@@ -35,6 +35,7 @@ class DualTowerInjection(Injection):
         temperature: initial :math:`\tau` (learned, as log).
     """
 
+    name: ClassVar[str] = "dual_tower"
     uses_graph_encoder: ClassVar[bool] = True
 
     def __init__(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -82,6 +85,13 @@ class EntityInjection(Injection):
         entity_embeddings: ``[num_entities, d]`` initial table for ``kge``.
         trainable: whether a ``kge`` table is trained (``learned`` always is).
     """
+
+    name: ClassVar[str] = "entity"
+
+    @classmethod
+    def required_tensors(cls, kwargs: Mapping[str, Any]) -> tuple[str, ...]:
+        """``entity_embeddings`` with ``source: kge``."""
+        return ("entity_embeddings",) if kwargs.get("source") == "kge" else ()
 
     def __init__(
         self,

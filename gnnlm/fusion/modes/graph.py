@@ -31,6 +31,7 @@ class GraphInjection(Injection):
         dropout: attention dropout.
     """
 
+    name: ClassVar[str] = "graph"
     uses_graph_encoder: ClassVar[bool] = True
 
     def __init__(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -83,6 +85,17 @@ class MemoryInjection(Injection):
         layers: which fused layers use memory (default: the last one only; retrieval over a large KG
             costs about one LM layer).
     """
+
+    name: ClassVar[str] = "memory"
+
+    @classmethod
+    def required_tensors(cls, kwargs: Mapping[str, Any]) -> tuple[str, ...]:
+        """``entity_embeddings`` with ``source: kge``, and ``relation_embeddings`` with ``include_relations``."""
+        if kwargs.get("source") != "kge":
+            return ()
+        if kwargs.get("include_relations"):
+            return ("entity_embeddings", "relation_embeddings")
+        return ("entity_embeddings",)
 
     def __init__(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -25,6 +27,8 @@ class RelationInjection(Injection):
     Args:
         context: sizes.
     """
+
+    name: ClassVar[str] = "relation"
 
     def __init__(self, context: InjectionContext) -> None:
         super().__init__(context)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from gnnlm.utils.modules import eval_mode
 
-@torch.no_grad()
+
 def kge_tables(model: nn.Module) -> tuple[Tensor, Tensor]:
     """``(entity [num_entities, d_e], relation [num_relations, d_r])`` of a link-prediction model.
 
@@ -18,10 +19,8 @@ def kge_tables(model: nn.Module) -> tuple[Tensor, Tensor]:
         Detached float tables (complex representations are split into real and imaginary parts), to pass
         as ``FusedLM(config, entity_embeddings=..., relation_embeddings=...)``.
     """
-    was_training = model.training
-    model.eval()
-    entity, relation = model.representations()
-    model.train(was_training)
+    with eval_mode(model):
+        entity, relation = model.representations()
 
     def real(x: Tensor) -> Tensor:
         x = x.detach()

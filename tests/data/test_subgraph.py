@@ -7,7 +7,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import k_hop_subgraph, subgraph
 
-from gnnlm.fusion import SubgraphSampler
+from gnnlm.data import SubgraphSampler
 
 
 def random_graph(seed=0, n=300, e=1200, r=4):

@@ -1,12 +1,13 @@
 """The dataset registry and :func:`load_dataset`, the one entry point of the data layer.
 
-``load_dataset("fb15k-237")`` looks the name up in :data:`dataset_resolver` (a ``class_resolver``
-``ClassResolver``; names are matched case- and hyphen-insensitively), finds the files (explicit
-``data_dir``, ``$GNNLM_DATA_DIR``, the user cache, then a download; see :mod:`gnnlm.data.sources`),
-parses them strictly and caches the processed graph. ``"tsv:/path/to/dir"`` loads a user's own files.
+``load_dataset("fb15k-237")`` looks the name up in :data:`dataset_resolver` (a
+:class:`~gnnlm.utils.registry.DottedPathResolver`; names are matched case- and hyphen-insensitively),
+finds the files (explicit ``data_dir``, ``$GNNLM_DATA_DIR``, the user cache, then a download; see
+:mod:`gnnlm.data.sources`), parses them strictly and caches the processed graph. ``"tsv:/path/to/dir"``
+loads a user's own files.
 
-A user's own :class:`~gnnlm.data.dataset.Dataset` subclass is found by name only after
-``dataset_resolver.register(MyDataset)``.
+A user's own :class:`~gnnlm.data.dataset.Dataset` subclass is found by its ``name`` only after
+``dataset_resolver.register(MyDataset)``; its dotted path ``"mypkg.kgs:MyDataset"`` always works.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from class_resolver import ClassResolver
-
 from gnnlm.data.conceptnet import ConceptNetDataset
-from gnnlm.data.conve import (
+from gnnlm.data.conve_format import (
     FB15k237Dataset,
     KinshipDataset,
     NationsDataset,
@@ -28,12 +27,13 @@ from gnnlm.data.dataset import Dataset
 from gnnlm.data.metaqa import MetaQADataset
 from gnnlm.data.ogb import OGBLBioKGDataset, OGBLWikiKG2Dataset
 from gnnlm.data.tsv import TSVDataset
+from gnnlm.utils.registry import DottedPathResolver
 
 if TYPE_CHECKING:
     from gnnlm.data.knowledge_graph import KnowledgeGraph
 
-#: every registered dataset, by name
-dataset_resolver: ClassResolver[Dataset] = ClassResolver(
+#: every registered dataset, by its ``name``
+dataset_resolver: DottedPathResolver[Dataset] = DottedPathResolver(
     [
         FB15k237Dataset,
         WN18RRDataset,
@@ -47,6 +47,7 @@ dataset_resolver: ClassResolver[Dataset] = ClassResolver(
     ],
     base=Dataset,
     suffix="Dataset",
+    name_attribute="name",
 )
 
 
@@ -56,7 +57,8 @@ def dataset_names() -> list[str]:
 
 
 def get_dataset(name: str | Dataset | type[Dataset], /, **options) -> Dataset:
-    """A dataset object for ``name`` (a registered name, ``tsv:DIR``, a class or an instance)."""
+    """A dataset object for ``name``: a registered name, ``tsv:DIR``, ``"pkg.mod:MyDataset"``, a class or
+    an instance."""
     if isinstance(name, Dataset):
         if options:
             raise TypeError("options cannot be combined with a Dataset instance")
@@ -85,8 +87,8 @@ def load_dataset(
 
     Args:
         name: ``fb15k-237``, ``wn18rr``, ``umls``, ``kinship``, ``nations``, ``conceptnet``,
-            ``metaqa``, ``ogbl-biokg``, ``ogbl-wikikg2``, ``tsv:/path/to/dir``, or a
-            :class:`~gnnlm.data.dataset.Dataset` class or instance.
+            ``metaqa``, ``ogbl-biokg``, ``ogbl-wikikg2``, ``tsv:/path/to/dir``, a dotted path
+            ``"pkg.mod:MyDataset"``, or a :class:`~gnnlm.data.dataset.Dataset` class or instance.
         data_dir: a folder holding the dataset's folder (or the dataset folder itself); default:
             ``$GNNLM_DATA_DIR``, then the user cache, then a download.
         **options: dataset options: ``unseen``, ``duplicates``, ``verify``, ``download``, ``cache``
