@@ -1,4 +1,5 @@
-"""``gnnlm evaluate RUN_DIR [--split test] [--json]``: filtered rank-based metrics of a trained run."""
+"""``gnnlm evaluate RUN_DIR [--split test] [--json]``: the task's metrics of a trained run (link prediction:
+filtered MRR, MR, Hits@k)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,12 @@ import json
 import sys
 from pathlib import Path
 
-HEADLINE = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="evaluate a trained run (filtered MRR, MR, Hits@k)",
-        description="Evaluate RUN_DIR/model on a split with the filtered rank-based protocol "
-        "(filter = train + valid + test, realistic ties).",
+        help="evaluate a trained run of any task (link prediction: filtered MRR, MR, Hits@k)",
+        description="Evaluate RUN_DIR/model on a split with the run's task (link prediction: the "
+        "filtered rank-based protocol, filter = train + valid + test, realistic ties).",
     )
     parser.add_argument("run_dir", type=Path, help="a directory written by `gnnlm train`")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
@@ -37,53 +35,56 @@ def add_trust_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_run(run_dir: Path, *, trust_remote_code: bool = False, command: str = "evaluate"):
-    """``(config, kg, model)`` of a finished run, the graph numbered as the model's ``vocab.json``."""
-    from gnnlm.data import load_dataset
-    from gnnlm.train import TrainConfig, from_pretrained
-    from gnnlm.train.pretrained import VOCAB_NAME, align_graph, load_vocab
+    """``(config, task, model)`` of a finished run of any task: its ``config.yaml`` read as the task's
+    config, the task's data loaded, and ``RUN_DIR/model`` loaded by the task (link prediction renumbers
+    the graph to the model's ``vocab.json``). A task or component named by dotted path in the run's
+    files is imported only with ``trust_remote_code``."""
+    import contextlib
 
-    config = TrainConfig.load(run_dir / "config.yaml")
-    kg = load_dataset(config.dataset, **config.dataset_kwargs)
-    model_dir = run_dir / "model"
-    vocab = load_vocab(model_dir)
-    if vocab is None:
-        print(
-            f"gnnlm {command}: warning: {model_dir / VOCAB_NAME} is missing; assuming the dataset "
-            "numbers entities and relations as it did in training",
-            file=sys.stderr,
-        )
-    else:
-        kg = align_graph(kg, vocab, source=str(model_dir / VOCAB_NAME))
-    model = from_pretrained(model_dir, kg=kg, trust_remote_code=trust_remote_code)
-    return config, kg, model
+    from gnnlm.tasks import load_config, make_task
+    from gnnlm.utils.registry import refuse_code_imports
+
+    path = run_dir / "config.yaml"
+    guard = contextlib.nullcontext() if trust_remote_code else refuse_code_imports(str(path))
+    with guard:
+        config = load_config(path)
+        task = make_task(config.task, config)
+    task.setup()
+    model = task.load_model(run_dir / "model", trust_remote_code=trust_remote_code)
+    return config, task, model
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from gnnlm.eval import RankBasedEvaluator
-    from gnnlm.kge.resolver import UntrustedCodeError
     from gnnlm.train import CheckpointError, ConfigError
+    from gnnlm.utils.registry import UntrustedCodeError
 
     try:
-        config, kg, model = load_run(args.run_dir, trust_remote_code=args.trust_remote_code)
+        config, task, model = load_run(args.run_dir, trust_remote_code=args.trust_remote_code)
     except (ConfigError, CheckpointError, UntrustedCodeError, FileNotFoundError) as err:
         print(f"gnnlm evaluate: {err}", file=sys.stderr)
         return 2
-    if args.split not in kg.splits:
+    if args.batch_size is not None:
+        config.evaluation.batch_size = args.batch_size
+        task.setup()  # the evaluator reads the batch size
+    if not task.has_split(args.split):
         print(
-            f"gnnlm evaluate: unknown split {args.split!r}; {kg.name} has {sorted(kg.splits)}",
+            f"gnnlm evaluate: split {args.split!r} is unknown or empty for this run's data "
+            f"({config.dataset})",
             file=sys.stderr,
         )
         return 2
-    batch_size = args.batch_size or config.evaluation.batch_size
-    evaluator = RankBasedEvaluator(kg.filter_index, batch_size=batch_size, quiet=True)
+    model.eval()
     with torch.no_grad():
-        metrics = evaluator.evaluate(model, kg.splits[args.split]).to_dict()
+        metrics = task.evaluate(model, args.split)
     if args.json:
         print(json.dumps(metrics, indent=2))
-    else:
-        print(f"{kg.name} {args.split} ({metrics['num_queries']} queries, filtered, both sides)")
-        for key in HEADLINE:
+        return 0
+    count = metrics.get("num_queries") or metrics.get("num_examples")
+    size = f" ({count} {'queries, filtered, both sides' if 'num_queries' in metrics else 'examples'})"
+    print(f"{config.dataset} {args.split}{size if count else ''}")
+    for key in task.metrics:
+        if key in metrics:
             print(f"  {key:<8} {metrics[key]:.4f}")
     return 0

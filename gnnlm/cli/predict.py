@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gnnlm.cli.evaluate import load_run
-    from gnnlm.kge.resolver import UntrustedCodeError
+    from gnnlm.utils.registry import UntrustedCodeError
     from gnnlm.train import CheckpointError, ConfigError, predict_heads, predict_tails
 
     if args.k < 1:
@@ -44,9 +44,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     exclude = None if args.exclude == "none" else args.exclude
     try:
-        _, kg, model = load_run(
+        _, task, model = load_run(
             args.run_dir, trust_remote_code=args.trust_remote_code, command="predict"
         )
+        kg = getattr(task, "kg", None)
+        if kg is None:
+            raise ConfigError(
+                f"{args.run_dir}: gnnlm predict ranks entities of a link-prediction run; this run's "
+                f"task is {task.name!r}"
+            )
         if args.head is not None:
             prediction = predict_tails(model, kg, args.head, args.relation, args.k, exclude=exclude)
         else:

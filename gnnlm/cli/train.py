@@ -1,5 +1,6 @@
 """``gnnlm train CONFIG.yaml [--set key=value ...] [--out RUN_DIR] [--quiet]
-[--resume | --overwrite | --init-from OLD_RUN]``."""
+[--resume | --overwrite | --init-from OLD_RUN]``: run any task (``task:`` in the config, default
+``link_prediction``); a config with ``variants:`` / ``seeds:`` runs the comparison."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from pathlib import Path
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a link-prediction model from a YAML config",
-        description="Train a KG embedding / GNN link-prediction model; writes config.yaml, metrics.csv, "
-        "log.jsonl, checkpoint.safetensors, model/ and metrics.json into the run directory.",
+        help="train any task from a YAML config (link prediction, triple classification, yours)",
+        description="Run the task a YAML config names (task: link_prediction by default, a registered "
+        "name, or pkg.mod:MyTask); writes config.yaml, metrics.csv, log.jsonl, "
+        "checkpoint.safetensors, model/ and metrics.json into the run directory. A config with "
+        "variants: (and seeds:) runs every arm with every seed and writes comparison.md / "
+        "comparison.json.",
     )
     parser.add_argument("config", type=Path, help="YAML config (see configs/)")
     parser.add_argument(
@@ -57,13 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from gnnlm.train import (
-        CheckpointError,
-        ConfigError,
-        TrainConfig,
-        Trainer,
-        TrainingDivergedError,
-    )
+    from gnnlm.tasks import load_config
+    from gnnlm.train import CheckpointError, ConfigError, TrainingDivergedError, train
 
     if args.threads is not None:
         if args.threads < 1:
@@ -72,12 +71,15 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
 
     try:
-        config = TrainConfig.load(args.config, args.overrides)
+        config = load_config(args.config, args.overrides)
     except ConfigError as err:
         print(f"gnnlm train: {err}", file=sys.stderr)
         return 2
     if args.resume and args.out is None:
         print("gnnlm train: --resume needs --out RUN_DIR", file=sys.stderr)
+        return 2
+    if args.init_from is not None and config.is_comparison:
+        print("gnnlm train: --init-from starts one run; it cannot start a comparison", file=sys.stderr)
         return 2
     out = (
         args.out
@@ -85,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
         / f"{args.config.parent.name}-{args.config.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     try:
-        trainer = Trainer(config, run_dir=out, quiet=args.quiet)
-        result = trainer.fit(resume=args.resume, overwrite=args.overwrite, init_from=args.init_from)
+        result = train(
+            config, out, quiet=args.quiet, resume=args.resume, overwrite=args.overwrite,
+            init_from=args.init_from,
+        )  # fmt: skip
     except (ConfigError, CheckpointError) as err:
         print(f"gnnlm train: {err}", file=sys.stderr)
         return 2
@@ -101,9 +105,17 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    if config.is_comparison:
+        print(json.dumps({"run_dir": str(out), "comparison": str(out / "comparison.md")}))
+        return 0
     # an empty split has no metrics: reported as null, with a note, rather than a KeyError at the end
-    summary = {split: {k: result.metrics[split][k] for k in ("mrr", "mr", "hits@1", "hits@3", "hits@10")}
-               if split in result.metrics else None for split in ("valid", "test")}  # fmt: skip
+    names = list(result.task.metrics)
+    summary = {
+        split: {k: result.metrics[split][k] for k in names if k in result.metrics[split]}
+        if split in result.metrics
+        else None
+        for split in ("valid", "test")
+    }
     for split in (s for s, metrics in summary.items() if metrics is None):
         print(f"gnnlm train: the {split} split is empty: no {split} metrics", file=sys.stderr)
     print(

@@ -1,17 +1,57 @@
-"""Downstream tasks built on the fused models (worked examples run through ``gnnlm task ...``)."""
+"""Tasks that the training engine (:mod:`gnnlm.train`) runs: one file per task, one registry.
+
+* ``link_prediction`` (:class:`~gnnlm.tasks.link_prediction.LinkPredictionTask`): KG embeddings and GNN
+  encoders, ranked against every entity;
+* ``triple_classification`` (:class:`~gnnlm.tasks.triple_classification.TripleClassificationTask`): a
+  fused LM classifies triples as true or false from entity names and the KG subgraph.
+
+``task:`` in a config picks one by name, class or ``pkg.mod:MyTask`` (see :class:`gnnlm.train.task.Task`);
+:func:`load_config` reads a config file as its task's config class.
+"""
 
 from __future__ import annotations
 
-from gnnlm.tasks.triple_classification import (
-    TripleClassificationConfig,
-    TripleClassifier,
-    build_examples,
-    run_triple_classification,
-)
+from typing import TYPE_CHECKING
+
+from gnnlm.utils.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from gnnlm.tasks.link_prediction import LinkPredictionConfig, LinkPredictionTask
+    from gnnlm.tasks.loading import load_config
+    from gnnlm.tasks.registry import lookup_task, make_task, task_resolver
+    from gnnlm.tasks.triple_classification import (
+        TripleClassificationConfig,
+        TripleClassificationTask,
+        TripleClassifier,
+        build_examples,
+    )
 
 __all__ = [
+    "LinkPredictionConfig",
+    "LinkPredictionTask",
     "TripleClassificationConfig",
+    "TripleClassificationTask",
     "TripleClassifier",
     "build_examples",
-    "run_triple_classification",
+    "load_config",
+    "lookup_task",
+    "make_task",
+    "task_resolver",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    globals(),
+    {
+        "LinkPredictionConfig": "gnnlm.tasks.link_prediction",
+        "LinkPredictionTask": "gnnlm.tasks.link_prediction",
+        "load_config": "gnnlm.tasks.loading",
+        "lookup_task": "gnnlm.tasks.registry",
+        "make_task": "gnnlm.tasks.registry",
+        "task_resolver": "gnnlm.tasks.registry",
+        "TripleClassificationConfig": "gnnlm.tasks.triple_classification",
+        "TripleClassificationTask": "gnnlm.tasks.triple_classification",
+        "TripleClassifier": "gnnlm.tasks.triple_classification",
+        "build_examples": "gnnlm.tasks.triple_classification",
+    },
+)

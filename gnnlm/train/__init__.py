@@ -1,7 +1,9 @@
-"""The training engine for link-prediction models (KG embeddings and GNN encoders alike).
+"""The training engine (one loop for every task) and the building blocks of link-prediction training.
 
-* :class:`TrainConfig` (typed YAML configs with ``--set`` overrides), :class:`Trainer` / :func:`train`;
-* loops (:class:`SLCWALoop` negative sampling, :class:`KvsAllLoop` 1-N), losses, regularisers and negative
+* :class:`Trainer` / :func:`train`: the engine; a :class:`Task` (:mod:`gnnlm.tasks`) supplies data, model,
+  loss and metrics; :class:`RunConfig` / :class:`TrainingConfig` / :class:`EvaluationConfig` are the
+  config sections every task shares, :func:`run_variants` compares arms over seeds;
+* :class:`TrainConfig` (= :class:`~gnnlm.tasks.link_prediction.LinkPredictionConfig`), loops (:class:`SLCWALoop` negative sampling, :class:`KvsAllLoop` 1-N), losses, regularisers and negative
   samplers, each found by name through a ``class_resolver`` registry;
 * checkpoints that never unpickle, exact resume, :func:`save_pretrained` / :func:`from_pretrained`;
 * :func:`predict_tails` / :func:`predict_heads` by entity and relation name.
@@ -18,13 +20,14 @@ from gnnlm.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from gnnlm.train.checkpoint import CheckpointError
-    from gnnlm.train.config import (
-        ConfigError,
-        EvaluationConfig,
+    from gnnlm.tasks.link_prediction.config import (
+        LinkPredictionTrainingConfig,
         ModelConfig,
         TrainConfig,
-        TrainingConfig,
     )
+    from gnnlm.train.config import ConfigError, EvaluationConfig, RunConfig, TrainingConfig
+    from gnnlm.train.task import StepOutput, Task
+    from gnnlm.train.variants import Comparison, run_variants
     from gnnlm.train.loops import KvsAllLoop, SLCWALoop, TrainingLoop, loop_resolver
     from gnnlm.train.losses import (
         BCELoss,
@@ -70,7 +73,9 @@ __all__ = [
     "ConfigError",
     "CrossEntropyLoss",
     "EvaluationConfig",
+    "Comparison",
     "KvsAllLoop",
+    "LinkPredictionTrainingConfig",
     "L2Regularizer",
     "Loss",
     "MarginRankingLoss",
@@ -81,9 +86,12 @@ __all__ = [
     "Prediction",
     "PretrainedConfig",
     "Regularizer",
+    "RunConfig",
     "RunDirError",
     "SLCWALoop",
     "SoftplusLoss",
+    "StepOutput",
+    "Task",
     "TrainConfig",
     "TrainResult",
     "Trainer",
@@ -98,6 +106,7 @@ __all__ = [
     "predict_heads",
     "predict_tails",
     "regularizer_resolver",
+    "run_variants",
     "sampler_resolver",
     "save_pretrained",
     "seed_everything",
@@ -111,9 +120,15 @@ __getattr__, __dir__ = lazy_exports(
         "CheckpointError": "gnnlm.train.checkpoint",
         "ConfigError": "gnnlm.train.config",
         "EvaluationConfig": "gnnlm.train.config",
-        "ModelConfig": "gnnlm.train.config",
-        "TrainConfig": "gnnlm.train.config",
+        "RunConfig": "gnnlm.train.config",
         "TrainingConfig": "gnnlm.train.config",
+        "LinkPredictionTrainingConfig": "gnnlm.tasks.link_prediction.config",
+        "ModelConfig": "gnnlm.tasks.link_prediction.config",
+        "TrainConfig": "gnnlm.tasks.link_prediction.config",
+        "StepOutput": "gnnlm.train.task",
+        "Task": "gnnlm.train.task",
+        "Comparison": "gnnlm.train.variants",
+        "run_variants": "gnnlm.train.variants",
         "KvsAllLoop": "gnnlm.train.loops",
         "SLCWALoop": "gnnlm.train.loops",
         "TrainingLoop": "gnnlm.train.loops",

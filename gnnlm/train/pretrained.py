@@ -1,4 +1,4 @@
-"""Building link-prediction models from a :class:`~gnnlm.train.config.ModelConfig`, and the
+"""Building link-prediction models from a :class:`~gnnlm.tasks.link_prediction.config.ModelConfig`, and the
 ``save_pretrained`` / ``from_pretrained`` pair for trained ones.
 
 A pretrained directory holds ``config.json`` (:class:`PretrainedConfig`), ``model.safetensors`` (the
@@ -32,7 +32,8 @@ from gnnlm.train.checkpoint import (
     module_tensors,
     save_tensors,
 )
-from gnnlm.train.config import ModelConfig, _build, _Where
+from gnnlm.config import Config
+from gnnlm.tasks.link_prediction.config import ModelConfig
 
 if TYPE_CHECKING:
     from gnnlm.data import KnowledgeGraph
@@ -43,7 +44,7 @@ VOCAB_NAME = "vocab.json"
 
 
 @dataclass
-class PretrainedConfig:
+class PretrainedConfig(Config):
     """Everything needed to rebuild a trained link-prediction model.
 
     Attributes:
@@ -75,7 +76,7 @@ class PretrainedConfig:
             ) from None
         except json.JSONDecodeError as err:
             raise CheckpointError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
-        return _build(cls, data, prefix="", where=_Where(str(path), {}))
+        return cls.from_dict(data, source=str(path))
 
     def save(self, directory: str | Path) -> None:
         atomic_write_json(Path(directory) / CONFIG_NAME, dataclasses.asdict(self))

@@ -40,6 +40,9 @@ RUN_FILES = (
     "init_from.json",
     "model",
     "tensorboard",
+    "comparison.json",
+    "comparison.md",
+    "runs",
 )
 #: files written atomically in a run directory or its ``model/``.
 _ATOMIC_FILES = (*RUN_FILES, "config.json", "model.safetensors", "vocab.json")

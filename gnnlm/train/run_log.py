@@ -1,4 +1,7 @@
-"""Per-epoch metrics to ``metrics.csv`` and ``log.jsonl`` in a run directory (and TensorBoard if installed)."""
+"""Per-epoch metrics to ``metrics.csv`` and ``log.jsonl`` in a run directory (and TensorBoard if installed).
+
+Rows are logged at every epoch end, and at every step-level validation (``evaluation.steps``); each has
+the epoch and the optimizer step it was logged at."""
 
 from __future__ import annotations
 
@@ -10,18 +13,9 @@ from typing import Any
 
 from gnnlm.train.checkpoint import atomic_write_text
 
-#: columns of ``metrics.csv`` (validation columns stay empty in epochs without evaluation).
-CSV_COLUMNS = (
-    "epoch",
-    "loss",
-    "lr",
-    "seconds",
-    "valid_mrr",
-    "valid_mr",
-    "valid_hits@1",
-    "valid_hits@3",
-    "valid_hits@10",
-)
+#: the first columns of ``metrics.csv``; ``valid_<metric>`` columns follow (empty in rows without
+#: evaluation). ``log.jsonl`` holds every key of every row.
+CSV_COLUMNS = ("epoch", "step", "loss", "lr", "seconds")
 
 
 class MetricsLogger:
@@ -29,12 +23,20 @@ class MetricsLogger:
 
     Args:
         run_dir: the run directory (``None``: keep rows in memory only).
+        metrics: the task's metric names (``valid_<name>`` columns of the CSV).
         tensorboard: also write scalars to ``RUN_DIR/tensorboard`` when the ``tensorboard`` package is
             installed (silently skipped otherwise).
     """
 
-    def __init__(self, run_dir: str | Path | None, *, tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path | None,
+        *,
+        metrics: tuple[str, ...] = (),
+        tensorboard: bool = True,
+    ) -> None:
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.columns = CSV_COLUMNS + tuple(f"valid_{m}" for m in metrics)
         self.rows: list[dict[str, Any]] = []
         self._writer = None
         if self.run_dir is not None and tensorboard:
@@ -53,25 +55,30 @@ class MetricsLogger:
     def jsonl_path(self) -> Path | None:
         return self.run_dir / "log.jsonl" if self.run_dir else None
 
-    def resume(self, last_epoch: int) -> None:
-        """Reload rows up to ``last_epoch`` (dropping any logged after the checkpoint) and rewrite files."""
+    def resume(self, last_epoch: int, last_step: int | None = None) -> None:
+        """Reload the rows up to the checkpoint (``last_step``; ``last_epoch`` for rows of earlier
+        releases without a step), drop any logged after it, and rewrite the files."""
         if self.jsonl_path is None or not self.jsonl_path.exists():
             return
         rows = [
             json.loads(line) for line in self.jsonl_path.read_text().splitlines() if line.strip()
         ]
-        self.rows = [row for row in rows if row["epoch"] <= last_epoch]
+        self.rows = [
+            row
+            for row in rows
+            if (row["step"] <= last_step if "step" in row and last_step is not None else row["epoch"] <= last_epoch)
+        ]
         atomic_write_text(self.jsonl_path, "".join(json.dumps(row) + "\n" for row in self.rows))
         buffer = io.StringIO()
         writer = csv.DictWriter(
-            buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
+            buffer, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n"
         )
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.csv_path, buffer.getvalue())
 
     def log(self, row: dict[str, Any]) -> None:
-        """Record one epoch: ``{"epoch", "loss", "lr", "seconds", "valid_mrr", ...}``."""
+        """Record one row: ``{"epoch", "step", "loss", "lr", "seconds", "valid_mrr", ...}``."""
         self.rows.append(row)
         if self.run_dir is None:
             return
@@ -79,7 +86,7 @@ class MetricsLogger:
         new_csv = not self.csv_path.exists()
         with open(self.csv_path, "a", newline="") as f:
             writer = csv.DictWriter(
-                f, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
+                f, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n"
             )
             if new_csv:
                 writer.writeheader()
@@ -89,7 +96,9 @@ class MetricsLogger:
         if self._writer is not None:
             for key, value in row.items():
                 if key != "epoch" and isinstance(value, (int, float)):
-                    self._writer.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
+                    self._writer.add_scalar(
+                        key.replace("_", "/", 1), value, row.get("step", row["epoch"])
+                    )
             self._writer.flush()
 
     def close(self) -> None:

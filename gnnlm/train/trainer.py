@@ -1,17 +1,24 @@
-"""The training engine: epochs, validation, early stopping, logging, checkpoints and exact resume.
+"""The training engine: one loop for every task (link prediction, LM fine-tuning, a user's own).
 
-:class:`Trainer` turns a :class:`~gnnlm.train.config.TrainConfig` into a trained model::
+:class:`Trainer` runs a :class:`~gnnlm.train.task.Task` as its config describes::
 
-    config = TrainConfig.load("configs/umls/complex.yaml")
+    config = TrainConfig.load("configs/umls/complex.yaml")     # task: link_prediction (the default)
     result = Trainer(config, run_dir="runs/umls-complex").fit()
     result.metrics["test"]["mrr"]
 
-A run directory ends up with ``config.yaml`` (the config it ran with), ``metrics.csv`` / ``log.jsonl``
-(one row per epoch), ``checkpoint.safetensors`` (resumable state, see :mod:`gnnlm.train.checkpoint`),
-``model/`` (the best weights, :func:`~gnnlm.train.pretrained.save_pretrained`) and ``metrics.json``
-(final filtered metrics on ``valid`` and ``test``). ``fit(resume=True)`` continues from the checkpoint and
+The engine owns everything that is not the task's: a seeded data order, optimizer parameter groups,
+gradient accumulation and clipping, learning-rate schedules (per epoch, or per step with warmup),
+``bf16`` autocast, evaluation every N epochs or steps, early stopping on the task's selection metric,
+progress bars, logs and checkpoints. It imports no task: a config's ``task:`` is resolved through
+:mod:`gnnlm.tasks` only when a config (not a task) is given.
+
+A run directory ends up with ``config.yaml`` (the resolved config it ran with), ``metrics.csv`` /
+``log.jsonl`` (one row per epoch, and per step-level evaluation), ``checkpoint.safetensors`` (resumable
+state, see :mod:`gnnlm.train.checkpoint`), ``model/`` (the best weights, :meth:`Task.save_model`) and
+``metrics.json`` (``{"valid": {...}, "test": {...}, "best_epoch", ...}``). ``fit(resume=True)``
+continues from the checkpoint, at an epoch end or mid-epoch (``training.checkpoint_steps``), and
 reproduces the uninterrupted run bit for bit on CPU: weights, optimizer, scheduler, every RNG, the
-early-stopping state and the best weights are all restored.
+position in the epoch's data order, the early-stopping state and the best weights are all restored.
 """
 
 from __future__ import annotations
@@ -28,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from class_resolver.contrib.torch import lr_scheduler_resolver
 from torch import Tensor, nn
 
 from gnnlm.train.checkpoint import (
@@ -45,34 +51,23 @@ from gnnlm.train.checkpoint import (
 )
 from gnnlm.train.config import (
     ConfigError,
-    TrainConfig,
-    check_components,
+    RunConfig,
     check_values,
     check_writable_dir,
     config_diff,
 )
-from gnnlm.train.loops import KvsAllLoop, SLCWALoop, TrainingLoop, loop_resolver
-from gnnlm.train.losses import loss_resolver
-from gnnlm.train.negative_sampling import sampler_resolver
-from gnnlm.train.pretrained import (
-    PretrainedConfig,
-    build_model,
-    init_from_pretrained,
-    save_pretrained,
-)
-from gnnlm.train.regularizers import regularizer_resolver
+from gnnlm.train.optim import check_training, make_scheduler, param_group_dicts
 from gnnlm.train.run_dir import open_run_dir
 from gnnlm.train.run_log import MetricsLogger
-from gnnlm.train.sparse import make_optimizer, use_sparse_updates
+from gnnlm.train.sparse import make_optimizer
+from gnnlm.train.task import StepOutput, Task
 from gnnlm.utils.progress import progress
 
 if TYPE_CHECKING:
-    from gnnlm.data import KnowledgeGraph
+    from gnnlm.train.variants import Comparison
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 INIT_FROM_NAME = "init_from.json"
-HEADLINE = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
-_SCHEDULER_SYNONYMS = {"plateau": "reducelronplateau", "cosine": "cosineannealing"}
 
 
 @dataclass
@@ -84,23 +79,34 @@ class TrainResult:
         config: the config it ran with.
         metrics: ``{"valid": {...}, "test": {...}, "best_epoch", "epochs", "train_seconds", ...}``, as
             written to ``metrics.json``.
-        history: one dict per epoch (as in ``log.jsonl``).
+        history: one dict per logged row (as in ``log.jsonl``).
         run_dir: the run directory, or ``None``.
-        pretrained_config: what :meth:`save_pretrained` writes as ``config.json``.
-        kg: the graph it was trained on.
+        task: the task it ran.
     """
 
     model: nn.Module
-    config: TrainConfig
+    config: RunConfig
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     run_dir: Path | None = None
-    pretrained_config: PretrainedConfig | None = None
-    kg: KnowledgeGraph | None = field(default=None, repr=False)
+    task: Task | None = field(default=None, repr=False)
+
+    @property
+    def kg(self) -> Any:
+        """The graph of a task that has one (link prediction), else ``None``."""
+        return getattr(self.task, "kg", None)
+
+    @property
+    def pretrained_config(self) -> Any:
+        """What a link-prediction ``save_pretrained`` writes as ``config.json`` (else ``None``)."""
+        make = getattr(self.task, "pretrained_config", None)
+        return make() if make is not None else None
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write the trained model for :func:`~gnnlm.train.from_pretrained` (config, weights, vocab)."""
-        return save_pretrained(self.model, directory, self.pretrained_config, kg=self.kg)
+        """Write the trained model as the task saves it (link prediction: config, weights, vocab)."""
+        directory = Path(directory)
+        self.task.save_model(self.model, directory)
+        return directory
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -118,10 +124,24 @@ class TrainingDivergedError(FloatingPointError):
 
 @dataclass
 class _EarlyStopping:
+    """State of early stopping; ``best`` is the selection metric signed so that larger is better."""
+
     best: float = -math.inf
     best_epoch: int = 0
+    best_step: int = 0
     bad_evaluations: int = 0
     stopped: bool = False
+
+
+@dataclass
+class _EpochState:
+    """Where the engine is inside an epoch (saved by mid-epoch checkpoints)."""
+
+    batches_done: int = 0  # micro-batches of this epoch already trained
+    loss_sum: float = 0.0  # sum of loss * examples over them
+    count: int = 0  # examples over them
+    seconds: float = 0.0  # training time spent on them
+    logs: dict[str, float] = field(default_factory=dict)  # sums of the task's extra logs
 
 
 def seed_everything(seed: int) -> None:
@@ -144,67 +164,68 @@ def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
 
 
+def make_task(config: RunConfig, data: Any = None) -> Task:
+    """The task ``config.task`` names (a registered name, class, instance or ``pkg.mod:Class``)."""
+    from gnnlm.tasks.registry import make_task as make
+
+    return make(config.task, config, data=data)
+
+
 class Trainer:
-    """Trains a link-prediction model as a :class:`TrainConfig` describes.
+    """Trains a task as its config describes.
 
     Args:
-        config: the run.
+        config: the run's config (its ``task`` is resolved through :mod:`gnnlm.tasks`), or a
+            :class:`~gnnlm.train.task.Task` instance (its ``config`` is the run's).
         run_dir: where logs, checkpoints and the final model go (``None``: nothing is written).
-        kg: the graph, if already loaded (default: ``load_dataset(config.dataset, **config.dataset_kwargs)``).
+        data: the task's data, if already loaded (e.g. a :class:`~gnnlm.data.KnowledgeGraph`).
+        kg: the same as ``data`` (the name link prediction always used).
         quiet: no progress bars.
         callbacks: functions ``callback(trainer, row)`` called after every epoch (after its checkpoint is
             written) with the epoch's log row; raising from one interrupts training.
+        step_callbacks: functions ``callback(trainer)`` called after every optimizer step (after a
+            step checkpoint is written); raising from one interrupts training mid-epoch.
     """
 
     def __init__(
         self,
-        config: TrainConfig,
+        config: RunConfig | Task,
         *,
         run_dir: str | Path | None = None,
-        kg: KnowledgeGraph | None = None,
+        data: Any = None,
+        kg: Any = None,
         quiet: bool = False,
         callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
+        step_callbacks: Sequence[Callable[[Trainer], None]] = (),
     ) -> None:
-        self.config = config
+        data = data if data is not None else kg
+        self.task = config if isinstance(config, Task) else make_task(config, data)
+        self.config = self.task.config
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.quiet = quiet
         self.callbacks = list(callbacks)
-        self._validate(check_dataset=kg is None)
-        if kg is None:
-            from gnnlm.data import load_dataset
-
-            kg = load_dataset(config.dataset, **config.dataset_kwargs)
-        self.kg = kg
-        if config.evaluation.frequency and len(kg.valid) == 0:
-            raise ConfigError(
-                f"{kg.name} has no validation triples: set evaluation.frequency=0 (no early stopping)"
-            )
-        self.evaluator = self._make_evaluator()
-
-    # -- construction ------------------------------------------------------------------------------
-    def _validate(self, check_dataset: bool = True) -> None:
-        """Everything that can be checked before the data loads: values, component names and their
-        keyword arguments (:func:`~gnnlm.train.config.check_components`; the dataset's only when the
-        trainer loads it), and that ``run_dir`` can be written (a read-only or invalid ``--out`` fails
-        now, not after training)."""
+        self.step_callbacks = list(step_callbacks)
+        # everything that can be checked before the data loads: ranges, component names and their
+        # keyword arguments, and that run_dir can be written (a read-only --out fails now, not after
+        # training)
         check_values(self.config)
-        check_components(self.config, dataset=check_dataset)
+        check_training(self.config)
+        self.task.validate()
         if self.run_dir is not None:
             check_writable_dir(self.run_dir)
-        t, e = self.config.training, self.config.evaluation
-        loop = loop_resolver.lookup(t.loop)
-        if loop is SLCWALoop and t.label_smoothing:
+        self.metric, self.maximize = self.task.selection_metric
+        self.task.setup()
+        e = self.config.evaluation
+        if (e.frequency or e.steps) and not self.task.has_split("valid"):
             raise ConfigError(
-                "training.label_smoothing applies to the kvsall loop only; set it to 0 for slcwa"
+                f"{self.config.dataset or 'the data'} has no validation examples: set "
+                "evaluation.frequency=0 (and evaluation.steps=0): no early stopping"
             )
-        if loop is KvsAllLoop and t.adversarial_temperature is not None:
-            raise ConfigError("training.adversarial_temperature applies to the slcwa loop only")
-        if loop is KvsAllLoop and not loss_resolver.lookup(t.loss).supports_kvsall:
-            raise ConfigError(
-                f"training.loss={t.loss!r} does not support the kvsall loop; use slcwa"
-            )
-        if e.metric not in HEADLINE:
-            raise ConfigError(f"evaluation.metric must be one of {HEADLINE}, got {e.metric!r}")
+
+    @property
+    def kg(self) -> Any:
+        """The task's graph (link prediction)."""
+        return getattr(self.task, "kg", None)
 
     @property
     def device(self) -> torch.device:
@@ -222,66 +243,34 @@ class Trainer:
             )
         return device
 
-    def _make_evaluator(self):
-        from gnnlm.eval import RankBasedEvaluator
-
-        return RankBasedEvaluator(
-            self.kg.filter_index, batch_size=self.config.evaluation.batch_size, quiet=True
-        )
-
+    # -- construction ------------------------------------------------------------------------------
     def _build(self) -> None:
         cfg, t = self.config, self.config.training
         seed_everything(cfg.seed)
-        self.model = build_model(
-            cfg.model,
-            self.kg.num_entities,
-            self.kg.num_relations,
-            reciprocal=t.reciprocal,
-            kg=self.kg,
-        ).to(self.device)
-        # training.sparse_updates: row-sparse gradients and the optimizer's sparse form (gnnlm.train.sparse)
-        self.sparse_updates = use_sparse_updates(t, self.model)
-        self.optimizer = make_optimizer(t, self.model.parameters(), sparse=self.sparse_updates)
-        self.scheduler = None
-        self._plateau = False
-        if t.scheduler:
-            name = _SCHEDULER_SYNONYMS.get(t.scheduler.lower(), t.scheduler)
-            scheduler_cls = lr_scheduler_resolver.lookup(name)
-            self._plateau = scheduler_cls is torch.optim.lr_scheduler.ReduceLROnPlateau
-            kwargs = dict(t.scheduler_kwargs)
-            if self._plateau:
-                kwargs.setdefault("mode", "max")
-            self.scheduler = scheduler_cls(self.optimizer, **kwargs)
-        loss = loss_resolver.make(t.loss, t.loss_kwargs)
-        regularizer = (
-            regularizer_resolver.make(t.regularizer, weight=t.regularizer_weight)
-            if t.regularizer
-            else None
+        self.model = self.task.build_model().to(self.device)
+        groups = param_group_dicts(
+            self.task.parameter_groups(self.model), t, where=cfg.at("training.param_groups")
         )
-        self.loop = self._make_loop(loss, regularizer)
+        self.optimizer = self.task.configure_optimizer(self.model, groups) or make_optimizer(
+            t, groups, sparse=False
+        )
+        self.scheduler, self._schedule = make_scheduler(
+            self.optimizer, t, self.steps_per_epoch * t.epochs, maximize=self.maximize
+        )
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.early_stopping = _EarlyStopping()
         self.best_weights: dict[str, Tensor] | None = None
-        self.epoch = 0
+        self.epoch = 0  # completed epochs
+        self.step = 0  # optimizer steps
+        self._in_epoch = _EpochState()
+        self._epoch_rng: Tensor | None = None  # the generator's state when the epoch began
+        self.train_seconds = 0.0
 
-    def _make_loop(self, loss, regularizer) -> TrainingLoop:
+    @property
+    def steps_per_epoch(self) -> int:
         t = self.config.training
-        loop_cls = loop_resolver.lookup(t.loop)
-        if loop_cls is KvsAllLoop:
-            return KvsAllLoop(
-                self.model, self.kg.train, self.kg.num_relations, loss, batch_size=t.batch_size,
-                reciprocal=t.reciprocal, label_smoothing=t.label_smoothing, regularizer=regularizer,
-            )  # fmt: skip
-        triples = self.kg.with_inverse_triples(self.kg.train) if t.reciprocal else self.kg.train
-        sampler = sampler_resolver.make(
-            t.sampler, triples=triples, num_entities=self.kg.num_entities,
-            num_negatives=t.num_negatives, filtered=t.filter_negatives,
-        )  # fmt: skip
-        return SLCWALoop(
-            self.model, triples, sampler, loss, batch_size=t.batch_size,
-            adversarial_temperature=t.adversarial_temperature, regularizer=regularizer,
-            sparse=self.sparse_updates,
-        )  # fmt: skip
+        batches = math.ceil(self.task.num_train_examples() / t.batch_size)
+        return math.ceil(batches / t.accumulation_steps)
 
     # -- training ----------------------------------------------------------------------------------
     def fit(
@@ -300,9 +289,8 @@ class Trainer:
             resume: continue the run in ``run_dir`` from its checkpoint, exactly.
             overwrite: replace an earlier run in ``run_dir``.
             init_from: a warm start: a new run whose weights are loaded from this run directory (its
-                ``model/``) or ``save_pretrained`` folder; same model and graph required, while the
-                optimizer, scheduler and RNGs start fresh. The source is recorded in ``init_from.json``
-                and ``metrics.json``.
+                ``model/``) or saved model folder (:meth:`Task.init_from`); the optimizer, scheduler
+                and RNGs start fresh. The source is recorded in ``init_from.json`` and ``metrics.json``.
 
         Raises:
             CheckpointError: ``resume`` without a readable checkpoint; an unusable ``init_from``.
@@ -323,118 +311,176 @@ class Trainer:
 
     def _fit(self, resume: bool, init_from: str | Path | None = None) -> TrainResult:
         self._build()
-        logger = MetricsLogger(self.run_dir)
+        self.logger = MetricsLogger(self.run_dir, metrics=tuple(self.task.metrics))
         self.init_record: dict[str, Any] | None = None
         if resume:
-            self._resume(logger)
+            self._resume()
         elif init_from is not None:
             self._init_from(init_from)
         if self.run_dir is not None:
             self.config.save(self.run_dir / "config.yaml")
-        t, e = self.config.training, self.config.evaluation
-        train_seconds = sum(row["seconds"] for row in logger.rows)
-        epochs = range(self.epoch + 1, t.epochs + 1)
-        # a bar in a terminal; a line per epoch in a log file (see gnnlm.utils.progress)
-        bar = progress(
+        t = self.config.training
+        bar = progress(  # a bar in a terminal; a line per epoch in a log file (gnnlm.utils.progress)
             total=t.epochs, initial=self.epoch, desc="epochs", unit="epoch", every=0,
             disable=self.quiet or self.early_stopping.stopped,
         )  # fmt: skip
         diverged = None
         try:
-            for epoch in epochs:
-                if self.early_stopping.stopped:
+            while self.epoch < t.epochs and not self.early_stopping.stopped:
+                row = self._train_epoch()
+                if row is None:  # early stopping inside the epoch
                     break
-                start = time.perf_counter()
-                loss = self._train_epoch()
-                seconds = time.perf_counter() - start
-                train_seconds += seconds
-                self.epoch = epoch
-                row: dict[str, Any] = {
-                    "epoch": epoch, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds,
-                }  # fmt: skip
-                if e.frequency and epoch % e.frequency == 0:
-                    valid = self.evaluate("valid")
-                    row.update({f"valid_{k}": valid[k] for k in HEADLINE})
-                    self._early_stopping_step(valid[e.metric], epoch)
-                    if self._plateau:
-                        self.scheduler.step(valid[e.metric])
-                if self.scheduler is not None and not self._plateau:
-                    self.scheduler.step()
-                logger.log(row)
-                if self.run_dir is not None and (
-                    (t.checkpoint_frequency and epoch % t.checkpoint_frequency == 0)
-                    or self.early_stopping.stopped
-                    or epoch == t.epochs
-                ):
-                    self.save_checkpoint(self.run_dir / CHECKPOINT_NAME)
                 bar.set_postfix(
-                    loss=f"{loss:.4g}",
-                    **({"valid_mrr": f"{row['valid_mrr']:.4f}"} if "valid_mrr" in row else {}),
+                    loss=f"{row['loss']:.4g}",
+                    **{k: f"{v:.4f}" for k, v in row.items() if k == f"valid_{self.metric}"},
                 )
                 bar.update()
                 for callback in self.callbacks:
                     callback(self, row)
-                if self.early_stopping.stopped:
-                    break
         except FloatingPointError as err:  # a NaN/inf loss: keep what was good so far
             diverged = str(err)
         finally:
             bar.close()
-            logger.close()
+            self.logger.close()
         if diverged is not None:
-            self._diverged(logger, train_seconds, diverged)
-        return self._finish(logger, train_seconds)
+            self._diverged(diverged)
+        return self._finish()
 
-    def _train_epoch(self) -> float:
+    def _epoch_order(self) -> list[Tensor]:
+        """The epoch's shuffled micro-batches of example indices, drawn from the run's generator at the
+        epoch's start (redrawn from the saved state when resuming mid-epoch)."""
+        n, size = self.task.num_train_examples(), self.config.training.batch_size
+        if self._in_epoch.batches_done == 0:
+            self._epoch_rng = self.generator.get_state()
+            return list(torch.randperm(n, generator=self.generator).split(size))
+        now = self.generator.get_state()
+        self.generator.set_state(self._epoch_rng)
+        order = list(torch.randperm(n, generator=self.generator).split(size))
+        self.generator.set_state(now)
+        return order
+
+    def _train_epoch(self) -> dict[str, Any] | None:
+        """Train one epoch (or its rest); returns its log row, ``None`` if early stopping ended it."""
+        t, e, state = self.config.training, self.config.evaluation, self._in_epoch
         self.model.train()
-        total, count = 0.0, 0
-        clip = self.config.training.clip_grad_norm
-        num_batches = math.ceil(self.loop.num_examples / self.loop.batch_size)
-        batches = progress(  # outside a terminal: a line every 30 s at most, none when done
-            self.loop.batches(self.generator), total=num_batches, desc=f"epoch {self.epoch + 1}",
-            leave=False, disable=self.quiet or num_batches < 20, unit="batch",
+        batches = self._epoch_order()
+        k = t.accumulation_steps
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if t.autocast == "bf16"
+            else contextlib.nullcontext()
+        )
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        bar = progress(  # outside a terminal: a line every 30 s at most, none when done
+            total=len(batches), initial=state.batches_done, desc=f"epoch {self.epoch + 1}",
+            leave=False, disable=self.quiet or len(batches) < 20, unit="batch",
         )  # fmt: skip
-        for indices in batches:
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loop.batch_loss(indices, self.generator)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"epoch {self.epoch + 1}: loss became {loss.item()}; lower training.lr?"
-                )
-            loss.backward()
-            if clip is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.optimizer.step()
-            self._post_step()
-            total += loss.item() * len(indices)
-            count += len(indices)
-        return total / max(count, 1)
+        start = time.perf_counter()
+        try:
+            for i in range(state.batches_done, len(batches)):
+                indices = batches[i]
+                first = i - i % k
+                if i == first:
+                    self.optimizer.zero_grad(set_to_none=True)
+                with autocast:
+                    out = self.task.training_step(self.model, indices, self.generator)
+                loss = out.loss if isinstance(out, StepOutput) else out
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"epoch {self.epoch + 1}: loss became {value}; lower training.lr?"
+                    )
+                if k > 1:  # each micro-batch weighs by its share of the step's examples
+                    group = sum(len(b) for b in batches[first : first + k])
+                    loss = loss * (len(indices) / group)
+                loss.backward()
+                state.loss_sum += value * len(indices)
+                state.count += len(indices)
+                if isinstance(out, StepOutput):
+                    for key, v in out.logs.items():
+                        state.logs[key] = state.logs.get(key, 0.0) + float(v) * len(indices)
+                bar.update()
+                if i + 1 < len(batches) and i + 1 < first + k:
+                    continue  # accumulate
+                if t.clip_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(params, t.clip_grad_norm)
+                self.optimizer.step()
+                self.task.after_step(self.model)
+                if self._schedule == "step":
+                    self.scheduler.step()
+                self.step += 1
+                state.batches_done = i + 1
+                if e.steps and self.step % e.steps == 0 and i + 1 < len(batches):
+                    state.seconds += time.perf_counter() - start
+                    self._validate_and_log({"epoch": self.epoch + 1, "step": self.step})
+                    start = time.perf_counter()
+                    if self.early_stopping.stopped:
+                        self._checkpoint()
+                        return None
+                if t.checkpoint_steps and self.step % t.checkpoint_steps == 0:
+                    state.seconds += time.perf_counter() - start
+                    self._checkpoint()
+                    start = time.perf_counter()
+                for callback in self.step_callbacks:
+                    callback(self)
+        finally:
+            bar.close()
+        state.seconds += time.perf_counter() - start
+        self.epoch += 1
+        row: dict[str, Any] = {
+            "epoch": self.epoch, "step": self.step, "loss": state.loss_sum / max(state.count, 1),
+            "lr": self.optimizer.param_groups[0]["lr"], "seconds": state.seconds,
+        }  # fmt: skip
+        if len(self.optimizer.param_groups) > 1:
+            row.update({f"lr_{g.get('name', j)}": g["lr"] for j, g in enumerate(self.optimizer.param_groups)})
+        row.update({f"train_{key}": v / max(state.count, 1) for key, v in state.logs.items()})
+        self.train_seconds += state.seconds
+        self._in_epoch = _EpochState()
+        if e.frequency and self.epoch % e.frequency == 0:
+            self._validate_and_log(row)
+        else:
+            self.logger.log(row)
+        if self._schedule == "epoch":
+            self.scheduler.step()
+        if (t.checkpoint_frequency and self.epoch % t.checkpoint_frequency == 0) or (
+            self.early_stopping.stopped or self.epoch == t.epochs
+        ):
+            self._checkpoint()
+        return row
 
-    def _post_step(self) -> None:
-        """Apply the model's parameter constraints after an optimizer step (e.g. TransE's unit norms)."""
-        self.model.post_step()
+    def _validate_and_log(self, row: dict[str, Any]) -> None:
+        """Evaluate on ``valid``, update early stopping (and a plateau schedule), and log ``row``."""
+        valid = self.evaluate("valid")
+        row.update({f"valid_{k}": valid[k] for k in self.task.metrics if k in valid})
+        self._early_stopping_step(valid[self.metric])
+        if self._schedule == "plateau":
+            self.scheduler.step(valid[self.metric])
+        self.logger.log(row)
 
-    def _early_stopping_step(self, value: float, epoch: int) -> None:
+    def _early_stopping_step(self, value: float) -> None:
         state, patience = self.early_stopping, self.config.evaluation.patience
-        if value > state.best:
-            state.best, state.best_epoch, state.bad_evaluations = value, epoch, 0
+        signed = value if self.maximize else -value
+        if signed > state.best:
+            state.best, state.bad_evaluations = signed, 0
+            state.best_epoch, state.best_step = self.epoch, self.step
             self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         else:
             state.bad_evaluations += 1
             if patience and state.bad_evaluations >= patience:
                 state.stopped = True
 
-    @torch.no_grad()
     def evaluate(self, split: str = "valid") -> dict[str, Any]:
-        """Filtered rank-based metrics of the current model on ``split`` (``to_dict()`` of the evaluator)."""
+        """The task's metrics of the current model on ``split`` (eval mode, no gradients)."""
         was_training = self.model.training
         self.model.eval()
         try:
-            return self.evaluator.evaluate(self.model, self.kg.splits[split]).to_dict()
+            with torch.no_grad():
+                return self.task.evaluate(self.model, split)
         finally:
             self.model.train(was_training)
 
-    def _diverged(self, logger: MetricsLogger, train_seconds: float, reason: str) -> None:
+    # -- the end -----------------------------------------------------------------------------------
+    def _diverged(self, reason: str) -> None:
         """Save the best finite weights (else the last checkpoint's) and the metrics, then raise."""
         path = self.run_dir / CHECKPOINT_NAME if self.run_dir is not None else None
         if self.best_weights is None and path is not None and path.exists():
@@ -446,7 +492,7 @@ class Trainer:
                 f"{reason} (no finite weights saved: it diverged before the first evaluation "
                 "or checkpoint)"
             )
-        result = self._finish(logger, train_seconds, diverged=reason)
+        result = self._finish(diverged=reason)
         where = f"; saved the epoch {result.metrics['best_epoch']} weights"
         if self.run_dir is not None:
             where += (
@@ -455,27 +501,24 @@ class Trainer:
             )
         raise TrainingDivergedError(reason + where, result)
 
-    def _finish(
-        self, logger: MetricsLogger, train_seconds: float, *, diverged: str | None = None
-    ) -> TrainResult:
+    def _finish(self, *, diverged: str | None = None) -> TrainResult:
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
         self.model.eval()
         metrics: dict[str, Any] = {}
         eval_seconds = {}
-        for split in ("valid", "test"):
-            if len(self.kg.splits[split]) == 0:
-                continue
+        for split in self.task.final_splits():
             start = time.perf_counter()
             metrics[split] = self.evaluate(split)
             eval_seconds[split] = time.perf_counter() - start
-        num_train = len(self.kg.train)
         metrics.update(
             best_epoch=self.early_stopping.best_epoch or self.epoch,
             epochs=self.epoch,
+            steps=self.step,
             stopped_early=self.early_stopping.stopped,
-            train_seconds=train_seconds,
-            triples_per_second=num_train * self.epoch / train_seconds if train_seconds else None,
+            selection_metric=self.metric,
+            train_seconds=self.train_seconds,
+            **self.task.run_metrics(epochs=self.epoch, train_seconds=self.train_seconds),
             eval_seconds=eval_seconds,
             num_parameters=sum(p.numel() for p in self.model.parameters()),
         )
@@ -484,44 +527,36 @@ class Trainer:
         if diverged is not None:
             metrics["diverged"] = diverged
         if self.run_dir is not None:
-            save_pretrained(
-                self.model, self.run_dir / "model", self.pretrained_config(), kg=self.kg
-            )
+            self.task.save_model(self.model, self.run_dir / "model")
             atomic_write_json(self.run_dir / "metrics.json", metrics)
         return TrainResult(
-            self.model,
-            self.config,
-            metrics,
-            list(logger.rows),
-            self.run_dir,
-            self.pretrained_config(),
-            self.kg,
-        )
-
-    def pretrained_config(self) -> PretrainedConfig:
-        return PretrainedConfig(
-            model=self.config.model,
-            num_entities=self.kg.num_entities,
-            num_relations=self.kg.num_relations,
-            reciprocal=self.config.training.reciprocal,
-            dataset=self.config.dataset,
-            dataset_kwargs=self.config.dataset_kwargs,
+            self.model, self.config, metrics, list(self.logger.rows), self.run_dir, self.task
         )
 
     # -- checkpoints -------------------------------------------------------------------------------
+    def _checkpoint(self) -> None:
+        if self.run_dir is not None:
+            self.save_checkpoint(self.run_dir / CHECKPOINT_NAME)
+
     def save_checkpoint(self, path: str | Path) -> None:
         """Atomically write everything needed to continue this run exactly (one safetensors file)."""
         tensors = module_tensors(self.model, "model.")
         if self.best_weights is not None:
             tensors.update({f"best.{k}": v for k, v in self.best_weights.items()})
+        in_epoch = vars(self._in_epoch)
+        if self._in_epoch.batches_done:
+            tensors["rng.epoch"] = self._epoch_rng
         state = {
             "epoch": self.epoch,
+            "step": self.step,
+            "in_epoch": in_epoch,
             "config": self.config.to_dict(),
             "early_stopping": vars(self.early_stopping),
             "has_best": self.best_weights is not None,
             "optimizer": optimizer_state(self.optimizer, tensors),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "rng": rng_state(self.generator, tensors),
+            "train_seconds": self.train_seconds,
         }
         save_tensors(path, tensors, state)
 
@@ -544,44 +579,60 @@ class Trainer:
         load_rng_state(self.generator, state["rng"], tensors)
         self.early_stopping = _EarlyStopping(**state["early_stopping"])
         self.epoch = int(state["epoch"])
+        self.step = int(state.get("step", 0))
+        self._in_epoch = _EpochState(**state.get("in_epoch", {}))
+        self._epoch_rng = tensors.get("rng.epoch")
+        self.train_seconds = float(state.get("train_seconds", 0.0))
 
     def _init_from(self, source: str | Path) -> None:
         """Warm start: the weights of ``source``'s model, with this run's fresh optimizer and RNGs."""
-        self.init_record = init_from_pretrained(
-            self.model, source, self.pretrained_config(), self.kg
-        )
+        self.init_record = self.task.init_from(self.model, Path(source))
         if self.run_dir is not None:
             atomic_write_json(self.run_dir / INIT_FROM_NAME, self.init_record)
 
-    def _resume(self, logger: MetricsLogger) -> None:
+    def _resume(self) -> None:
         if self.run_dir is None:
             raise CheckpointError("resume needs a run directory")
         path = self.run_dir / CHECKPOINT_NAME
         if not path.exists():
             raise CheckpointError(f"{path}: no checkpoint to resume from")
         _, state = load_tensors(path)
-        saved = TrainConfig.from_dict(state["config"], source=str(path))
+        saved = type(self.config).from_dict(state["config"], source=str(path))
         diff = {k: v for k, v in config_diff(saved, self.config).items() if k != "training.epochs"}
         if diff:
             lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
             raise ConfigError(f"{path}: cannot resume with a different config ({lines})")
         self.load_checkpoint(path)
-        logger.resume(self.epoch)
+        self.logger.resume(self.epoch, self.step)
+        if "train_seconds" not in state:  # a checkpoint of an earlier release
+            self.train_seconds = sum(row.get("seconds", 0.0) for row in self.logger.rows)
         init_path = self.run_dir / INIT_FROM_NAME
         if init_path.is_file():  # a warm-started run keeps its record across resumes
             self.init_record = json.loads(init_path.read_text())
 
 
 def train(
-    config: TrainConfig,
+    config: RunConfig | Task,
     run_dir: str | Path | None = None,
     *,
-    kg: KnowledgeGraph | None = None,
+    data: Any = None,
+    kg: Any = None,
     quiet: bool = False,
     resume: bool = False,
     overwrite: bool = False,
     init_from: str | Path | None = None,
-) -> TrainResult:
-    """Train a model as ``config`` describes; see :class:`Trainer` and :meth:`Trainer.fit`."""
-    trainer = Trainer(config, run_dir=run_dir, kg=kg, quiet=quiet)
+) -> TrainResult | Comparison:
+    """Train as ``config`` describes; see :class:`Trainer` and :meth:`Trainer.fit`.
+
+    A config with ``variants`` or several ``seeds`` runs every arm and seed and returns the
+    :class:`~gnnlm.train.variants.Comparison` (:func:`gnnlm.train.variants.run_variants`).
+    """
+    if isinstance(config, RunConfig) and config.is_comparison:
+        from gnnlm.train.variants import run_variants
+
+        return run_variants(
+            config, run_dir, data=data if data is not None else kg, quiet=quiet, resume=resume,
+            overwrite=overwrite,
+        )  # fmt: skip
+    trainer = Trainer(config, run_dir=run_dir, data=data, kg=kg, quiet=quiet)
     return trainer.fit(resume=resume, overwrite=overwrite, init_from=init_from)

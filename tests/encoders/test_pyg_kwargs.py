@@ -13,7 +13,8 @@ from gnnlm.encoders import lookup_encoder, resolve_encoder
 from gnnlm.encoders.pyg import ModuleEncoder, PyGConvEncoder
 from gnnlm.encoders.resolver import filter_kwargs
 from gnnlm.train import TrainConfig, Trainer
-from gnnlm.train.config import ConfigWarning, check_components
+from gnnlm.tasks.link_prediction import check_components
+from gnnlm.train.config import ConfigWarning
 
 RGCN_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "umls" / "rgcn.yaml"
 GCN = "torch_geometric.nn.models:GCN"
@@ -73,8 +74,8 @@ def test_a_stock_pyg_model_without_its_required_arguments_is_a_config_error():
 def _one_step(config: TrainConfig, kg) -> None:
     trainer = Trainer(config, kg=kg, quiet=True)
     trainer._build()
-    indices = next(iter(trainer.loop.batches(trainer.generator)))
-    loss = trainer.loop.batch_loss(indices, trainer.generator)
+    indices = next(iter(trainer.task.loop.batches(trainer.generator)))
+    loss = trainer.task.loop.batch_loss(indices, trainer.generator)
     loss.backward()
     assert torch.isfinite(loss)
     encoder = trainer.model.representation.encoder

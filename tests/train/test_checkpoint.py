@@ -16,7 +16,7 @@ from gnnlm.train.checkpoint import (
     rng_state,
     save_tensors,
 )
-from gnnlm.train.config import ModelConfig
+from gnnlm.train import ModelConfig
 from gnnlm.train.pretrained import PretrainedConfig, from_pretrained, save_pretrained
 
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from gnnlm.train.config import ConfigError, TrainConfig, apply_overrides, config_diff
+from gnnlm.train import TrainConfig
+from gnnlm.train.config import ConfigError, apply_overrides, config_diff
 
 MODELS = ("transe", "distmult", "complex", "rotate", "tucker", "conve")
 CONFIGS = sorted(

@@ -10,7 +10,8 @@ import torch
 
 from gnnlm.kge import build_kge_model
 from gnnlm.train import ConfigError, TrainConfig, Trainer
-from gnnlm.train.config import TrainingConfig, apply_overrides
+from gnnlm.tasks.link_prediction import LinkPredictionTrainingConfig as TrainingConfig
+from gnnlm.train.config import apply_overrides
 from gnnlm.train.loops import SLCWALoop
 from gnnlm.train.losses import SoftplusLoss
 from gnnlm.train.negative_sampling import UniformNegativeSampler
@@ -189,7 +190,7 @@ def test_trainer_builds_the_sparse_loop_and_optimizer(load_real, overrides, expe
     trainer = Trainer(cfg, kg=load_real("nations"), quiet=True)
     trainer._build()
     assert type(trainer.optimizer) is expected
-    assert trainer.loop.sparse == trainer.sparse_updates == (expected is not torch.optim.Adam)
+    assert trainer.task.loop.sparse == trainer.task.sparse_updates == (expected is not torch.optim.Adam)
 
 
 def training(**kwargs) -> TrainingConfig:

@@ -1,0 +1,41 @@
+"""Read a run's config file as the config class of the task it names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gnnlm.config import ConfigError, load_mapping
+from gnnlm.train.config import RunConfig
+from gnnlm.utils.strict_yaml import load_yaml, quote
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """The config in ``path`` (with ``--set`` ``overrides``), as its task's config class.
+
+    The task is ``task:`` of the file (or of a ``--set task=...``), ``link_prediction`` when absent;
+    then the whole file is checked against that task's config class (unknown keys, types, ranges,
+    and every variant's overrides), with errors naming file, line and value.
+    """
+    from gnnlm.tasks.registry import lookup_task
+
+    data, lines = load_mapping(path)
+    name = data.get("task", "link_prediction")
+    where = f"{path}:{lines.get('task', 1)}"
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        if key.strip() == "task":
+            name, where = load_yaml(raw, f"--set {quote(item)}")[0], f"--set {quote(item)}"
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}: task must be a name or pkg.mod:Class, got {quote(name)}")
+    try:
+        task = lookup_task(name)
+    except (KeyError, ValueError, TypeError, ImportError) as err:
+        from gnnlm.tasks.registry import BUILTIN_TASKS
+
+        raise ConfigError(
+            f"{where}: unknown task {quote(name)} ({' '.join(str(err).split())}); valid: "
+            f"{', '.join(BUILTIN_TASKS)} (or 'package.module:MyTask' for your own)"
+        ) from None
+    config = task.config_class.load(path, overrides)
+    config.check_variants()
+    return config
