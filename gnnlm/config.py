@@ -20,6 +20,7 @@ free-form: they configure a component and are checked against it by the code tha
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import math
@@ -110,7 +111,7 @@ class Config:
 
     def save(self, path: str | Path) -> None:
         """Write the config as YAML (atomically)."""
-        from gnnlm.train.checkpoint import atomic_write_text
+        from gnnlm.utils.atomic import atomic_write_text
 
         atomic_write_text(Path(path), self.to_yaml())
 
@@ -174,6 +175,12 @@ def _build(cls: type, data: Any, *, prefix: str, where: _Where) -> Any:
             raise ConfigError(
                 f"{where(path)}: {_unknown_key_message(str(key), prefix, list(fields))}"
             )
+        if isinstance(value, dict) and fields[key].default_factory is not MISSING:
+            # a section the file sets in part keeps the config class's defaults for the rest (a
+            # task's config may default its training section differently from the engine's)
+            default = fields[key].default_factory()
+            if dataclasses.is_dataclass(default):
+                value = {**_init_values(default), **value}
         kwargs[key] = _check_value(hints[key], value, path=path, where=where)
         _check_range(fields[key], path, kwargs[key], where)
     try:
@@ -181,6 +188,20 @@ def _build(cls: type, data: Any, *, prefix: str, where: _Where) -> Any:
     except (TypeError, ValueError) as err:  # a config's own __post_init__ checks
         name = prefix.rstrip(".") or "config"
         raise ConfigError(f"{where(name)}: {' '.join(str(err).split())}") from None
+
+
+def _init_values(section: Any) -> dict[str, Any]:
+    """``{field: value}`` of a dataclass instance's init fields (copies; nested sections as mappings)."""
+    out = {}
+    for f in dataclasses.fields(section):
+        if f.init:
+            value = getattr(section, f.name)
+            out[f.name] = (
+                dataclasses.asdict(value)
+                if dataclasses.is_dataclass(value)
+                else copy.deepcopy(value)
+            )
+    return out
 
 
 def check_values(config: Config) -> None:
@@ -250,7 +271,9 @@ def _check_value(hint: Any, value: Any, *, path: str, where: _Where) -> Any:
         )
     args = typing.get_args(hint)
     if expected is list and args:
-        return [_check_value(args[0], v, path=f"{path}[{i}]", where=where) for i, v in enumerate(value)]
+        return [
+            _check_value(args[0], v, path=f"{path}[{i}]", where=where) for i, v in enumerate(value)
+        ]
     if expected is dict:
         for key, item in value.items():
             if item is None and isinstance(key, str) and ":" in key:
@@ -259,7 +282,10 @@ def _check_value(hint: Any, value: Any, *, path: str, where: _Where) -> Any:
                     f"the colon ({{{key.replace(':', ': ', 1)}}})"
                 )
         if len(args) == 2 and args[1] is not Any:
-            return {k: _check_value(args[1], v, path=f"{path}.{k}", where=where) for k, v in value.items()}
+            return {
+                k: _check_value(args[1], v, path=f"{path}.{k}", where=where)
+                for k, v in value.items()
+            }
         return dict(value)
     return value
 

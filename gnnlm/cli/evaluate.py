@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
@@ -55,9 +56,8 @@ def load_run(run_dir: Path, *, trust_remote_code: bool = False, command: str = "
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from gnnlm.train import CheckpointError, ConfigError
+    from gnnlm.utils.modules import eval_mode
     from gnnlm.utils.registry import UntrustedCodeError
 
     try:
@@ -75,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model):
         metrics = task.evaluate(model, args.split)
     if args.json:
         print(json.dumps(metrics, indent=2))

@@ -36,8 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gnnlm.cli.evaluate import load_run
-    from gnnlm.utils.registry import UntrustedCodeError
     from gnnlm.train import CheckpointError, ConfigError, predict_heads, predict_tails
+    from gnnlm.utils.registry import UntrustedCodeError
 
     if args.k < 1:
         print(f"gnnlm predict: --k must be >= 1, got {args.k}", file=sys.stderr)

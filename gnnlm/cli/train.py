@@ -58,50 +58,87 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def set_threads(threads: int | None, command: str) -> int | None:
+    """Apply ``--threads``; exit status 2 (after a one-line error) for a bad value, else ``None``."""
     import torch
 
+    if threads is None:
+        return None
+    if threads < 1:
+        print(f"gnnlm {command}: --threads must be >= 1, got {threads}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(threads)
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
     from gnnlm.tasks import load_config
-    from gnnlm.train import CheckpointError, ConfigError, TrainingDivergedError, train
+    from gnnlm.train import ConfigError
 
-    if args.threads is not None:
-        if args.threads < 1:
-            print(f"gnnlm train: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-            return 2
-        torch.set_num_threads(args.threads)
-
+    code = set_threads(args.threads, "train")
+    if code is not None:
+        return code
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as err:
         print(f"gnnlm train: {err}", file=sys.stderr)
-        return 2
-    if args.resume and args.out is None:
-        print("gnnlm train: --resume needs --out RUN_DIR", file=sys.stderr)
-        return 2
-    if args.init_from is not None and config.is_comparison:
-        print("gnnlm train: --init-from starts one run; it cannot start a comparison", file=sys.stderr)
         return 2
     out = (
         args.out
         or Path("runs")
         / f"{args.config.parent.name}-{args.config.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
+    again = f"gnnlm train {args.config} --out {out} --resume" + "".join(
+        f" --set {o}" for o in args.overrides
+    )
+    return train_config(
+        config, out, quiet=args.quiet, resume=args.resume, overwrite=args.overwrite,
+        init_from=args.init_from, command="train", again=again,
+    )  # fmt: skip
+
+
+def train_config(
+    config,
+    out: Path,
+    *,
+    quiet: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    init_from: Path | None = None,
+    command: str = "train",
+    again: str = "",
+) -> int:
+    """Train a loaded config into ``out`` and print the summary (``gnnlm train`` and its aliases, such
+    as ``gnnlm task triple-classification``); returns the exit status.
+
+    Args:
+        command: the sub-command named in error messages.
+        again: the command line that resumes the run, printed when interrupted.
+    """
+    from gnnlm.train import CheckpointError, ConfigError, TrainingDivergedError, train
+
+    if resume and out is None:
+        print(f"gnnlm {command}: --resume needs --out RUN_DIR", file=sys.stderr)
+        return 2
+    if init_from is not None and config.is_comparison:
+        print(
+            f"gnnlm {command}: --init-from starts one run; it cannot start a comparison",
+            file=sys.stderr,
+        )
+        return 2
     try:
         result = train(
-            config, out, quiet=args.quiet, resume=args.resume, overwrite=args.overwrite,
-            init_from=args.init_from,
-        )  # fmt: skip
+            config, out, quiet=quiet, resume=resume, overwrite=overwrite, init_from=init_from
+        )
     except (ConfigError, CheckpointError) as err:
-        print(f"gnnlm train: {err}", file=sys.stderr)
+        print(f"gnnlm {command}: {err}", file=sys.stderr)
         return 2
     except TrainingDivergedError as err:
-        print(f"gnnlm train: {err}", file=sys.stderr)
+        print(f"gnnlm {command}: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(
-            f"\ngnnlm train: interrupted; continue from the last checkpoint with\n"
-            f"  gnnlm train {args.config} --out {out} --resume"
-            + "".join(f" --set {o}" for o in args.overrides),
+            f"\ngnnlm {command}: interrupted; continue from the last checkpoint with\n  {again}",
             file=sys.stderr,
         )
         return 130
@@ -117,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         for split in ("valid", "test")
     }
     for split in (s for s, metrics in summary.items() if metrics is None):
-        print(f"gnnlm train: the {split} split is empty: no {split} metrics", file=sys.stderr)
+        print(f"gnnlm {command}: the {split} split is empty: no {split} metrics", file=sys.stderr)
     print(
         json.dumps(
             {"run_dir": str(out), "best_epoch": result.metrics["best_epoch"], **summary}, indent=2

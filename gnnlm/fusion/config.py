@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from gnnlm.config import Config
 from gnnlm.utils.atomic import atomic_write_json
 
 POOLING = ("mean", "cls")
 
 
 @dataclass
-class FusionConfig:
+class FusionConfig(Config):
     """How to build a :class:`~gnnlm.fusion.model.FusedLM`.
 
     Attributes:
@@ -104,31 +105,14 @@ class FusionConfig:
                 f"FusionConfig.pooling: expected one of {', '.join(POOLING)}, got {self.pooling!r}"
             )
 
-    @classmethod
-    def from_dict(cls, values: dict, *, source: str = "config") -> FusionConfig:
-        """Build from a mapping, naming unknown keys or bad values (and where they came from)."""
-        if not isinstance(values, dict):
-            raise TypeError(f"{source}: expected a mapping of fusion config keys, got {values!r}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"{source}: unknown fusion config keys {unknown}; known: {sorted(known)}"
-            )
-        try:
-            return cls(**values)
-        except (TypeError, ValueError) as err:
-            raise type(err)(f"{source}: {err}") from None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     def save(self, path: str | os.PathLike) -> None:
         """Write the config as JSON (atomically)."""
         atomic_write_json(path, self.to_dict(), sort_keys=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FusionConfig:
+        """Read the JSON a fused model's folder holds, through the one typed loader
+        (:mod:`gnnlm.config`: unknown keys, types and ranges name the file)."""
         try:
             values = json.loads(Path(path).read_text())
         except json.JSONDecodeError as err:

@@ -19,15 +19,13 @@ from typing import TYPE_CHECKING
 from gnnlm.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from gnnlm.train.checkpoint import CheckpointError
     from gnnlm.tasks.link_prediction.config import (
         LinkPredictionTrainingConfig,
         ModelConfig,
         TrainConfig,
     )
+    from gnnlm.train.checkpoint import CheckpointError
     from gnnlm.train.config import ConfigError, EvaluationConfig, RunConfig, TrainingConfig
-    from gnnlm.train.task import StepOutput, Task
-    from gnnlm.train.variants import Comparison, run_variants
     from gnnlm.train.loops import KvsAllLoop, SLCWALoop, TrainingLoop, loop_resolver
     from gnnlm.train.losses import (
         BCELoss,
@@ -58,6 +56,7 @@ if TYPE_CHECKING:
         regularizer_resolver,
     )
     from gnnlm.train.run_dir import RunDirError
+    from gnnlm.train.task import StepOutput, Task
     from gnnlm.train.trainer import (
         Trainer,
         TrainingDivergedError,
@@ -65,6 +64,7 @@ if TYPE_CHECKING:
         seed_everything,
         train,
     )
+    from gnnlm.train.variants import Comparison, run_variants
 
 __all__ = [
     "BCELoss",

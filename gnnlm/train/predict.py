@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from gnnlm.data.filter_index import FilterIndex
+from gnnlm.utils.modules import eval_mode
 
 if TYPE_CHECKING:
     from gnnlm.data import KnowledgeGraph
@@ -135,12 +136,9 @@ def predict_tails(
         exclude: drop known answers from ``"train"``, ``"all"`` splits, or none (``None``).
     """
     h, r = resolve_entity(kg, head), resolve_relation(kg, relation)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model):
         hr = torch.tensor([[h, r]], device=_device(model))
         scores = model.score_t(hr)[0].cpu()  # [num_entities]
-    model.train(was_training)
     index = _known(kg, exclude)
     known = (
         index.tails(torch.tensor([h]), torch.tensor([r]))[1]
@@ -161,12 +159,9 @@ def predict_heads(
 ) -> Prediction:
     """The ``k`` best heads of ``(?, relation, tail)`` (arguments in triple order); see :func:`predict_tails`."""
     r, t = resolve_relation(kg, relation), resolve_entity(kg, tail)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model):
         rt = torch.tensor([[r, t]], device=_device(model))
         scores = model.score_h(rt)[0].cpu()  # [num_entities]
-    model.train(was_training)
     index = _known(kg, exclude)
     known = (
         index.heads(torch.tensor([r]), torch.tensor([t]))[1]

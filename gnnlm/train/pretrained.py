@@ -24,16 +24,16 @@ import torch
 from torch import Tensor, nn
 
 import gnnlm
+from gnnlm.config import Config
+from gnnlm.tasks.link_prediction.config import ModelConfig
 from gnnlm.train.checkpoint import (
     CheckpointError,
-    atomic_write_json,
     load_module_tensors,
     load_tensors,
     module_tensors,
     save_tensors,
 )
-from gnnlm.config import Config
-from gnnlm.tasks.link_prediction.config import ModelConfig
+from gnnlm.utils.atomic import atomic_write_json
 
 if TYPE_CHECKING:
     from gnnlm.data import KnowledgeGraph
@@ -180,7 +180,7 @@ def from_pretrained(
         CheckpointError: unreadable files, weights that do not fit, or a ``kg`` whose entity or
             relation names differ from ``vocab.json``.
     """
-    from gnnlm.kge.resolver import (
+    from gnnlm.utils.registry import (
         UntrustedCodeError,
         is_dotted_path,
         refuse_code_imports,
@@ -191,7 +191,7 @@ def from_pretrained(
     config = PretrainedConfig.load(directory)
     source = str(directory / CONFIG_NAME)
     if not trust_remote_code:
-        for spec in (config.model.interaction, config.model.encoder):
+        for spec in (config.model.interaction, config.model.encoder, config.dataset):
             if is_dotted_path(spec):
                 raise UntrustedCodeError(untrusted_code_message(source, spec))
     vocab = load_vocab(directory)

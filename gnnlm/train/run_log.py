@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gnnlm.train.checkpoint import atomic_write_text
+from gnnlm.utils.atomic import atomic_write_text
 
 #: the first columns of ``metrics.csv``; ``valid_<metric>`` columns follow (empty in rows without
 #: evaluation). ``log.jsonl`` holds every key of every row.
@@ -66,7 +66,11 @@ class MetricsLogger:
         self.rows = [
             row
             for row in rows
-            if (row["step"] <= last_step if "step" in row and last_step is not None else row["epoch"] <= last_epoch)
+            if (
+                row["step"] <= last_step
+                if "step" in row and last_step is not None
+                else row["epoch"] <= last_epoch
+            )
         ]
         atomic_write_text(self.jsonl_path, "".join(json.dumps(row) + "\n" for row in self.rows))
         buffer = io.StringIO()

@@ -39,7 +39,6 @@ from torch import Tensor, nn
 
 from gnnlm.train.checkpoint import (
     CheckpointError,
-    atomic_write_json,
     load_module_tensors,
     load_optimizer_state,
     load_rng_state,
@@ -61,6 +60,8 @@ from gnnlm.train.run_dir import open_run_dir
 from gnnlm.train.run_log import MetricsLogger
 from gnnlm.train.sparse import make_optimizer
 from gnnlm.train.task import StepOutput, Task
+from gnnlm.utils.atomic import atomic_write_json
+from gnnlm.utils.modules import eval_mode
 from gnnlm.utils.progress import progress
 
 if TYPE_CHECKING:
@@ -432,11 +433,18 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"], "seconds": state.seconds,
         }  # fmt: skip
         if len(self.optimizer.param_groups) > 1:
-            row.update({f"lr_{g.get('name', j)}": g["lr"] for j, g in enumerate(self.optimizer.param_groups)})
+            row.update(
+                {
+                    f"lr_{g.get('name', j)}": g["lr"]
+                    for j, g in enumerate(self.optimizer.param_groups)
+                }
+            )
         row.update({f"train_{key}": v / max(state.count, 1) for key, v in state.logs.items()})
         self.train_seconds += state.seconds
         self._in_epoch = _EpochState()
-        if e.frequency and self.epoch % e.frequency == 0:
+        if (e.frequency and self.epoch % e.frequency == 0) or (
+            e.steps and self.step % e.steps == 0
+        ):
             self._validate_and_log(row)
         else:
             self.logger.log(row)
@@ -471,13 +479,8 @@ class Trainer:
 
     def evaluate(self, split: str = "valid") -> dict[str, Any]:
         """The task's metrics of the current model on ``split`` (eval mode, no gradients)."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                return self.task.evaluate(self.model, split)
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model):
+            return self.task.evaluate(self.model, split)
 
     # -- the end -----------------------------------------------------------------------------------
     def _diverged(self, reason: str) -> None:

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gnnlm.train.checkpoint import atomic_write_json, atomic_write_text
 from gnnlm.train.config import RunConfig
 from gnnlm.train.run_dir import open_run_dir
+from gnnlm.utils.atomic import atomic_write_json, atomic_write_text
 
 COMPARISON_JSON = "comparison.json"
 COMPARISON_MD = "comparison.md"

@@ -12,8 +12,8 @@ import torch
 from gnnlm.encoders import lookup_encoder, resolve_encoder
 from gnnlm.encoders.pyg import ModuleEncoder, PyGConvEncoder
 from gnnlm.encoders.resolver import filter_kwargs
-from gnnlm.train import TrainConfig, Trainer
 from gnnlm.tasks.link_prediction import check_components
+from gnnlm.train import TrainConfig, Trainer
 from gnnlm.train.config import ConfigWarning
 
 RGCN_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "umls" / "rgcn.yaml"

@@ -260,7 +260,7 @@ def test_bias_needs_an_additive_attention_implementation():
 
 
 def test_unknown_config_keys_are_named():
-    with pytest.raises(ValueError, match=r"my.json: unknown fusion config keys \['injections'\]"):
+    with pytest.raises(ValueError, match=r"my.json: unknown config key 'injections' \(did you mean 'injection'\?\)"):
         FusionConfig.from_dict({"injections": ["graph"]}, source="my.json")
 
 

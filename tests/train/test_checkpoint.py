@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from gnnlm.kge import build_kge_model
+from gnnlm.train import ModelConfig
 from gnnlm.train.checkpoint import (
     CheckpointError,
     atomic_write,
@@ -16,7 +17,6 @@ from gnnlm.train.checkpoint import (
     rng_state,
     save_tensors,
 )
-from gnnlm.train import ModelConfig
 from gnnlm.train.pretrained import PretrainedConfig, from_pretrained, save_pretrained
 
 

@@ -6,9 +6,9 @@ import pytest
 from torch import nn
 
 from gnnlm.encoders import GraphEncoder
-from gnnlm.train import ConfigError, TrainConfig, Trainer
 from gnnlm.tasks.link_prediction import LinkPredictionTrainingConfig as TrainingConfig
 from gnnlm.tasks.link_prediction import check_components
+from gnnlm.train import ConfigError, TrainConfig, Trainer
 from gnnlm.train.config import apply_overrides, check_writable_dir
 from gnnlm.utils.strict_yaml import load_yaml, quote
 

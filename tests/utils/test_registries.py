@@ -17,6 +17,7 @@ from gnnlm.encoders import RGCN, encoder_resolver
 from gnnlm.fusion import InjectionContext, injection_resolver
 from gnnlm.fusion.modes import DualTowerInjection
 from gnnlm.kge import ComplEx, build_kge_model, interaction_resolver
+from gnnlm.tasks import LinkPredictionConfig, LinkPredictionTask, task_resolver
 from gnnlm.train.loops import SLCWALoop, loop_resolver
 from gnnlm.train.losses import BCELoss, loss_resolver
 from gnnlm.train.negative_sampling import UniformNegativeSampler, sampler_resolver
@@ -60,6 +61,12 @@ REGISTRIES: list[tuple[DottedPathResolver, str, type, Callable[[], Any]]] = [
         lambda: UniformNegativeSampler(TRIPLES, 4),
     ),
     (regularizer_resolver, "l2", L2Regularizer, lambda: L2Regularizer(0.1)),
+    (
+        task_resolver,
+        "link_prediction",
+        LinkPredictionTask,
+        lambda: LinkPredictionTask(LinkPredictionConfig()),
+    ),
 ]
 
 params = pytest.mark.parametrize(

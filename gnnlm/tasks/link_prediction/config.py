@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,11 +36,12 @@ from gnnlm.config import (
     checked,
     lookup_component,
 )
+from gnnlm.eval.metrics import HEADLINE_METRICS
 from gnnlm.train.config import EvaluationConfig, RunConfig, TrainingConfig, check_dataset
-from gnnlm.utils.strict_yaml import did_you_mean, quote
+from gnnlm.utils.strict_yaml import quote
 
-#: the filtered rank-based metrics reported for link prediction.
-HEADLINE = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
+#: the filtered rank-based metrics reported for link prediction (the one list, in gnnlm.eval.metrics).
+HEADLINE = HEADLINE_METRICS
 
 
 @dataclass
@@ -149,7 +149,9 @@ class LinkPredictionConfig(RunConfig):
 TrainConfig = LinkPredictionConfig
 
 
-def _keep_encoder_kwargs_that_fit(config: LinkPredictionConfig, before: LinkPredictionConfig) -> None:
+def _keep_encoder_kwargs_that_fit(
+    config: LinkPredictionConfig, before: LinkPredictionConfig
+) -> None:
     """``--set model.encoder=X`` swapped the encoder: the file's ``encoder_kwargs`` were written for
     the old one, so keep those X accepts (``num_layers``, ``dropout``) and say which are left out."""
     old, new = before.model.encoder, config.model.encoder
@@ -172,7 +174,6 @@ def _keep_encoder_kwargs_that_fit(config: LinkPredictionConfig, before: LinkPred
         )
 
 
-
 # -- components ------------------------------------------------------------------------------------
 def check_components(config: LinkPredictionConfig, *, dataset: bool = True) -> None:
     """Check every component name and ``*_kwargs`` key against the component it configures.
@@ -190,8 +191,8 @@ def check_components(config: LinkPredictionConfig, *, dataset: bool = True) -> N
     from gnnlm.train.loops import loop_resolver
     from gnnlm.train.losses import loss_resolver
     from gnnlm.train.negative_sampling import sampler_resolver
-    from gnnlm.train.regularizers import regularizer_resolver
     from gnnlm.train.optim import check_training
+    from gnnlm.train.regularizers import regularizer_resolver
 
     m, t = config.model, config.training
     if dataset:

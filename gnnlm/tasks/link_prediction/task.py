@@ -37,7 +37,8 @@ class LinkPredictionTask(Task):
 
     name = "link_prediction"
     config_class = LinkPredictionConfig
-    metrics = {"mrr": "max", "mr": "min", "hits@1": "max", "hits@3": "max", "hits@10": "max"}
+    #: MR is the only one where lower is better.
+    metrics = {name: "min" if name == "mr" else "max" for name in HEADLINE}
     config: LinkPredictionConfig
 
     def __init__(self, config: LinkPredictionConfig, *, data: KnowledgeGraph | None = None) -> None:
@@ -137,7 +138,9 @@ class LinkPredictionTask(Task):
     def num_train_examples(self) -> int:
         return self.loop.num_examples
 
-    def training_step(self, model: nn.Module, indices: Tensor, generator: torch.Generator) -> Tensor:
+    def training_step(
+        self, model: nn.Module, indices: Tensor, generator: torch.Generator
+    ) -> Tensor:
         return self.loop.batch_loss(indices, generator)
 
     def after_step(self, model: nn.Module) -> None:
@@ -153,9 +156,7 @@ class LinkPredictionTask(Task):
 
     def run_metrics(self, *, epochs: int, train_seconds: float) -> dict[str, Any]:
         num_train = len(self.kg.train)
-        return {
-            "triples_per_second": num_train * epochs / train_seconds if train_seconds else None
-        }
+        return {"triples_per_second": num_train * epochs / train_seconds if train_seconds else None}
 
     # -- saving ------------------------------------------------------------------------------------
     def pretrained_config(self) -> PretrainedConfig:
@@ -196,6 +197,3 @@ class LinkPredictionTask(Task):
         from gnnlm.train.pretrained import init_from_pretrained
 
         return init_from_pretrained(model, source, self.pretrained_config(), self.kg)
-
-
-__all__ = ["HEADLINE", "LinkPredictionTask"]
