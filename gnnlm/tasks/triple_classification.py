@@ -1,119 +1,150 @@
-"""Worked example: classify KG triples as true or false from entity names (text) plus the KG subgraph.
+"""Triple classification: is ``(h, r, t)`` true? A fused LM reads the entity names and the KG subgraph.
 
-Each triple ``(h, r, t)`` becomes the text ``"<name h> ; <relation> ; <name t>"`` with mentions of ``h`` and
-``t``, and the subgraph around ``{h, t}`` of the *training* graph with the triple's own edge removed (so a
-training positive cannot be read off its subgraph; valid/test triples are not in the training graph).
-Negatives corrupt the head or the tail with a uniformly drawn entity such that the result is in no split.
-The same data, seed and LM initialisation are used for every variant (``lm`` = no injection,
-``lm+graph``, ``lm+entity``, ...), so the accuracies compare injection modes and nothing else.
+Each triple becomes the text ``"<name h> ; <relation> ; <name t>"`` with mentions of ``h`` and ``t``, and
+the subgraph around ``{h, t}`` of the *training* graph with the triple's own edge removed (so a training
+positive cannot be read off its subgraph; valid/test triples are not in the training graph). Negatives
+corrupt the head or the tail with a uniformly drawn entity such that the result is in no split. Every
+split is balanced (one negative per positive) and drawn with the run's seed.
+
+The engine (:class:`~gnnlm.train.Trainer`) runs it like any task; comparing injection modes is a
+``variants:`` config (same data, seed, data order and LM initialisation in every arm)::
+
+    task: triple_classification
+    dataset: wn18rr
+    model: {lm: minilm, injection: [graph], encoder: compgcn, node_channels: 64, num_fused_layers: 2,
+            freeze_lm_layers: 4}
+    data: {num_train: 500, num_valid: 250, num_test: 250, num_hops: 2, max_nodes: 32, max_length: 32}
+    training: {epochs: 1, batch_size: 32, optimizer: adamw, lr: 3.0e-3,
+               param_groups: {lm: {lr: 5.0e-5}, gates: {lr: 2.0e-2}}}
+    evaluation: {metric: accuracy}
+    variants: {lm: {model.injection: []}, lm+graph: {model.injection: [graph]}}
+
+Parameter groups (``training.param_groups.<name>``): ``lm`` (the transformer; its frozen bottom layers
+are not trained), ``gnn`` (encoder, node/role/relation embeddings), ``fusion`` (the injection modules),
+``gates`` (their zero-initialised tanh gates, :class:`~gnnlm.fusion.TanhGate`) and ``head``.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import random
-import time
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from gnnlm.fusion import (
-    FusedLM,
-    FusionConfig,
-    SubgraphSampler,
-    TextGraphBatch,
-    TextGraphCollator,
-    TextGraphExample,
-    injection_parameters,
-    text_positions,
+from gnnlm.config import (
+    AT_LEAST_0,
+    AT_LEAST_1,
+    POSITIVE,
+    Config,
+    ConfigError,
+    check_kwargs,
+    checked,
 )
-from gnnlm.lm import load_lm, load_lm_config, load_tokenizer
-from gnnlm.utils.progress import progress
+from gnnlm.train.config import EvaluationConfig, RunConfig, TrainingConfig, check_dataset
+from gnnlm.train.task import StepOutput, Task
+from gnnlm.utils.strict_yaml import quote
 
-DEFAULT_VARIANTS = {"lm": [], "lm+graph": ["graph"], "lm+entity": ["entity"]}
+#: weight of the dual tower's contrastive loss in the training loss.
+CONTRASTIVE_WEIGHT = 0.1
+
+
+# -- config ------------------------------------------------------------------------------------------
+@dataclass
+class TripleClassificationModelConfig(Config):
+    """The classifier: a fused LM (:class:`~gnnlm.fusion.FusedLM`) and a linear head.
+
+    Attributes:
+        lm: ``minilm`` (all-MiniLM-L6-v2), ``tiny-bert`` (2 random layers, for tests), a folder or hub id.
+        injection: injection modes (``[]``: the plain LM; ``[graph]``, ``[entity]``, ``[graph, entity]``).
+        injection_kwargs: per mode, its options (only those of the listed modes are used).
+        encoder: GNN spec (built when a mode needs node states); ``encoder_kwargs`` its options.
+        node_channels: GNN width.
+        num_fused_layers: fusion after the top ``K`` LM layers.
+        freeze_lm_layers: the bottom LM layers (and the embeddings) kept frozen.
+    """
+
+    lm: str = "minilm"
+    injection: list[str] = field(default_factory=lambda: ["graph"])
+    injection_kwargs: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {"entity": {"source": "gnn"}}
+    )
+    encoder: str = "compgcn"
+    encoder_kwargs: dict[str, Any] = field(default_factory=lambda: {"batch_norm": False})
+    node_channels: int = checked(64, AT_LEAST_1, "64")
+    num_fused_layers: int = checked(2, AT_LEAST_1, "2")
+    freeze_lm_layers: int = checked(4, AT_LEAST_0, "4, or 0 to train every layer")
 
 
 @dataclass
-class TripleClassificationConfig:
-    """Settings of the triple-classification example (YAML keys of ``configs/tasks/*.yaml``).
+class TripleClassificationDataConfig(Config):
+    """The examples (each split: that many positives plus one corruption each) and their inputs.
 
     Attributes:
-        dataset: any name :func:`gnnlm.data.load_dataset` accepts (needs entity names, e.g. ``wn18rr``,
-            ``fb15k-237``, ``umls``).
-        dataset_kwargs: options of the loader.
-        seed: seed of sampling, initialisation and shuffling.
-        lm: ``minilm`` (default) or ``tiny-bert`` etc.
-        variants: name -> injection modes (``[]`` = the plain LM).
-        injection_kwargs: per mode, as in :class:`~gnnlm.fusion.FusionConfig`.
-        encoder: GNN spec; ``encoder_kwargs`` its options.
-        node_channels: GNN width.
-        num_fused_layers: fusion after the top ``K`` LM layers.
+        num_train: training positives drawn from the train split.
+        num_valid: validation positives (0: no validation split; then ``evaluation.frequency: 0``).
+        num_test: test positives (0: no test metrics).
         num_hops: subgraph radius; ``max_nodes`` its node budget.
-        num_train: training positives (as many negatives are added); ``num_test`` likewise on ``split``.
-        split: evaluation split (``test`` or ``valid``).
-        epochs, batch_size, max_length: training loop and text length.
-        lm_lr: learning rate of the LM; ``fusion_lr`` of the GNN, fusion modules and head; ``gate_lr``
-            of the zero-initialised gates (larger, so knowledge can enter within a short run).
-        freeze_lm_layers: the bottom LM layers (and embeddings) kept frozen; they run without gradients.
-        threads: torch intra-op threads.
+        max_length: text length in tokens.
     """
 
+    num_train: int = checked(500, AT_LEAST_1, "500")
+    num_valid: int = checked(250, AT_LEAST_0, "250, or 0 for no validation")
+    num_test: int = checked(250, AT_LEAST_0, "250")
+    num_hops: int = checked(2, AT_LEAST_0, "2")
+    max_nodes: int = checked(32, AT_LEAST_1, "32")
+    max_length: int = checked(32, AT_LEAST_1, "32")
+
+
+@dataclass
+class TripleClassificationTrainingConfig(TrainingConfig):
+    """The engine's training options, with defaults for fine-tuning a fused LM: AdamW at ``lr`` for the
+    GNN, fusion modules and head, the LM slower and the zero-initialised gates faster (so knowledge can
+    enter within a short run)."""
+
+    epochs: int = checked(1, AT_LEAST_1, "1")
+    batch_size: int = checked(32, AT_LEAST_1, "32")
+    lr: float = checked(3e-3, POSITIVE, "0.003")
+    optimizer: str = "adamw"
+    optimizer_kwargs: dict[str, Any] = field(default_factory=lambda: {"weight_decay": 0.01})
+    param_groups: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {"lm": {"lr": 5e-5}, "gates": {"lr": 2e-2}}
+    )
+
+
+@dataclass
+class TripleClassificationEvaluationConfig(EvaluationConfig):
+    """Validation: accuracy on the balanced valid split (the engine's options)."""
+
+    batch_size: int = checked(64, AT_LEAST_1, "64")
+    metric: str | None = "accuracy"
+
+
+@dataclass
+class TripleClassificationConfig(RunConfig):
+    """A triple-classification run (see the module docstring for the YAML form)."""
+
+    task: str = "triple_classification"
     dataset: str = "wn18rr"
-    dataset_kwargs: dict = field(default_factory=dict)
-    seed: int = 0
-    lm: str = "minilm"
-    variants: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_VARIANTS))
-    injection_kwargs: dict[str, dict] = field(default_factory=lambda: {"entity": {"source": "gnn"}})
-    encoder: str = "compgcn"
-    encoder_kwargs: dict = field(default_factory=lambda: {"batch_norm": False})
-    node_channels: int = 64
-    num_fused_layers: int = 2
-    num_hops: int = 2
-    max_nodes: int = 32
-    num_train: int = 1000
-    num_test: int = 250
-    split: str = "test"
-    epochs: int = 1
-    batch_size: int = 32
-    max_length: int = 32
-    lm_lr: float = 5e-5
-    fusion_lr: float = 3e-3
-    gate_lr: float = 2e-2
-    freeze_lm_layers: int = 4
-    threads: int = 2
-
-    @classmethod
-    def from_dict(cls, values: dict, *, source: str = "config") -> TripleClassificationConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> TripleClassificationConfig:
-        """Read settings from YAML strictly (no tags; errors name file, line and column)."""
-        from gnnlm.utils.strict_yaml import load_yaml
-
-        values = load_yaml(Path(path).read_text(encoding="utf-8"), str(path))[0] or {}
-        if not isinstance(values, dict):
-            raise ValueError(
-                f"{path}: expected a mapping of settings, found {type(values).__name__}"
-            )
-        return cls.from_dict(values, source=str(path))
+    model: TripleClassificationModelConfig = field(default_factory=TripleClassificationModelConfig)
+    data: TripleClassificationDataConfig = field(default_factory=TripleClassificationDataConfig)
+    training: TripleClassificationTrainingConfig = field(
+        default_factory=TripleClassificationTrainingConfig
+    )
+    evaluation: TripleClassificationEvaluationConfig = field(
+        default_factory=TripleClassificationEvaluationConfig
+    )
 
 
 # -- data --------------------------------------------------------------------------------------------
 def _names(kg) -> tuple[list[str], list[str]]:
-    entity = [kg.entity_label(i) for i in range(kg.num_entities)]
     if kg.entity_text is None:
-        raise ValueError(
+        raise ConfigError(
             f"{kg.name}: triple classification needs entity names (entity_text is None)"
         )
+    entity = [kg.entity_label(i) for i in range(kg.num_entities)]
     relation_text = kg.relation_text or [None] * kg.num_relations
     relation = [
         text or kg.relations.name(r).strip("/_").replace("_", " ").replace("/", " ")
@@ -122,10 +153,11 @@ def _names(kg) -> tuple[list[str], list[str]]:
     return entity, relation
 
 
-def make_example(
-    triple: Tensor, label: float, entity: list[str], relation: list[str]
-) -> TextGraphExample:
-    """``(h, r, t)`` -> ``"<h> ; <r> ; <t>"`` with mentions of ``h`` and ``t`` and the triple excluded."""
+def make_example(triple: Tensor, label: float | None, entity: list[str], relation: list[str]):
+    """``(h, r, t)`` -> ``"<h> ; <r> ; <t>"`` with mentions of ``h`` and ``t`` and the triple excluded
+    from its subgraph."""
+    from gnnlm.fusion import TextGraphExample
+
     h, r, t = (int(x) for x in triple)
     head, rel, tail = entity[h], relation[r], entity[t]
     text = f"{head} ; {rel} ; {tail}"
@@ -149,24 +181,32 @@ def corrupt(
     return torch.tensor(negatives, dtype=torch.long).view(-1, 3)
 
 
-def build_examples(kg, config: TripleClassificationConfig) -> tuple[list, list]:
-    """Balanced train / evaluation examples (subsampled positives plus one corruption each)."""
-    rng = random.Random(config.seed)
+def build_examples(kg, num_positives: Mapping[str, int], *, seed: int = 0) -> dict[str, list]:
+    """Balanced examples per split: ``num_positives[split]`` positives subsampled from the split plus
+    one corruption each, shuffled; splits are drawn in the mapping's order from one ``Random(seed)``.
+
+    Raises:
+        ConfigError: a split with positives asked for is empty, or the graph has no entity names.
+    """
+    rng = random.Random(seed)
     entity, relation = _names(kg)
     known = {tuple(x) for s in kg.splits for x in kg.splits[s].tolist()}
-    out = []
-    for split, n in (("train", config.num_train), (config.split, config.num_test)):
+    out: dict[str, list] = {}
+    for split, n in num_positives.items():
+        if n <= 0:
+            out[split] = []
+            continue
         triples = kg.splits[split]
         if len(triples) == 0:
-            raise ValueError(f"{kg.name}: split {split!r} is empty")
+            raise ConfigError(f"{kg.name}: split {split!r} is empty; set data.num_{split}=0")
         index = rng.sample(range(len(triples)), min(n, len(triples)))
         positives = triples[index]
         negatives = corrupt(positives, known, kg.num_entities, rng)
         examples = [make_example(x, 1.0, entity, relation) for x in positives]
         examples += [make_example(x, 0.0, entity, relation) for x in negatives]
         rng.shuffle(examples)
-        out.append(examples)
-    return out[0], out[1]
+        out[split] = examples
+    return out
 
 
 # -- model -------------------------------------------------------------------------------------------
@@ -177,26 +217,30 @@ class TripleClassifier(nn.Module):
     entities (:attr:`~gnnlm.fusion.FusionOutput.graph_pooled_output`); without a GNN, the text alone.
     """
 
-    def __init__(self, fused: FusedLM) -> None:
+    def __init__(self, fused) -> None:
         super().__init__()
         self.fused = fused
         graph = fused.config.node_channels if fused.encoder is not None else 0
         self.head = nn.Linear(fused.lm.hidden_size + graph, 1)
 
-    def forward(self, batch: TextGraphBatch) -> tuple[Tensor, Tensor]:
-        """``(logits [batch], loss)``; the loss adds the dual tower's contrastive loss when present."""
+    def forward(self, batch) -> tuple[Tensor, Tensor | None]:
+        """``(logits [batch], loss)``; the loss (``None`` without labels) adds the dual tower's
+        contrastive loss when present."""
         out = self.fused(batch)
         features = out.pooled_output
         if out.graph_pooled_output is not None:
             features = torch.cat([features, out.graph_pooled_output], -1)  # [batch, hidden + nodes]
         logits = self.head(features).squeeze(-1)
+        if batch.labels is None:
+            return logits, None
         loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels.float())
         if out.contrastive_loss is not None:
-            loss = loss + 0.1 * out.contrastive_loss
+            loss = loss + CONTRASTIVE_WEIGHT * out.contrastive_loss
         return logits, loss
 
 
-def _freeze_bottom(model: FusedLM, num_layers: int) -> None:
+def freeze_bottom_layers(model, num_layers: int) -> None:
+    """Freeze the embeddings and the bottom ``num_layers`` layers of a fused model's LM."""
     lm = model.lm
     if num_layers <= 0:
         return
@@ -205,138 +249,243 @@ def _freeze_bottom(model: FusedLM, num_layers: int) -> None:
         lm.layers[i].requires_grad_(False)
 
 
-def _batches(examples, size, rng=None):
-    order = list(range(len(examples)))
-    if rng is not None:
-        rng.shuffle(order)
-    for i in range(0, len(order), size):
-        yield [examples[j] for j in order[i : i + size]]
+# -- task --------------------------------------------------------------------------------------------
+class TripleClassificationTask(Task):
+    """Classify KG triples as true or false with a fused LM (see the module docstring).
 
+    Args:
+        config: the run.
+        data: the :class:`~gnnlm.data.KnowledgeGraph`, if already loaded (default:
+            ``load_dataset(config.dataset, **config.dataset_kwargs)``); it needs entity names.
+    """
 
-def run_variant(
-    name: str,
-    modes: list[str],
-    kg,
-    train: list,
-    test: list,
-    collate: TextGraphCollator,
-    config: TripleClassificationConfig,
-    *,
-    quiet: bool = False,
-) -> dict:
-    """Train one variant and return its metrics."""
-    torch.manual_seed(config.seed)
-    lm = load_lm(
-        config.lm, seed=config.seed, attn_implementation="eager" if "relation" in modes else None
-    )
-    fusion = FusionConfig(
-        lm=config.lm,
-        injection=list(modes),
-        injection_kwargs={m: config.injection_kwargs.get(m, {}) for m in modes},
-        num_fused_layers=config.num_fused_layers,
-        encoder=config.encoder,
-        encoder_kwargs=config.encoder_kwargs,
-        node_channels=config.node_channels,
-        num_entities=kg.num_entities,
-        num_relations=2 * kg.num_relations,
-    )
-    model = TripleClassifier(FusedLM(fusion, lm=lm))
-    _freeze_bottom(model.fused, config.freeze_lm_layers)
-    groups = injection_parameters(model.fused)
-    trainable = [
-        {"params": [p for p in groups["lm"] if p.requires_grad], "lr": config.lm_lr},
-        {
-            "params": groups["gnn"] + groups["fusion"] + list(model.head.parameters()),
-            "lr": config.fusion_lr,
-        },
-    ]
-    optimizer = torch.optim.AdamW(trainable, weight_decay=0.01)
-    rng = random.Random(config.seed)
-    start, losses = time.perf_counter(), []
-    steps = config.epochs * math.ceil(len(train) / config.batch_size)
-    with progress(total=steps, desc=f"{name} train", disable=quiet, leave=False) as bar:
-        for _ in range(config.epochs):
-            model.train()
-            for chunk in _batches(train, config.batch_size, rng):
-                _, loss = model(collate(chunk))
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
-                bar.update()
-                bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
-    train_time = time.perf_counter() - start
-    start, correct = time.perf_counter(), 0
-    model.eval()
-    with torch.no_grad():
-        for chunk in _batches(test, config.batch_size):
-            batch = collate(chunk)
-            logits, _ = model(batch)
-            correct += int(((logits > 0).float() == batch.labels).sum())
-    gates = {k: v.tolist() for k, v in model.fused(collate(test[:2])).injection_gates.items()}
-    return {
-        "injection": list(modes),
-        "accuracy": correct / len(test),
-        "train_loss_last": sum(losses[-20:]) / max(len(losses[-20:]), 1),
-        "train_loss_first": sum(losses[:20]) / max(len(losses[:20]), 1),
-        "train_steps": len(losses),
-        "train_time_s": round(train_time, 2),
-        "eval_time_s": round(time.perf_counter() - start, 2),
-        "gates": gates,
-    }
+    name = "triple_classification"
+    config_class = TripleClassificationConfig
+    metrics = {"accuracy": "max", "loss": "min"}
+    config: TripleClassificationConfig
 
+    def __init__(self, config: TripleClassificationConfig, *, data: Any = None) -> None:
+        super().__init__(config, data=data)
+        self.kg = data
+        self.examples: dict[str, list] = {}
 
-def run_triple_classification(
-    config: TripleClassificationConfig,
-    out_dir: str | os.PathLike,
-    *,
-    data_dir=None,
-    quiet: bool = False,
-) -> dict:
-    """Run every variant on the same data; write ``results.json`` (and the config) to ``out_dir``."""
-    from gnnlm.data import load_dataset
-    from gnnlm.utils.strict_yaml import ConfigError
+    # -- before training ---------------------------------------------------------------------------
+    def validate(self) -> None:
+        """The text length against the LM's positions, the injection modes and their options, the
+        encoder, and the dataset (when the task loads it): all before any data is read."""
+        from gnnlm.fusion import injection_resolver, text_positions
+        from gnnlm.lm import load_lm_config
 
-    # A max_length past the LM's positions would fail deep inside the model: refuse it first.
-    positions = text_positions(load_lm_config(config.lm))
-    if positions is not None and config.max_length > positions:
-        raise ConfigError(
-            f"max_length={config.max_length} is longer than the {positions} positions of "
-            f"{config.lm!r}; use max_length <= {positions}"
-        )
-    torch.set_num_threads(config.threads)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    kg = load_dataset(config.dataset, data_dir, **config.dataset_kwargs)
-    train, test = build_examples(kg, config)
-    sampler = SubgraphSampler(
-        kg.homogeneous(add_inverse=True),
-        num_hops=config.num_hops,
-        max_nodes=config.max_nodes,
-        inverse_offset=kg.num_relations,
-        seed=config.seed,
-    )
-    collate = TextGraphCollator(
-        load_tokenizer(config.lm),
-        sampler,
-        max_length=config.max_length,
-        max_positions=positions,
-    )
-    results = {
-        "task": "triple-classification",
-        "dataset": config.dataset,
-        "split": config.split,
-        "num_train_examples": len(train),
-        "num_eval_examples": len(test),
-        "config": asdict(config),
-        "variants": {},
-    }
-    for name, modes in config.variants.items():
-        metrics = run_variant(name, modes, kg, train, test, collate, config, quiet=quiet)
-        results["variants"][name] = metrics
-        if not quiet:
-            print(
-                f"{name:>12}: accuracy {metrics['accuracy']:.4f} ({metrics['train_time_s']:.0f}s training)"
+        c, m = self.config, self.config.model
+        try:
+            positions = text_positions(load_lm_config(m.lm))
+        except (OSError, ValueError) as err:
+            raise ConfigError(
+                f"{c.at('model.lm')}model.lm {quote(m.lm)}: {' '.join(str(err).split())}"
+            ) from None
+        if positions is not None and c.data.max_length > positions:
+            raise ConfigError(
+                f"{c.at('data.max_length')}data.max_length={c.data.max_length} is longer than the "
+                f"{positions} positions of {m.lm!r}; use data.max_length <= {positions}"
             )
-        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    return results
+        graph = False
+        for k, mode in enumerate(m.injection):
+            try:
+                cls = injection_resolver.lookup(mode)
+            except (KeyError, ValueError, TypeError, ImportError):
+                raise ConfigError(
+                    f"{c.at('model.injection')}model.injection[{k}]: unknown mode {quote(mode)}; "
+                    f"valid: {', '.join(sorted(injection_resolver.lookup_dict))}"
+                ) from None
+            graph = graph or cls.uses_graph_encoder
+            kwargs = m.injection_kwargs.get(mode, {})
+            skip = ("context", "entity_embeddings", "relation_embeddings")
+            check_kwargs(c, f"model.injection_kwargs.{mode}", cls, kwargs, skip)
+        if graph:
+            from gnnlm.encoders import lookup_encoder
+
+            try:
+                lookup_encoder(m.encoder)
+            except (KeyError, ValueError, TypeError, ImportError) as err:
+                raise ConfigError(
+                    f"{c.at('model.encoder')}model.encoder {quote(m.encoder)}: "
+                    f"{' '.join(str(err).split())}"
+                ) from None
+        if self.kg is None:
+            check_dataset(c)
+
+    def setup(self) -> None:
+        """Load the graph, draw the examples (train, test, then valid, from ``Random(seed)``) and build
+        the subgraph sampler and collator."""
+        from gnnlm.data.subgraph import SubgraphSampler
+        from gnnlm.fusion import TextGraphCollator, text_positions
+        from gnnlm.lm import load_lm_config, load_tokenizer
+
+        c, d = self.config, self.config.data
+        if self.kg is None:
+            from gnnlm.data import load_dataset
+
+            self.kg = load_dataset(c.dataset, **c.dataset_kwargs)
+        kg = self.kg
+        # train and test first: the draws of earlier releases, which had no validation split
+        sizes = {"train": d.num_train, "test": d.num_test, "valid": d.num_valid}
+        self.examples = build_examples(kg, sizes, seed=c.seed)
+        sampler = SubgraphSampler(
+            kg.homogeneous(add_inverse=True), num_hops=d.num_hops, max_nodes=d.max_nodes,
+            inverse_offset=kg.num_relations, seed=c.seed,
+        )  # fmt: skip
+        self.collate = TextGraphCollator(
+            load_tokenizer(c.model.lm), sampler, max_length=d.max_length,
+            max_positions=text_positions(load_lm_config(c.model.lm)),
+        )  # fmt: skip
+
+    def build_model(self) -> TripleClassifier:
+        from gnnlm.fusion import FusedLM, FusionConfig
+        from gnnlm.lm import load_lm
+
+        c, m = self.config, self.config.model
+        attn = "eager" if "relation" in m.injection else None
+        fusion = FusionConfig(
+            lm=m.lm,
+            attn_implementation=attn,
+            injection=list(m.injection),
+            injection_kwargs={mode: dict(m.injection_kwargs.get(mode, {})) for mode in m.injection},
+            num_fused_layers=m.num_fused_layers,
+            encoder=m.encoder,
+            encoder_kwargs=dict(m.encoder_kwargs),
+            node_channels=m.node_channels,
+            num_entities=self.kg.num_entities,
+            num_relations=2 * self.kg.num_relations,
+        )
+        lm = load_lm(m.lm, seed=c.seed, attn_implementation=attn)
+        model = TripleClassifier(FusedLM(fusion, lm=lm))
+        freeze_bottom_layers(model.fused, m.freeze_lm_layers)
+        return model
+
+    def parameter_groups(self, model: TripleClassifier) -> dict[str, list[nn.Parameter]]:
+        """``lm``, ``gnn``, ``fusion``, ``gates`` (every :class:`~gnnlm.fusion.TanhGate`) and ``head``."""
+        from gnnlm.fusion import TanhGate, injection_parameters
+
+        groups = injection_parameters(model.fused)
+        gates = {
+            id(p)
+            for module in model.fused.modules()
+            if isinstance(module, TanhGate)
+            for p in module.parameters()
+        }
+        return {
+            "lm": groups["lm"],
+            "gnn": groups["gnn"],
+            "fusion": [p for p in groups["fusion"] if id(p) not in gates],
+            "gates": [p for p in groups["fusion"] if id(p) in gates],
+            "head": list(model.head.parameters()),
+        }
+
+    # -- training ----------------------------------------------------------------------------------
+    def num_train_examples(self) -> int:
+        return len(self.examples["train"])
+
+    def training_step(
+        self, model: TripleClassifier, indices: Tensor, generator: torch.Generator
+    ) -> StepOutput:
+        """The loss of the training examples ``indices`` (dropout draws from torch's global generator,
+        which the engine's checkpoints save)."""
+        examples = self.examples["train"]
+        batch = self._batch(model, [examples[i] for i in indices.tolist()])
+        logits, loss = model(batch)
+        accuracy = ((logits.detach() > 0).float() == batch.labels).float().mean()
+        return StepOutput(loss, {"accuracy": float(accuracy)})
+
+    def _batch(self, model: nn.Module, examples: list):
+        device = next(model.parameters()).device
+        batch = self.collate(examples)
+        return batch.to(device) if device.type != "cpu" else batch
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def has_split(self, split: str) -> bool:
+        return len(self.examples.get(split, ())) > 0
+
+    def evaluate(self, model: TripleClassifier, split: str) -> dict[str, Any]:
+        """Accuracy (logit > 0 means true), mean BCE loss and the number of examples on ``split``, and
+        the injection gates (``{mode: [per fused layer]}``)."""
+        examples = self.examples[split]
+        size = self.config.evaluation.batch_size
+        correct, loss = 0, 0.0
+        for i in range(0, len(examples), size):
+            batch = self._batch(model, examples[i : i + size])
+            logits, _ = model(batch)
+            labels = batch.labels.float()
+            correct += int(((logits > 0).float() == labels).sum())
+            loss += float(
+                nn.functional.binary_cross_entropy_with_logits(
+                    logits.float(), labels, reduction="sum"
+                )
+            )
+        n = len(examples)
+        gates = {
+            name: values.tolist()
+            for name, inj in model.fused.injections.items()
+            if (values := inj.gate_values()) is not None
+        }
+        return {"accuracy": correct / n, "loss": loss / n, "num_examples": n, "gates": gates}
+
+    def run_metrics(self, *, epochs: int, train_seconds: float) -> dict[str, Any]:
+        n = self.num_train_examples()
+        return {
+            "num_train_examples": n,
+            "examples_per_second": n * epochs / train_seconds if train_seconds else None,
+        }
+
+    # -- inference ---------------------------------------------------------------------------------
+    def predict(self, model: TripleClassifier, records: Iterable[Mapping[str, str]]) -> list[float]:
+        """The probability that each ``{"head", "relation", "tail"}`` triple is true. Entities and
+        relations are the graph's identifiers or (entities) their names; the triple's own edge is
+        left out of its subgraph, as in training."""
+        entity, relation = _names(self.kg)
+        by_name = {}
+        for i, label in enumerate(entity):
+            by_name.setdefault(label, i)
+
+        def lookup(vocab, names, value: str, what: str) -> int:
+            if value in vocab:
+                return vocab.id(value)
+            if names is not None and value in names:
+                return names[value]
+            raise ConfigError(f"unknown {what} {value!r} in {self.kg.name}")
+
+        relations = {text: r for r, text in enumerate(relation)}
+        examples = []
+        for record in records:
+            triple = torch.tensor(
+                [
+                    lookup(self.kg.entities, by_name, record["head"], "entity"),
+                    lookup(self.kg.relations, relations, record["relation"], "relation"),
+                    lookup(self.kg.entities, by_name, record["tail"], "entity"),
+                ]
+            )
+            examples.append(make_example(triple, None, entity, relation))
+        if not examples:
+            return []
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                logits, _ = model(self._batch(model, examples))
+        finally:
+            model.train(was_training)
+        return torch.sigmoid(logits.float()).tolist()
+
+
+__all__ = [
+    "TripleClassificationConfig",
+    "TripleClassificationDataConfig",
+    "TripleClassificationEvaluationConfig",
+    "TripleClassificationModelConfig",
+    "TripleClassificationTask",
+    "TripleClassificationTrainingConfig",
+    "TripleClassifier",
+    "build_examples",
+    "corrupt",
+    "freeze_bottom_layers",
+    "make_example",
+]

@@ -1,96 +1,365 @@
-"""The triple-classification worked example, end to end through the CLI on real data."""
+"""Triple classification on the training engine: examples, parameter groups, exact resume, the CLI."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from gnnlm.cli import main
-from gnnlm.tasks import TripleClassificationConfig, build_examples
+from gnnlm.config import ConfigError, apply_overrides
+from gnnlm.tasks import TripleClassificationConfig, TripleClassificationTask, build_examples
+from gnnlm.train import Trainer
+from gnnlm.train.trainer import seed_everything
 
 DATA = os.environ.get("GNNLM_DATA_DIR", "")
-needs_data = pytest.mark.skipif(
-    not (Path(DATA) / "umls" / "entity2text.txt").is_file(),
-    reason="needs $GNNLM_DATA_DIR with umls",
+needs_wn18rr = pytest.mark.skipif(
+    not (Path(DATA) / "wn18rr" / "entity2text.txt").is_file(),
+    reason="needs $GNNLM_DATA_DIR with wn18rr",
 )
 CONFIG = Path(__file__).parents[2] / "configs" / "tasks" / "triple_classification_wn18rr.yaml"
+WORDS = (
+    "apple river stone cloud tiger violin garden candle mirror rocket island pencil forest "
+    "button lemon castle planet anchor bridge feather"
+).split()
+TIMING = ("train_seconds", "eval_seconds", "examples_per_second")
 
 
-@needs_data
-def test_cli_runs_all_variants_on_a_real_subsample(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def graph_dir(tmp_path_factory) -> Path:
+    """A small named KG in the tsv format: 20 entities, 3 relations, 90 / 12 / 12 triples."""
+    folder = tmp_path_factory.mktemp("named-kg")
+    rng = random.Random(0)
+    triples = set()
+    while len(triples) < 114:
+        h, t = rng.sample(range(len(WORDS)), 2)
+        triples.add((f"e{h}", rng.choice(["likes", "fears", "holds"]), f"e{t}"))
+    triples = sorted(triples)
+    rng.shuffle(triples)
+    for split, rows in (
+        ("train", triples[:90]),
+        ("valid", triples[90:102]),
+        ("test", triples[102:]),
+    ):
+        (folder / f"{split}.txt").write_text("".join("\t".join(x) + "\n" for x in rows))
+    (folder / "names.tsv").write_text("".join(f"e{i}\t{w}\n" for i, w in enumerate(WORDS)))
+    return folder
+
+
+def tiny_config(graph_dir: Path, **overrides) -> TripleClassificationConfig:
+    """A tiny-bert run on the small KG (a few seconds)."""
+    values = {
+        "dataset": f"tsv:{graph_dir}",
+        "dataset_kwargs": {"entity_text": "names.tsv", "cache": False},
+        "model.lm": "tiny-bert",
+        "model.injection": ["graph", "entity"],
+        "model.node_channels": 16,
+        "model.freeze_lm_layers": 1,
+        "data.num_train": 10,
+        "data.num_valid": 6,
+        "data.num_test": 6,
+        "data.max_nodes": 8,
+        "training.batch_size": 4,
+        "evaluation.batch_size": 8,
+    }
+    values.update(overrides)
+    return apply_overrides(TripleClassificationConfig(), values)
+
+
+def load_task(config: TripleClassificationConfig) -> TripleClassificationTask:
+    task = TripleClassificationTask(config)
+    task.validate()
+    task.setup()
+    return task
+
+
+# -- examples ----------------------------------------------------------------------------------------
+def test_examples_are_balanced_and_negatives_are_unknown_triples(graph_dir):
+    task = load_task(tiny_config(graph_dir, **{"data.num_train": 40, "data.num_test": 12}))
+    kg, examples = task.kg, task.examples
+    assert {s: len(x) for s, x in examples.items()} == {"train": 80, "test": 24, "valid": 12}
+    known = {tuple(x) for s in kg.splits for x in kg.splits[s].tolist()}
+    for split, items in examples.items():
+        assert sum(ex.label for ex in items) == len(items) / 2
+        positives = {tuple(x) for x in kg.splits[split].tolist()}
+        for ex in items:
+            triple = tuple(ex.exclude[0].tolist())
+            assert (triple in known) == (ex.label == 1.0)
+            assert ex.label == 0.0 or triple in positives  # positives come from their own split
+            h, _, t = triple
+            head = ex.text[ex.mentions[0][0] : ex.mentions[0][1]]
+            tail = ex.text[ex.mentions[1][0] : ex.mentions[1][1]]
+            assert (head, tail) == (kg.entity_label(h), kg.entity_label(t))
+
+
+def test_splits_are_drawn_with_the_seed_and_valid_leaves_train_and_test_as_they_were(graph_dir):
+    task = load_task(tiny_config(graph_dir))
+    kg = task.kg
+
+    def triples(examples):
+        return [(tuple(ex.exclude[0].tolist()), ex.label) for ex in examples]
+
+    # earlier releases drew no valid split
+    before = build_examples(kg, {"train": 10, "test": 6}, seed=0)
+    now = build_examples(kg, {"train": 10, "test": 6, "valid": 6}, seed=0)
+    assert triples(before["train"]) == triples(now["train"]) == triples(task.examples["train"])
+    assert triples(before["test"]) == triples(now["test"])
+    other = build_examples(kg, {"train": 10, "test": 6, "valid": 6}, seed=1)
+    assert triples(other["train"]) != triples(now["train"])
+
+
+def test_the_asked_triple_is_not_in_its_subgraph(graph_dir):
+    """A training positive is an edge of the training graph: its subgraph must not contain it (in
+    either direction), or the label could be read off the graph."""
+    task = load_task(tiny_config(graph_dir, **{"data.num_train": 40, "data.max_nodes": 20}))
+    kg = task.kg
+    positives = [ex for ex in task.examples["train"] if ex.label == 1.0]
+    graph = task.collate(positives).graph
+    for i, ex in enumerate(positives):
+        h, r, t = ex.exclude[0].tolist()
+        edges = graph.edge_index[:, graph.batch[graph.edge_index[0]] == i]
+        types = graph.edge_type[graph.batch[graph.edge_index[0]] == i]
+        src, dst = graph.n_id[edges[0]].tolist(), graph.n_id[edges[1]].tolist()
+        found = set(zip(src, types.tolist(), dst))
+        assert (h, r, t) not in found and (t, r + kg.num_relations, h) not in found
+        assert {h, t} <= set(graph.n_id[graph.batch == i].tolist())  # both entities are linked
+
+
+# -- the engine --------------------------------------------------------------------------------------
+def test_each_parameter_group_gets_its_own_learning_rate(graph_dir):
+    """lm / gnn / fusion / gates / head each step with their own lr (plain SGD: update = -lr * grad);
+    frozen LM layers are not in the optimizer and do not move. Two steps: the fusion modules get no
+    gradient before their zero-initialised gates open."""
+    # large rates for the fusion modules and gates: at step 2 their gradients are still small
+    lrs = {"lm": 1e-2, "gnn": 0.1, "fusion": 20.0, "gates": 5.0, "head": 0.2}
+    config = tiny_config(
+        graph_dir,
+        **{
+            "data.num_train": 8,
+            "training.batch_size": 8,  # two steps
+            "training.optimizer": "sgd",
+            "training.optimizer_kwargs": {},
+            "training.lr": lrs["fusion"],
+            "training.param_groups": {k: {"lr": v} for k, v in lrs.items() if k != "fusion"},
+            "evaluation.frequency": 0,
+        },
+    )
+    steps = []
+
+    def capture(trainer):
+        params = trainer.model.named_parameters()
+        steps.append(
+            {
+                "groups": [(g["name"], g["lr"]) for g in trainer.optimizer.param_groups],
+                "after": {n: p.detach().clone() for n, p in trainer.model.named_parameters()},
+                "grad": {n: p.grad.clone() for n, p in params if p.grad is not None},
+            }
+        )
+
+    trainer = Trainer(config, quiet=True, step_callbacks=[capture])
+    trainer.fit()
+    assert len(steps) == 2 and steps[0]["groups"] == list(lrs.items())
+    seed_everything(config.seed)
+    model = trainer.task.build_model()  # the engine's initial weights
+    names = dict(model.named_parameters())
+    group_of = {n: g for g, ps in trainer.task.parameter_groups(model).items() for p in ps
+                for n in names if names[n] is p}  # fmt: skip
+    assert set(group_of) == set(names)
+    moved = dict.fromkeys(lrs, 0)
+    before = {n: p.detach() for n, p in names.items()}
+    for step in steps:
+        for name, param in names.items():
+            old, new, grad = before[name], step["after"][name], step["grad"].get(name)
+            if not param.requires_grad or grad is None:  # frozen (embeddings, LM layer 0), unused
+                assert torch.equal(new, old)
+                assert param.requires_grad or group_of[name] == "lm"
+                continue
+            update = lrs[group_of[name]] * grad
+            torch.testing.assert_close(new, old - update, rtol=0, atol=1e-7)
+            moved[group_of[name]] += bool(update.abs().max() > 1e-5)  # 100x the tolerance
+        before = step["after"]
+    assert all(moved.values()), moved  # every group had parameters that moved
+    gates = [n for n in names if group_of[n] == "gates"]
+    assert gates and all(n.endswith("gate.weight") for n in gates)
+    assert not names["fused.lm.model.embeddings.word_embeddings.weight"].requires_grad
+    assert names["fused.lm.model.encoder.layer.1.output.dense.weight"].requires_grad
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def test_killed_mid_epoch_and_resumed_equals_an_uninterrupted_run(graph_dir, tmp_path):
+    """Two epochs of 3 steps, a checkpoint after every step, killed after step 4 (mid-epoch 2, after a
+    validation): the resumed run ends with the same weights (bit for bit), log and metrics. Dropout
+    is on in the LM, so its random masks must be replayed exactly too."""
+    config = tiny_config(
+        graph_dir, **{"training.epochs": 2, "training.checkpoint_steps": 1, "data.num_train": 6}
+    )
+
+    def kill_after(step):
+        def callback(trainer):
+            if trainer.step == step:
+                raise Killed(f"killed after step {step}")
+
+        return callback
+
+    Trainer(config, run_dir=tmp_path / "a", quiet=True).fit()
+    with pytest.raises(Killed):
+        Trainer(config, run_dir=tmp_path / "b", quiet=True, step_callbacks=[kill_after(4)]).fit()
+    assert json.loads((tmp_path / "b" / "log.jsonl").read_text().splitlines()[0])["epoch"] == 1
+    resumed = Trainer(config, run_dir=tmp_path / "b", quiet=True).fit(resume=True)
+    assert resumed.metrics["steps"] == 6
+
+    a, b = (load_file(tmp_path / run / "model" / "model.safetensors") for run in "ab")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["head.weight"], _initial(config)["head.weight"])  # it trained
+    metrics = [json.loads((tmp_path / run / "metrics.json").read_text()) for run in "ab"]
+    for m in metrics:
+        for key in TIMING:
+            m.pop(key, None)
+    assert metrics[0] == metrics[1]
+    logs = [
+        [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+         for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+        for run in "ab"
+    ]  # fmt: skip
+    assert logs[0] == logs[1] and len(logs[0]) == 2
+
+    # the saved run evaluates and predicts again, from its folder
+    from gnnlm.cli.evaluate import load_run
+
+    _, task, model = load_run(tmp_path / "b")
+    model.eval()
+    with torch.no_grad():
+        again = task.evaluate(model, "test")
+    assert again == metrics[1]["test"]
+    records = [
+        {"head": "apple", "relation": "likes", "tail": "river"},
+        {"head": "e3", "relation": "holds", "tail": "e4"},
+    ]
+    probabilities = task.predict(model, records)
+    assert len(probabilities) == 2 and all(0.0 < p < 1.0 for p in probabilities)
+    with pytest.raises(ConfigError, match="unknown entity 'nothing'"):
+        task.predict(model, [{"head": "nothing", "relation": "likes", "tail": "e1"}])
+
+
+def _initial(config):
+    task = load_task(config)
+    seed_everything(config.seed)
+    return task.build_model().state_dict()
+
+
+# -- config and CLI ----------------------------------------------------------------------------------
+def test_config_errors_are_one_line_before_any_data(tmp_path, capsys, graph_dir):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "task: triple_classification\ndataset: no-such-dataset\ndata: {max_length: 1000}\n"
+    )
+    code = main(["train", str(path), "--set", "model.lm=tiny-bert", "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"gnnlm train: {path}:3: data.max_length=1000 is longer than the 130 positions of "
+        "'tiny-bert'; use data.max_length <= 130\n"
+    )
+    path.write_text("task: triple_classification\nmodel:\n  injection: [graph, entiy]\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:3: model.injection\[1\]: unknown mode 'entiy'"):
+        Trainer(TripleClassificationConfig.load(path), quiet=True)
+    path.write_text(
+        "task: triple_classification\nmodel:\n  injection_kwargs: {graph: {hedas: 2}}\n"
+    )
+    config = TripleClassificationConfig.load(path, ["model.lm=tiny-bert"])
+    with pytest.raises(ConfigError, match=r"model.injection_kwargs.graph has the key 'hedas'"):
+        Trainer(config, quiet=True)
+    path.write_text("task: triple_classification\ndata:\n  num_tarin: 3\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:3: unknown config key 'data.num_tarin' "
+                       r"\(did you mean 'data.num_train'\?\)"):  # fmt: skip
+        TripleClassificationConfig.load(path)
+    config = tiny_config(graph_dir, **{"training.param_groups": {"gate": {"lr": 1.0}}})
+    with pytest.raises(ConfigError, match="param_groups has 'gate' .*did you mean 'gates'"):
+        Trainer(config, quiet=True).fit()
+
+
+def test_the_task_alias_is_gnnlm_train_with_overrides(graph_dir, tmp_path, capsys):
+    """`gnnlm task triple-classification --tiny --num-train N ...` runs what `gnnlm train --set ...`
+    runs (here without a config file: the task's defaults)."""
+    common = [
+        "--set", f"dataset=tsv:{graph_dir}", "--set", "dataset_kwargs={entity_text: names.tsv, cache: false}",
+        "--set", "model.node_channels=8", "--set", "data.max_nodes=8", "--quiet",
+    ]  # fmt: skip
+    alias = ["task", "triple-classification", "--tiny", "--num-train", "4", "--num-valid", "3",
+             "--num-test", "3", "--seed", "2", "--out", str(tmp_path / "alias")]  # fmt: skip
+    assert main(alias + common) == 0
+    config = tmp_path / "tc.yaml"
+    config.write_text("task: triple_classification\n")
+    train = ["train", str(config), "--set", "model.lm=tiny-bert", "--set", "data.num_train=4",
+             "--set", "data.num_valid=3", "--set", "data.num_test=3", "--set", "seed=2",
+             "--out", str(tmp_path / "train")]  # fmt: skip
+    assert main(train + common) == 0
+    runs = [json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("alias", "train")]
+    for m in runs:
+        for key in TIMING:
+            m.pop(key)
+    assert runs[0] == runs[1] and runs[0]["valid"]["num_examples"] == 6
+    capsys.readouterr()
+
+
+@needs_wn18rr
+def test_the_wn18rr_comparison_runs_every_arm_through_gnnlm_train(tmp_path, capsys):
+    """The shipped config with a tiny LM and a few dozen examples: one run per arm, a comparison table,
+    and `gnnlm evaluate` of an arm's run."""
     out = tmp_path / "run"
     code = main(
-        ["task", "triple-classification", str(CONFIG), "--tiny", "--dataset", "umls",
-         "--num-train", "24", "--num-test", "12", "--out", str(out), "--quiet"]
+        ["train", str(CONFIG), "--set", "model.lm=tiny-bert", "--set", "data.num_train=16",
+         "--set", "data.num_valid=8", "--set", "data.num_test=8", "--set", "training.batch_size=8",
+         "--out", str(out), "--quiet"]
     )  # fmt: skip
     assert code == 0
-    results = json.loads((out / "results.json").read_text())
-    assert set(results["variants"]) == {"lm", "lm+graph", "lm+entity"}
-    assert results["num_train_examples"] == 48 and results["num_eval_examples"] == 24
-    for metrics in results["variants"].values():
-        assert 0.0 <= metrics["accuracy"] <= 1.0
-        assert metrics["train_steps"] == 2
-    assert results["variants"]["lm+graph"]["gates"]["graph"] != [0.0, 0.0]  # the gates trained
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["dataset"] == "umls"
-
-
-@needs_data
-def test_examples_are_balanced_and_negatives_are_unknown_triples():
-    from gnnlm.data import load_dataset
-
-    kg = load_dataset("umls")
-    config = TripleClassificationConfig(dataset="umls", num_train=100, num_test=50)
-    train, test = build_examples(kg, config)
-    assert len(train) == 200 and len(test) == 100
-    assert sum(ex.label for ex in train) == 100
-    known = {tuple(x) for s in kg.splits for x in kg.splits[s].tolist()}
-    for ex in train + test:
-        triple = tuple(ex.exclude[0].tolist())
-        assert (triple in known) == (ex.label == 1.0)
-        h, _, t = triple
-        head = ex.text[ex.mentions[0][0] : ex.mentions[0][1]]
-        tail = ex.text[ex.mentions[1][0] : ex.mentions[1][1]]
-        assert (head, tail) == (kg.entity_label(h), kg.entity_label(t))
-    positives = torch.stack([ex.exclude[0] for ex in test if ex.label == 1.0])
-    assert all(tuple(x) in {tuple(y) for y in kg.test.tolist()} for x in positives.tolist())
-
-
-def test_bad_config_keys_are_named(tmp_path):
-    path = tmp_path / "c.yaml"
-    path.write_text("dataset: umls\nepoch: 3\n")
-    with pytest.raises(ValueError, match=r"c.yaml: unknown keys \['epoch'\]"):
-        TripleClassificationConfig.from_yaml(path)
-    path.write_text("dataset: [umls\n")
-    with pytest.raises(ValueError, match=r"c.yaml:2:1: invalid YAML"):
-        TripleClassificationConfig.from_yaml(path)
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert list(comparison["arms"]) == ["lm", "lm+graph", "lm+entity"]
+    assert comparison["metrics"] == ["accuracy", "loss"]
+    assert "| lm+graph |" in (out / "comparison.md").read_text()
+    for arm in comparison["arms"]:
+        metrics = json.loads((out / "runs" / arm / "seed-0" / "metrics.json").read_text())
+        assert metrics["steps"] == 4
+        for split in ("valid", "test"):
+            assert metrics[split]["num_examples"] == 16
+            assert 0.0 <= metrics[split]["accuracy"] <= 1.0
+    graph = json.loads((out / "runs" / "lm+graph" / "seed-0" / "metrics.json").read_text())
+    assert graph["test"]["gates"]["graph"] != [0.0, 0.0]  # the gates trained
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "runs" / "lm+graph" / "seed-0"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == graph["test"]
 
 
 @pytest.mark.slow
-@needs_data
+@needs_wn18rr
 def test_minilm_run_on_wn18rr_learns(tmp_path):
     """The real configuration (MiniLM-L6, subsampled WN18RR); several minutes on 2 CPU cores."""
     out = tmp_path / "mini"
-    assert main(["task", "triple-classification", str(CONFIG), "--out", str(out), "--quiet"]) == 0
-    results = json.loads((out / "results.json").read_text())
-    for metrics in results["variants"].values():
+    assert main(["train", str(CONFIG), "--out", str(out), "--quiet"]) == 0
+    comparison = json.loads((out / "comparison.json").read_text())
+    for arm in comparison["arms"].values():
         # Balanced classes: chance is 0.5, and 0.58 is > 3 standard errors above it on 500 examples.
-        # (Measured with this config: lm 0.636, lm+graph 0.682, lm+entity 0.672.)
-        assert metrics["accuracy"] > 0.58
+        # (Measured before the engine port: lm 0.636, lm+graph 0.682, lm+entity 0.672.)
+        assert arm["summary"]["test"]["accuracy"]["mean"] > 0.58
 
 
-def test_max_length_past_the_lm_positions_is_one_line_before_any_data(tmp_path, capsys):
-    # tiny-bert embeds 130 positions; before the check this failed deep in the model with a size
-    # mismatch (after loading the data and building the subgraphs).
-    path = tmp_path / "c.yaml"
-    path.write_text("dataset: no-such-dataset\nmax_length: 1000\n")
-    code = main(["task", "triple-classification", str(path), "--tiny", "--out", str(tmp_path / "o")])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.strip() == (
-        "gnnlm task: max_length=1000 is longer than the 130 positions of 'tiny-bert'; "
-        "use max_length <= 130"
-    )
+def test_a_builtin_task_loads_by_name_where_dotted_paths_are_refused(monkeypatch):
+    """`gnnlm evaluate RUN` reads the run's config.yaml while refusing code imports: `task:
+    triple_classification` names gnnlm's own task, which must still load on first use."""
+    from gnnlm.tasks import lookup_task, task_resolver
+    from gnnlm.utils.registry import UntrustedCodeError, refuse_code_imports
+
+    key = task_resolver.normalize("triple_classification")
+    monkeypatch.delitem(task_resolver.lookup_dict, key, raising=False)  # as in a fresh process
+    with refuse_code_imports("RUN/config.yaml"):
+        assert lookup_task("triple_classification") is TripleClassificationTask
+        with pytest.raises(UntrustedCodeError):
+            lookup_task("gnnlm.tasks.triple_classification:TripleClassificationTask")
