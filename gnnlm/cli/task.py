@@ -1,95 +1,107 @@
-"""``gnnlm task``: run a worked example end to end on real data.
+"""``gnnlm task NAME [CONFIG] --out RUN_DIR [flags]``: a shortcut for ``gnnlm train`` of a built-in task.
 
-Examples::
+The flags become ``--set`` overrides of the config (``--tiny`` is ``--set model.lm=tiny-bert``,
+``--num-train N`` is ``--set data.num_train=N``, ...) and the run is exactly ``gnnlm train``'s::
 
     gnnlm task triple-classification configs/tasks/triple_classification_wn18rr.yaml --out runs/tc
+    # is
+    gnnlm train configs/tasks/triple_classification_wn18rr.yaml --out runs/tc
+
     gnnlm task triple-classification --tiny --num-train 64 --num-test 32 --out runs/tc-tiny
+
+Without CONFIG the task's defaults are used (triple classification: one LM+graph run on WN18RR).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
+import os
+import sys
 from pathlib import Path
 
-TASKS = ("triple-classification",)
+#: command-line name -> registered task.
+TASKS = {"triple-classification": "triple_classification"}
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "task",
-        help="run a worked example (LM-only vs knowledge-injected variants)",
+        help="shortcut for `gnnlm train` of a built-in task (flags become --set overrides)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("name", choices=TASKS, help="the task")
-    parser.add_argument("config", nargs="?", help="YAML settings (default: built-in defaults)")
-    parser.add_argument("--out", required=True, help="run folder (results.json is written there)")
+    parser.add_argument(
+        "config", nargs="?", type=Path, help="YAML config (default: the task's defaults)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="run directory")
     parser.add_argument("--data-dir", help="dataset folder (else $GNNLM_DATA_DIR)")
-    parser.add_argument("--dataset", help="override the dataset")
+    parser.add_argument("--dataset", help="= --set dataset=NAME")
     parser.add_argument(
-        "--tiny", action="store_true", help="a tiny random LM (tiny-bert) instead of MiniLM"
+        "--tiny", action="store_true", help="= --set model.lm=tiny-bert (tiny random LM)"
     )
-    parser.add_argument("--num-train", type=int, help="training positives (plus as many negatives)")
+    parser.add_argument("--num-train", type=int, help="= --set data.num_train=N (positives)")
+    parser.add_argument("--num-valid", type=int, help="= --set data.num_valid=N")
+    parser.add_argument("--num-test", type=int, help="= --set data.num_test=N")
+    parser.add_argument("--epochs", type=int, help="= --set training.epochs=N")
+    parser.add_argument("--seed", type=int, help="= --set seed=S --set seeds=[] (one seed)")
     parser.add_argument(
-        "--num-test", type=int, help="evaluation positives (plus as many negatives)"
-    )
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--seed", type=int)
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="any other override, as in gnnlm train (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the run in --out")
+    mode.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     parser.set_defaults(func=run)
 
 
-def load_config(path: str | None):
-    """The task's settings from a YAML file (tags refused, errors as one-line ConfigErrors)."""
-    from gnnlm.tasks import TripleClassificationConfig
-    from gnnlm.utils.strict_yaml import ConfigError, did_you_mean, load_yaml, quote
-
-    if path is None:
-        return TripleClassificationConfig()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config ({err.strerror or err})") from None
-    values, lines = load_yaml(text, path)
-    values = values or {}
-    if not isinstance(values, dict):
-        raise ConfigError(
-            f"{path}:1: expected a mapping of settings, found {type(values).__name__}"
-        )
-    known = [f.name for f in dataclasses.fields(TripleClassificationConfig)]
-    for key in values:
-        if key not in known:
-            hint = did_you_mean(key, known)
-            raise ConfigError(
-                f"{path}:{lines.get(str(key), 1)}: unknown key {quote(key)}{hint}; valid keys: "
-                f"{', '.join(known)}"
-            )
-    try:
-        return TripleClassificationConfig.from_dict(values, source=path)
-    except (ValueError, TypeError) as err:  # unknown keys
-        raise ConfigError(str(err)) from None
+def overrides(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` overrides the flags stand for (then the explicit ``--set`` ones)."""
+    flags = {
+        "dataset": args.dataset,
+        "model.lm": "tiny-bert" if args.tiny else None,
+        "data.num_train": args.num_train,
+        "data.num_valid": args.num_valid,
+        "data.num_test": args.num_test,
+        "training.epochs": args.epochs,
+        "seed": args.seed,
+        "seeds": "[]" if args.seed is not None else None,
+    }
+    items = [f"task={TASKS[args.name]}"]
+    items += [f"{key}={value}" for key, value in flags.items() if value is not None]
+    return items + list(args.overrides)
 
 
 def run(args: argparse.Namespace) -> int:
-    from gnnlm.tasks import run_triple_classification
-    from gnnlm.train.config import check_writable_dir
+    from gnnlm.cli.train import set_threads, train_config
+    from gnnlm.config import apply_overrides, check_writable_dir
+    from gnnlm.tasks import load_config, lookup_task
+    from gnnlm.train import ConfigError
 
-    config = load_config(args.config)
-    check_writable_dir(args.out)  # before the model downloads and trains, not after
-    overrides = {
-        "dataset": args.dataset,
-        "num_train": args.num_train,
-        "num_test": args.num_test,
-        "epochs": args.epochs,
-        "seed": args.seed,
-        "lm": "tiny-bert" if args.tiny else None,
-    }
-    for key, value in overrides.items():
-        if value is not None:
-            setattr(config, key, value)
-    results = run_triple_classification(config, args.out, data_dir=args.data_dir, quiet=args.quiet)
-    summary = {name: round(v["accuracy"], 4) for name, v in results["variants"].items()}
-    print(json.dumps({"dataset": results["dataset"], "accuracy": summary, "out": args.out}))
-    return 0
+    code = set_threads(args.threads, "task")
+    if code is not None:
+        return code
+    if args.data_dir is not None:
+        os.environ["GNNLM_DATA_DIR"] = args.data_dir
+    items = overrides(args)
+    try:
+        if args.config is not None:
+            config = load_config(args.config, items)
+        else:
+            cls = lookup_task(TASKS[args.name]).config_class
+            config = apply_overrides(cls(), items)
+            config.check_variants()
+        check_writable_dir(args.out)  # before the model loads and the data is read
+    except ConfigError as err:
+        print(f"gnnlm task: {err}", file=sys.stderr)
+        return 2
+    config_arg = f" {args.config}" if args.config is not None else ""
+    again = f"gnnlm task {args.name}{config_arg} --out {args.out} --resume" + "".join(
+        f" --set {o}" for o in items[1:]
+    )
+    return train_config(
+        config, args.out, quiet=args.quiet, resume=args.resume, overwrite=args.overwrite,
+        command="task", again=again,
+    )  # fmt: skip

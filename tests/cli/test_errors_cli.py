@@ -288,12 +288,23 @@ def test_other_commands(tmp_path, capsys):
         2,
         f"gnnlm task: {tmp_path / 'no.yaml'}: cannot read config (No such file or directory)\n",
     )
+    # `gnnlm task` is `gnnlm train` of the task's config: the same one-line errors
     task = tmp_path / "task.yaml"
-    task.write_text("dataset: umls\nepoch: 3\n")
+    task.write_text("dataset: umls\ntraining:\n  epoch: 3\n")
     code, err = run(capsys, "task", "triple-classification", task, "--out", tmp_path)
     assert code == 2
     assert err.startswith(
-        f"gnnlm task: {task}:2: unknown key 'epoch' (did you mean 'epochs'?); valid"
+        f"gnnlm task: {task}:3: unknown config key 'training.epoch' (did you mean "
+        "'training.epochs'?); valid keys in training: epochs, "
+    )
+    task.write_text("dataset: umls\n")
+    code, err = run(
+        capsys, "task", "triple-classification", task, "--num-train", "0", "--out", tmp_path
+    )
+    assert (code, err) == (
+        2,
+        "gnnlm task: --set 'data.num_train=0': data.num_train must be an integer >= 1, got 0; "
+        "e.g. 500\n",
     )
     blocker = tmp_path / "a-file"
     blocker.write_text("")
