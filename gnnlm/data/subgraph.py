@@ -4,6 +4,16 @@ Each text example links to a few entities (its *seeds*). :class:`SubgraphSampler
 neighbourhood around them with a node budget and relation-aware pruning, and returns the induced subgraph
 with seeds first (local ids ``0..num_seeds-1``), so the collator can point mention tokens at them.
 
+Every seed gets its share of the budget (``allocation="per_seed"``, the default): at each hop the budget
+left is split evenly among the seeds that still reach new nodes, and what one seed cannot use goes to the
+others (water-filling), so a hub seed cannot crowd out the neighbourhood of a rare one, as one joint
+breadth-first search does (``allocation="joint"``, the earlier behaviour).
+
+For question answering, :meth:`SubgraphSampler.sample_paths` extracts QA-GNN's subgraph: the nodes on
+paths of at most ``max_length`` edges between the question's entities and an answer candidate, ranked by
+their relevance to the text (a score per node the caller computes, e.g. the similarity of the node's name
+to the question) within the node budget (Yasunaga et al., 2021, https://arxiv.org/abs/2104.06378).
+
 Relation-aware pruning: when a hop would exceed the budget, candidates are ranked by the most informative
 relation that reaches them, with a relation's weight its inverse document frequency
 ``w_r = log(E / count_r)`` by default (a rare relation such as ``/film/film/directed_by`` says more than
@@ -46,6 +56,8 @@ class SubgraphSampler:
         inverse_offset: with an inverse-augmented graph, the id offset of inverse relations
             (``kg.num_relations``), so that :meth:`sample`'s ``exclude`` removes both directions.
         seed: seed of the random tie-break rank.
+        allocation: ``"per_seed"`` (each seed its share of the budget at every hop, unused shares
+            passed on) or ``"joint"`` (one breadth-first search from all seeds under one budget).
     """
 
     def __init__(
@@ -57,11 +69,15 @@ class SubgraphSampler:
         relation_weight: Tensor | None = None,
         inverse_offset: int | None = None,
         seed: int = 0,
+        allocation: str = "per_seed",
     ) -> None:
         if num_hops < 0 or max_nodes < 1:
             raise ValueError(
                 f"need num_hops >= 0 and max_nodes >= 1, got {num_hops} and {max_nodes}"
             )
+        if allocation not in ("per_seed", "joint"):
+            raise ValueError(f"allocation must be 'per_seed' or 'joint', got {allocation!r}")
+        self.allocation = allocation
         self.num_nodes = int(graph.num_nodes)
         self.num_relations = int(graph.num_relations)
         self.num_hops = num_hops
@@ -103,8 +119,16 @@ class SubgraphSampler:
         best = torch.full((len(candidates),), -math.inf).scatter_reduce(0, inverse, weight, "amax")
         return candidates, best
 
-    def node_set(self, seeds: Tensor) -> Tensor:
-        """Global ids of the kept nodes, seeds first (deduplicated, in order), then hop by hop."""
+    def _prune(self, candidates: Tensor, best: Tensor, budget: int) -> Tensor:
+        """The ``budget`` best candidates: highest relation weight first, then the fixed random rank."""
+        if len(candidates) <= budget:
+            return candidates
+        order = torch.argsort(self.rank[candidates], stable=True)  # lexsort via two stable sorts
+        order = order[torch.argsort(-best[order], stable=True)]
+        return candidates[order[:budget]]
+
+    def _seeds(self, seeds: Tensor) -> Tensor:
+        """``seeds`` checked, deduplicated, in first-occurrence order."""
         seeds = torch.as_tensor(seeds, dtype=torch.long).reshape(-1)
         if seeds.numel() and (seeds.min() < 0 or seeds.max() >= self.num_nodes):
             raise ValueError(f"seed entity id out of range [0, {self.num_nodes}): {seeds.tolist()}")
@@ -112,21 +136,120 @@ class SubgraphSampler:
         order = torch.full((len(unique),), len(seeds), dtype=torch.long).scatter_reduce(
             0, first, torch.arange(len(seeds)), "amin"
         )
-        selected = unique[torch.argsort(order)]  # seeds, first occurrence order
+        return unique[torch.argsort(order)]
+
+    def node_set(self, seeds: Tensor) -> Tensor:
+        """Global ids of the kept nodes, seeds first (deduplicated, in order), then hop by hop."""
+        selected = self._seeds(seeds)
+        if self.allocation == "joint" or len(selected) <= 1:
+            return self._joint(selected)
+        frontiers = [selected[i : i + 1] for i in range(len(selected))]
+        for _ in range(self.num_hops):
+            budget = self.max_nodes - len(selected)
+            if budget <= 0:
+                break
+            expansions = [
+                self._expand(f, selected) if len(f) else (f, f.float()) for f in frontiers
+            ]
+            shares = water_fill([len(c) for c, _ in expansions], budget)
+            frontiers = [self._prune(c, b, n) for (c, b), n in zip(expansions, shares)]
+            picked = torch.cat(frontiers)
+            if not len(picked):
+                break
+            # a node two seeds both picked is kept once (the budget is then not quite used up)
+            selected = torch.cat([selected, picked[~self._in_first(picked)]])
+        return selected
+
+    def _in_first(self, values: Tensor) -> Tensor:
+        """For each of ``values``, whether an equal value occurs earlier (first occurrences are kept)."""
+        _, inverse = torch.unique(values, return_inverse=True)
+        first = torch.full((int(inverse.max()) + 1,), len(values), dtype=torch.long)
+        first = first.scatter_reduce(0, inverse, torch.arange(len(values)), "amin")
+        return first[inverse] != torch.arange(len(values))
+
+    def _joint(self, selected: Tensor) -> Tensor:
+        """One breadth-first search from all seeds under one budget."""
         frontier = selected
         for _ in range(self.num_hops):
             budget = self.max_nodes - len(selected)
             if budget <= 0 or len(frontier) == 0:
                 break
             candidates, best = self._expand(frontier, selected)
-            if len(candidates) > budget:
-                # Highest weight first, then the fixed random rank: lexsort via two stable sorts.
-                order = torch.argsort(self.rank[candidates], stable=True)
-                order = order[torch.argsort(-best[order], stable=True)]
-                candidates = candidates[order[:budget]]
-            frontier = candidates
-            selected = torch.cat([selected, candidates])
+            frontier = self._prune(candidates, best, budget)
+            selected = torch.cat([selected, frontier])
         return selected
+
+    def _reach(self, seeds: Tensor, hops: int) -> tuple[Tensor, Tensor]:
+        """``(nodes, distance)``: every node within ``hops`` edges of ``seeds`` and its distance."""
+        nodes, frontier = seeds, seeds
+        dist = torch.zeros(len(seeds), dtype=torch.long)
+        for d in range(1, hops + 1):
+            if not len(frontier):
+                break
+            pos = _csr_positions(self.ptr, frontier)
+            pos = pos[self.relation_weight[self.edge_type[pos]] > -math.inf]
+            new = torch.unique(self.dst[pos])
+            new = new[~self._in(new, nodes)]
+            nodes, frontier = torch.cat([nodes, new]), new
+            dist = torch.cat([dist, torch.full((len(new),), d, dtype=torch.long)])
+        return nodes, dist
+
+    def path_node_set(
+        self,
+        sources: Tensor,
+        targets: Tensor,
+        *,
+        max_length: int | None = None,
+        relevance: Tensor | None = None,
+    ) -> tuple[Tensor, int]:
+        """QA-GNN's node set: the nodes on paths of at most ``max_length`` edges (default ``num_hops``)
+        from any source to any target, sources and targets first, the rest ranked by ``relevance``
+        (``[num_nodes]``, higher first), then by path length, then by the fixed random rank, within
+        ``max_nodes``.
+
+        Returns:
+            ``(global ids, number of seeds)`` (the deduplicated sources and targets).
+        """
+        length = self.num_hops if max_length is None else max_length
+        seeds = self._seeds(torch.cat([torch.as_tensor(sources).reshape(-1),
+                                       torch.as_tensor(targets).reshape(-1)]).long())  # fmt: skip
+        s_nodes, s_dist = self._reach(self._seeds(sources), length)
+        t_nodes, t_dist = self._reach(self._seeds(targets), length)
+        # nodes reached from both sides with d_s + d_t <= length lie on such a path
+        t_sorted, t_perm = torch.sort(t_nodes)
+        where = torch.searchsorted(t_sorted, s_nodes).clamp_max(max(len(t_sorted) - 1, 0))
+        both = (
+            (t_sorted[where] == s_nodes)
+            if len(t_sorted)
+            else torch.zeros_like(s_nodes, dtype=torch.bool)
+        )
+        total = s_dist[both] + t_dist[t_perm[where[both]]]
+        on_path, total = s_nodes[both][total <= length], total[total <= length]
+        keep = ~self._in(on_path, seeds)
+        on_path, total = on_path[keep], total[keep]
+        order = torch.argsort(self.rank[on_path], stable=True)
+        order = order[torch.argsort(total[order], stable=True)]
+        if relevance is not None:
+            order = order[torch.argsort(-relevance[on_path[order]].float(), stable=True)]
+        budget = max(self.max_nodes - len(seeds), 0)
+        return torch.cat([seeds, on_path[order[:budget]]]), len(seeds)
+
+    def sample_paths(
+        self,
+        sources: Tensor | list[int],
+        targets: Tensor | list[int],
+        *,
+        exclude: Tensor | None = None,
+        max_length: int | None = None,
+        relevance: Tensor | None = None,
+    ) -> Data:
+        """The subgraph of :meth:`path_node_set` (see :meth:`sample` for the returned ``Data``; its
+        seeds are the sources, then the targets)."""
+        nodes, num_seeds = self.path_node_set(
+            torch.as_tensor(sources, dtype=torch.long), torch.as_tensor(targets, dtype=torch.long),
+            max_length=max_length, relevance=relevance,
+        )  # fmt: skip
+        return self._induced(nodes, num_seeds, exclude)
 
     def sample(self, seeds: Tensor | list[int], exclude: Tensor | None = None) -> Data:
         """The subgraph of one example.
@@ -142,6 +265,11 @@ class SubgraphSampler:
             ``edge_type: [e]``, ``num_nodes = n`` and ``num_seeds``.
         """
         nodes = self.node_set(torch.as_tensor(seeds, dtype=torch.long))
+        num_seeds = len(torch.unique(torch.as_tensor(seeds, dtype=torch.long)))
+        return self._induced(nodes, num_seeds, exclude)
+
+    def _induced(self, nodes: Tensor, num_seeds: int, exclude: Tensor | None) -> Data:
+        """The subgraph induced by ``nodes`` (global ids, seeds first), less the ``exclude`` edges."""
         pos = _csr_positions(self.ptr, nodes)
         src, dst, edge_type = self.src[pos], self.dst[pos], self.edge_type[pos]
         keep = self._in(dst, nodes)
@@ -162,7 +290,6 @@ class SubgraphSampler:
         # Relabel global -> local ids.
         sorted_nodes, perm = torch.sort(nodes)
         local = perm[torch.searchsorted(sorted_nodes, torch.stack([src, dst]))]  # [2, e]
-        num_seeds = len(torch.unique(torch.as_tensor(seeds, dtype=torch.long)))
         return Data(
             n_id=nodes,
             edge_index=local,
@@ -176,3 +303,23 @@ class SubgraphSampler:
             f"{type(self).__name__}(num_nodes={self.num_nodes}, num_relations={self.num_relations}, "
             f"num_hops={self.num_hops}, max_nodes={self.max_nodes})"
         )
+
+
+def water_fill(demands: list[int], budget: int) -> list[int]:
+    """Split ``budget`` among ``demands`` as evenly as possible, none getting more than it asks for;
+    what one cannot use goes to the others (earlier ones get the remainder of an uneven split)."""
+    shares = [0] * len(demands)
+    open_ = [i for i, d in enumerate(demands) if d > 0]
+    while budget > 0 and open_:
+        each, extra = divmod(budget, len(open_))
+        still = []
+        for rank, i in enumerate(open_):
+            give = min(demands[i] - shares[i], each + (rank < extra))
+            shares[i] += give
+            budget -= give
+            if shares[i] < demands[i]:
+                still.append(i)
+        if len(still) == len(open_):  # everyone took a full share: the budget is spent
+            break
+        open_ = still
+    return shares

@@ -70,3 +70,83 @@ def test_bad_seed_is_named():
 def test_empty_seed_list_gives_an_empty_graph():
     data = SubgraphSampler(random_graph(), num_hops=2).sample([])
     assert data.num_nodes == 0 and data.edge_index.shape == (2, 0)
+
+
+def hub_graph():
+    # seed 0 is a hub (100 neighbours 10..109, relation 0); seed 1 has 5 neighbours 200..204 (relation 1)
+    hub = torch.stack([torch.zeros(100, dtype=torch.long), torch.arange(10, 110)])
+    rare = torch.stack([torch.ones(5, dtype=torch.long), torch.arange(200, 205)])
+    edge_index = torch.cat([hub, rare], 1)
+    edge_type = torch.cat([torch.zeros(100), torch.ones(5)]).long()
+    # relation 1 is the common one here by weight: give the hub's relation the higher IDF weight
+    return Data(edge_index=edge_index, edge_type=edge_type, num_nodes=300, num_relations=2)
+
+
+def test_each_seed_gets_its_share_of_the_budget():
+    graph = hub_graph()
+    weight = torch.tensor([2.0, 1.0])  # the hub's relation ranks first: a joint search takes only it
+    joint = SubgraphSampler(graph, num_hops=1, max_nodes=12, relation_weight=weight, allocation="joint")
+    fair = SubgraphSampler(graph, num_hops=1, max_nodes=12, relation_weight=weight)
+    starved = joint.node_set(torch.tensor([0, 1])).tolist()
+    assert len(starved) == 12 and not set(starved) & set(range(200, 205))
+    nodes = fair.node_set(torch.tensor([0, 1])).tolist()
+    assert nodes[:2] == [0, 1] and len(nodes) == 12
+    assert set(range(200, 205)) <= set(nodes)  # the rare seed's five neighbours, all of them
+    assert len(set(nodes) & set(range(10, 110))) == 5  # the hub its share, and the unused one
+    # a budget left over by a small neighbourhood goes to the others
+    nodes = fair.node_set(torch.tensor([0, 1])).tolist()
+    big = SubgraphSampler(graph, num_hops=1, max_nodes=30, relation_weight=weight).node_set(
+        torch.tensor([0, 1])
+    )
+    assert len(big) == 30 and len(set(big.tolist()) & set(range(10, 110))) == 23
+
+
+@pytest.mark.parametrize(
+    ("demands", "budget", "expected"),
+    [([100, 5], 10, [5, 5]), ([100, 2], 10, [8, 2]), ([3, 3, 3], 10, [3, 3, 3]),
+     ([10, 10, 10], 10, [4, 3, 3]), ([0, 7], 4, [0, 4]), ([], 5, [])],
+)  # fmt: skip
+def test_water_fill(demands, budget, expected):
+    from gnnlm.data.subgraph import water_fill
+
+    assert water_fill(demands, budget) == expected
+
+
+def distances(graph, seeds, hops):
+    """Brute force: hop distance of every node within ``hops`` (PyG's k_hop_subgraph per radius)."""
+    out = {}
+    for k in range(hops, -1, -1):
+        subset, _, _, _ = k_hop_subgraph(
+            torch.tensor(seeds), k, graph.edge_index, num_nodes=graph.num_nodes, flow="target_to_source"
+        )
+        out.update({int(v): k for v in subset})
+    return out
+
+
+@pytest.mark.parametrize("length", [1, 2, 3])
+def test_path_nodes_are_exactly_the_nodes_on_short_paths(length):
+    graph = random_graph(seed=3, n=400, e=700)
+    sampler = SubgraphSampler(graph, num_hops=length, max_nodes=10**9, inverse_offset=4)
+    for sources, targets in (([5], [17]), ([1, 2], [300]), ([7], [7, 8])):
+        nodes, num_seeds = sampler.path_node_set(torch.tensor(sources), torch.tensor(targets))
+        ds, dt = distances(graph, sources, length), distances(graph, targets, length)
+        expected = {v for v in ds if v in dt and ds[v] + dt[v] <= length}
+        seeds = list(dict.fromkeys(sources + targets))
+        assert nodes[:num_seeds].tolist() == seeds and num_seeds == len(seeds)
+        assert set(nodes.tolist()) == expected | set(seeds)
+        assert len(set(nodes.tolist())) == len(nodes)
+
+
+def test_path_nodes_are_ranked_by_relevance_within_the_budget():
+    graph = random_graph(seed=3)
+    full = SubgraphSampler(graph, num_hops=3, max_nodes=10**9)
+    every, k = full.path_node_set(torch.tensor([1, 2]), torch.tensor([250]))
+    assert len(every) > k + 20
+    relevance = torch.rand(300, generator=torch.Generator().manual_seed(0))
+    small = SubgraphSampler(graph, num_hops=3, max_nodes=k + 4)
+    data = small.sample_paths([1, 2], [250], relevance=relevance)
+    kept = data.n_id[k:]
+    best = every[k:][torch.argsort(-relevance[every[k:]])][:4]
+    assert sorted(kept.tolist()) == sorted(best.tolist())
+    assert data.num_seeds == k == 3 and data.num_nodes == k + 4
+    assert data.edge_index.max() < data.num_nodes
