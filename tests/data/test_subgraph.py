@@ -138,7 +138,7 @@ def test_path_nodes_are_exactly_the_nodes_on_short_paths(length):
 
 
 def test_path_nodes_are_ranked_by_relevance_within_the_budget():
-    graph = random_graph(seed=3)
+    graph = random_graph(seed=3, e=4000)
     full = SubgraphSampler(graph, num_hops=3, max_nodes=10**9)
     every, k = full.path_node_set(torch.tensor([1, 2]), torch.tensor([250]))
     assert len(every) > k + 20
