@@ -64,6 +64,12 @@ class TripleClassificationModelConfig(Config):
         node_channels: GNN width.
         num_fused_layers: fusion after the top ``K`` LM layers.
         freeze_lm_layers: the bottom LM layers (and the embeddings) kept frozen.
+        head_inputs: what the head reads: ``text`` (the LM's pooled state) and/or ``graph`` (the GNN's
+            final states of the linked entities). The head is the same ``Linear(hidden + node_channels,
+            1)``, initialised from the seed alone, in every configuration: an input it does not read is
+            zeros, so arms of an ablation differ in what reaches the head and nothing else.
+        freeze_injection: hold every injection at zero: gates closed and the injection modules not
+            trained, so text and graph meet only in the head (late fusion).
     """
 
     lm: str = "minilm"
@@ -76,6 +82,14 @@ class TripleClassificationModelConfig(Config):
     node_channels: int = checked(64, AT_LEAST_1, "64")
     num_fused_layers: int = checked(2, AT_LEAST_1, "2")
     freeze_lm_layers: int = checked(4, AT_LEAST_0, "4, or 0 to train every layer")
+    head_inputs: list[str] = field(default_factory=lambda: ["text", "graph"])
+    freeze_injection: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.head_inputs or set(self.head_inputs) - {"text", "graph"}:
+            raise ValueError(
+                f"model.head_inputs must be a non-empty list of text, graph; got {self.head_inputs!r}"
+            )
 
 
 @dataclass
@@ -88,6 +102,11 @@ class TripleClassificationDataConfig(Config):
         num_test: test positives (0: no test metrics).
         num_hops: subgraph radius; ``max_nodes`` its node budget.
         max_length: text length in tokens.
+        negatives: how a positive is corrupted: ``neighbourhood`` (the new head or tail is drawn from
+            the ``num_hops`` neighbourhood of the entity kept, in the training graph, so the two ends
+            of a negative are connected as those of most positives are: the connectivity rule cannot
+            tell them apart) or ``uniform`` (any entity; most negatives are then disconnected, and a
+            rule with no parameters, "are h and t connected?", scores about .80 on WN18RR).
     """
 
     num_train: int = checked(500, AT_LEAST_1, "500")
@@ -96,6 +115,13 @@ class TripleClassificationDataConfig(Config):
     num_hops: int = checked(2, AT_LEAST_0, "2")
     max_nodes: int = checked(32, AT_LEAST_1, "32")
     max_length: int = checked(32, AT_LEAST_1, "32")
+    negatives: str = "neighbourhood"
+
+    def __post_init__(self) -> None:
+        if self.negatives not in ("neighbourhood", "uniform"):
+            raise ValueError(
+                f"data.negatives must be 'neighbourhood' or 'uniform', got {self.negatives!r}"
+            )
 
 
 @dataclass
@@ -154,8 +180,10 @@ def _names(kg) -> tuple[list[str], list[str]]:
 
 
 def make_example(triple: Tensor, label: float | None, entity: list[str], relation: list[str]):
-    """``(h, r, t)`` -> ``"<h> ; <r> ; <t>"`` with mentions of ``h`` and ``t`` and the triple excluded
-    from its subgraph."""
+    """``(h, r, t)`` -> ``"<h> ; <r> ; <t>"`` with mentions of ``h`` and ``t``; the triple and its
+    symmetric twin ``(t, r, h)`` are excluded from its subgraph (with their inverse edges), so neither
+    a training positive nor a symmetric relation (about a third of WN18RR's test positives have their
+    twin in train) can be read off the subgraph."""
     from gnnlm.fusion import TextGraphExample
 
     h, r, t = (int(x) for x in triple)
@@ -163,7 +191,8 @@ def make_example(triple: Tensor, label: float | None, entity: list[str], relatio
     text = f"{head} ; {rel} ; {tail}"
     tail_start = len(head) + len(rel) + 6
     mentions = [(0, len(head), h), (tail_start, tail_start + len(tail), t)]
-    return TextGraphExample(text, mentions, exclude=triple.view(1, 3), label=label)
+    exclude = torch.tensor([[h, r, t], [t, r, h]], dtype=torch.long)
+    return TextGraphExample(text, mentions, exclude=exclude, label=label)
 
 
 def corrupt(
@@ -181,9 +210,45 @@ def corrupt(
     return torch.tensor(negatives, dtype=torch.long).view(-1, 3)
 
 
-def build_examples(kg, num_positives: Mapping[str, int], *, seed: int = 0) -> dict[str, list]:
+def neighbourhood_corrupt(
+    positives: Tensor,
+    known: set[tuple[int, int, int]],
+    neighbours: Any,
+    num_entities: int,
+    rng: random.Random,
+) -> Tensor:
+    """One negative per positive whose two ends are connected: the tail (or head) replaced by an entity
+    of ``neighbours(kept end)`` (its neighbourhood in the training graph), never a known triple; a
+    uniform entity where the neighbourhood offers no unknown triple."""
+    negatives = []
+    for h, r, t in positives.tolist():
+        tail_side = rng.random() < 0.5
+        kept = h if tail_side else t
+        pool = [e for e in neighbours(kept) if e not in (h, t)]
+        rng.shuffle(pool)
+        choice = next(
+            (c for e in pool if (c := (h, r, e) if tail_side else (e, r, t)) not in known), None
+        )
+        while choice is None:
+            e = rng.randrange(num_entities)
+            candidate = (h, r, e) if tail_side else (e, r, t)
+            choice = candidate if candidate not in known else None
+        negatives.append(choice)
+    return torch.tensor(negatives, dtype=torch.long).view(-1, 3)
+
+
+def build_examples(
+    kg,
+    num_positives: Mapping[str, int],
+    *,
+    seed: int = 0,
+    negatives: str = "uniform",
+    num_hops: int = 2,
+) -> dict[str, list]:
     """Balanced examples per split: ``num_positives[split]`` positives subsampled from the split plus
-    one corruption each, shuffled; splits are drawn in the mapping's order from one ``Random(seed)``.
+    one corruption each (``negatives``: ``uniform`` or ``neighbourhood``, within ``num_hops`` of the
+    entity kept, see :class:`TripleClassificationDataConfig`), shuffled; splits are drawn in the
+    mapping's order from one ``Random(seed)``.
 
     Raises:
         ConfigError: a split with positives asked for is empty, or the graph has no entity names.
@@ -191,6 +256,7 @@ def build_examples(kg, num_positives: Mapping[str, int], *, seed: int = 0) -> di
     rng = random.Random(seed)
     entity, relation = _names(kg)
     known = {tuple(x) for s in kg.splits for x in kg.splits[s].tolist()}
+    neighbours = _neighbourhoods(kg, num_hops) if negatives == "neighbourhood" else None
     out: dict[str, list] = {}
     for split, n in num_positives.items():
         if n <= 0:
@@ -201,36 +267,95 @@ def build_examples(kg, num_positives: Mapping[str, int], *, seed: int = 0) -> di
             raise ConfigError(f"{kg.name}: split {split!r} is empty; set data.num_{split}=0")
         index = rng.sample(range(len(triples)), min(n, len(triples)))
         positives = triples[index]
-        negatives = corrupt(positives, known, kg.num_entities, rng)
+        if neighbours is None:
+            corrupted = corrupt(positives, known, kg.num_entities, rng)
+        else:
+            corrupted = neighbourhood_corrupt(positives, known, neighbours, kg.num_entities, rng)
         examples = [make_example(x, 1.0, entity, relation) for x in positives]
-        examples += [make_example(x, 0.0, entity, relation) for x in negatives]
+        examples += [make_example(x, 0.0, entity, relation) for x in corrupted]
         rng.shuffle(examples)
         out[split] = examples
     return out
+
+
+def _neighbourhoods(kg, num_hops: int):
+    """``neighbours(e) -> sorted list``: the entities within ``max(num_hops, 1)`` hops of ``e`` in the
+    training graph (both directions), computed on demand and cached."""
+    from gnnlm.data.subgraph import SubgraphSampler
+
+    sampler = SubgraphSampler(
+        kg.homogeneous(add_inverse=True), num_hops=max(num_hops, 1), max_nodes=10**9,
+        allocation="joint",
+    )  # fmt: skip
+    cache: dict[int, list[int]] = {}
+
+    def neighbours(e: int) -> list[int]:
+        if e not in cache:
+            cache[e] = sorted(sampler.node_set(torch.tensor([e])).tolist()[1:])
+        return cache[e]
+
+    return neighbours
+
+
+def connected(data) -> bool:
+    """Whether local nodes 0 and 1 (an example's head and tail) are connected in the subgraph ``data``
+    (the connectivity rule, a baseline with no parameters); a head equal to the tail counts as
+    connected."""
+    if data.num_seeds < 2:
+        return True
+    reached = {0}
+    frontier = {0}
+    src, dst = data.edge_index.tolist() if data.edge_index.numel() else ([], [])
+    adjacency: dict[int, list[int]] = {}
+    for a, b in zip(src, dst):
+        adjacency.setdefault(a, []).append(b)
+        adjacency.setdefault(b, []).append(a)
+    while frontier:
+        frontier = {n for v in frontier for n in adjacency.get(v, ()) if n not in reached}
+        reached |= frontier
+        if 1 in reached:
+            return True
+    return False
 
 
 # -- model -------------------------------------------------------------------------------------------
 class TripleClassifier(nn.Module):
     """A fused LM with a linear head: ``logit = w^T [pooled_text; pooled_linked_nodes] + b``.
 
-    As in GreaseLM / QA-GNN, the head reads the text and (with a GNN) the final states of the linked
-    entities (:attr:`~gnnlm.fusion.FusionOutput.graph_pooled_output`); without a GNN, the text alone.
+    As in GreaseLM / QA-GNN, the head reads the text and the final states of the linked entities
+    (:attr:`~gnnlm.fusion.FusionOutput.graph_pooled_output`). The head has the same shape in every
+    configuration; an input left out of ``head_inputs`` (or a graph part without a GNN) is zeros.
+
+    Args:
+        fused: the fused LM.
+        head_inputs: ``("text", "graph")`` or one of them.
+        seed: the head's initialisation depends on this seed only (not on what was built before it),
+            so every arm of a comparison starts from the same head.
     """
 
-    def __init__(self, fused) -> None:
+    def __init__(
+        self, fused, head_inputs: Iterable[str] = ("text", "graph"), seed: int = 0
+    ) -> None:
         super().__init__()
         self.fused = fused
-        graph = fused.config.node_channels if fused.encoder is not None else 0
-        self.head = nn.Linear(fused.lm.hidden_size + graph, 1)
+        self.head_inputs = tuple(head_inputs)
+        self.node_channels = fused.config.node_channels
+        self.head = nn.Linear(fused.lm.hidden_size + self.node_channels, 1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.head.reset_parameters()
 
     def forward(self, batch) -> tuple[Tensor, Tensor | None]:
         """``(logits [batch], loss)``; the loss (``None`` without labels) adds the dual tower's
         contrastive loss when present."""
         out = self.fused(batch)
-        features = out.pooled_output
-        if out.graph_pooled_output is not None:
-            features = torch.cat([features, out.graph_pooled_output], -1)  # [batch, hidden + nodes]
-        logits = self.head(features).squeeze(-1)
+        text = out.pooled_output  # [batch, hidden]
+        graph = out.graph_pooled_output  # [batch, node_channels] or None
+        if "text" not in self.head_inputs:
+            text = torch.zeros_like(text)
+        if graph is None or "graph" not in self.head_inputs:
+            graph = text.new_zeros(text.size(0), self.node_channels)
+        logits = self.head(torch.cat([text, graph], -1)).squeeze(-1)
         if batch.labels is None:
             return logits, None
         loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels.float())
@@ -247,6 +372,18 @@ def freeze_bottom_layers(model, num_layers: int) -> None:
     lm.model.embeddings.requires_grad_(False)
     for i in range(min(num_layers, lm.num_layers)):
         lm.layers[i].requires_grad_(False)
+
+
+def hold_injection_at_zero(fused) -> None:
+    """Close every injection gate and freeze the injection modules: the fused LM is then the plain LM
+    and the GNN never reads the text (late fusion, when the head reads both)."""
+    from gnnlm.fusion import TanhGate
+
+    for injection in fused.injections.values():
+        for module in injection.modules():
+            if isinstance(module, TanhGate):
+                nn.init.zeros_(module.weight)
+        injection.requires_grad_(False)
 
 
 # -- task --------------------------------------------------------------------------------------------
@@ -268,6 +405,7 @@ class TripleClassificationTask(Task):
         super().__init__(config, data=data)
         self.kg = data
         self.examples: dict[str, list] = {}
+        self._rule: dict[str, float] = {}
 
     # -- before training ---------------------------------------------------------------------------
     def validate(self) -> None:
@@ -329,7 +467,9 @@ class TripleClassificationTask(Task):
         kg = self.kg
         # train and test first: the draws of earlier releases, which had no validation split
         sizes = {"train": d.num_train, "test": d.num_test, "valid": d.num_valid}
-        self.examples = build_examples(kg, sizes, seed=c.seed)
+        self.examples = build_examples(
+            kg, sizes, seed=c.seed, negatives=d.negatives, num_hops=d.num_hops
+        )
         sampler = SubgraphSampler(
             kg.homogeneous(add_inverse=True), num_hops=d.num_hops, max_nodes=d.max_nodes,
             inverse_offset=kg.num_relations, seed=c.seed,
@@ -358,8 +498,10 @@ class TripleClassificationTask(Task):
             num_relations=2 * self.kg.num_relations,
         )
         lm = load_lm(m.lm, seed=c.seed, attn_implementation=attn)
-        model = TripleClassifier(FusedLM(fusion, lm=lm))
+        model = TripleClassifier(FusedLM(fusion, lm=lm), m.head_inputs, seed=c.seed)
         freeze_bottom_layers(model.fused, m.freeze_lm_layers)
+        if m.freeze_injection:
+            hold_injection_at_zero(model.fused)
         return model
 
     def parameter_groups(self, model: TripleClassifier) -> dict[str, list[nn.Parameter]]:
@@ -394,7 +536,12 @@ class TripleClassificationTask(Task):
         batch = self._batch(model, [examples[i] for i in indices.tolist()])
         logits, loss = model(batch)
         accuracy = ((logits.detach() > 0).float() == batch.labels).float().mean()
-        return StepOutput(loss, {"accuracy": float(accuracy)})
+        logs = {"accuracy": float(accuracy)}
+        for name, injection in model.fused.injections.items():
+            values = injection.gate_values()
+            if values is not None:  # the gates' path over training, for a plot
+                logs.update({f"gate_{name}_{j}": float(v) for j, v in enumerate(values.tolist())})
+        return StepOutput(loss, logs)
 
     def _batch(self, model: nn.Module, examples: list):
         device = next(model.parameters()).device
@@ -410,12 +557,14 @@ class TripleClassificationTask(Task):
         the injection gates (``{mode: [per fused layer]}``)."""
         examples = self.examples[split]
         size = self.config.evaluation.batch_size
-        correct, loss = 0, 0.0
+        correct, loss, outcomes = 0, 0.0, []
         for i in range(0, len(examples), size):
             batch = self._batch(model, examples[i : i + size])
             logits, _ = model(batch)
             labels = batch.labels.float()
-            correct += int(((logits > 0).float() == labels).sum())
+            right = (logits > 0).float() == labels
+            outcomes += right.int().tolist()
+            correct += int(right.sum())
             loss += float(
                 nn.functional.binary_cross_entropy_with_logits(
                     logits.float(), labels, reduction="sum"
@@ -427,7 +576,28 @@ class TripleClassificationTask(Task):
             for name, inj in model.fused.injections.items()
             if (values := inj.gate_values()) is not None
         }
-        return {"accuracy": correct / n, "loss": loss / n, "num_examples": n, "gates": gates}
+        return {
+            "accuracy": correct / n,
+            "loss": loss / n,
+            "num_examples": n,
+            "connectivity_rule_accuracy": self.connectivity_rule_accuracy(split),
+            "gates": gates,
+            "correct": outcomes,  # per example, in order: paired comparisons between runs
+        }
+
+    def connectivity_rule_accuracy(self, split: str) -> float:
+        """Accuracy of the rule with no parameters "true iff head and tail are connected in the
+        example's subgraph" (the same subgraphs the model reads), on ``split``."""
+        cached = self._rule.get(split)
+        if cached is None:
+            sampler, examples = self.collate.sampler, self.examples[split]
+            hits = 0
+            for example in examples:
+                seeds = [entity for _, _, entity in example.mentions]
+                guess = connected(sampler.sample(seeds, exclude=example.exclude))
+                hits += guess == (example.label == 1.0)
+            cached = self._rule[split] = hits / len(examples)
+        return cached
 
     def run_metrics(self, *, epochs: int, train_seconds: float) -> dict[str, Any]:
         n = self.num_train_examples()

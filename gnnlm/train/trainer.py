@@ -413,7 +413,8 @@ class Trainer:
                 state.batches_done = i + 1
                 if e.steps and self.step % e.steps == 0 and i + 1 < len(batches):
                     state.seconds += time.perf_counter() - start
-                    self._validate_and_log({"epoch": self.epoch + 1, "step": self.step})
+                    running = {f"train_{k}": v / max(state.count, 1) for k, v in state.logs.items()}
+                    self._validate_and_log({"epoch": self.epoch + 1, "step": self.step, **running})
                     start = time.perf_counter()
                     if self.early_stopping.stopped:
                         self._checkpoint()
