@@ -87,6 +87,9 @@ class TrainingConfig(Config):
         checkpoint_frequency: write a resumable checkpoint every this many epochs (0: never).
         checkpoint_steps: also every this many optimizer steps, inside an epoch (0: never); resuming
             from one continues mid-epoch, exactly.
+        log_steps: also log a row every this many optimizer steps with the running means of the
+            epoch's training logs (``train_<name>``; 0: rows at epoch ends and evaluations only), e.g.
+            to plot injection gates over training.
         deterministic: use ``torch.use_deterministic_algorithms`` during the run.
         device: ``cpu``, ``cuda``, ``cuda:1``, ... or ``auto`` (CUDA when available). Batches are drawn on
             the CPU from one seeded generator; exact resume is guaranteed on CPU.
@@ -107,6 +110,7 @@ class TrainingConfig(Config):
     clip_grad_norm: float | None = checked(None, POSITIVE, "1.0, or null for no clipping")
     checkpoint_frequency: int = checked(1, AT_LEAST_0, "1, or 0 for never")
     checkpoint_steps: int = checked(0, AT_LEAST_0, "500, or 0 for only at epoch ends")
+    log_steps: int = checked(0, AT_LEAST_0, "10, or 0 for rows at epoch ends and evaluations only")
     deterministic: bool = True
     device: str = "cpu"
     autocast: str | None = None

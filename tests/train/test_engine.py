@@ -302,3 +302,12 @@ def test_unknown_task_and_wrong_keys_name_file_and_line(tmp_path, capsys):
     path.write_text(f"task: {DOTTED}\ndata:\n  num_train: 0\n")
     assert main(["train", str(path), "--out", str(tmp_path / "r")]) == 2
     assert "data.num_train must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_log_steps_writes_running_training_means_between_epochs(tmp_path):
+    config = make(**{"training.log_steps": 3, "training.epochs": 2})
+    rows = Trainer(config, run_dir=tmp_path, quiet=True).fit().history
+    step_rows = [r for r in rows if "train_loss" in r]
+    assert [r["step"] for r in step_rows] == [3, 6, 9, 12, 15]
+    assert all("train_mean_target" in r and "valid_mse" not in r for r in step_rows)
+    assert [r["step"] for r in rows if "valid_mse" in r] == [8, 16]
