@@ -74,15 +74,21 @@ class TransformerBackbone(nn.Module):
         model: an HF base model (``AutoModel.from_pretrained(...)`` or ``AutoModel.from_config(...)``);
             BERT, MiniLM, RoBERTa, XLM-R, ELECTRA, DistilBERT and other encoders whose layers take
             ``(hidden_states, attention_mask)`` work.
+        name_or_path: what it was loaded from (``"minilm"``, ``"tiny-bert"``, a folder, a hub id);
+            default: the HF config's ``name_or_path`` (empty for a model built from a config).
 
     Attributes:
         model: the wrapped HF model (its parameters are this module's ``model.*`` parameters).
         layer_path: where ``model`` keeps its layers (``"encoder.layer"``, ``"transformer.layer"``).
+        name_or_path: the name :func:`~gnnlm.lm.load_tokenizer` finds its tokenizer by.
     """
 
-    def __init__(self, model: PreTrainedModel) -> None:
+    def __init__(self, model: PreTrainedModel, *, name_or_path: str | None = None) -> None:
         super().__init__()
         self.model = model
+        self.name_or_path = (
+            name_or_path if name_or_path is not None else str(model.config.name_or_path or "")
+        )
         config = model.config
         self.layer_path = find_layers(model, config.num_hidden_layers)
         embeddings = getattr(model, "embeddings", None)

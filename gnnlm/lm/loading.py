@@ -99,13 +99,14 @@ def load_lm(
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             model = AutoModel.from_config(config, **kwargs)
-        return TransformerBackbone(model)
+        return TransformerBackbone(model, name_or_path=name_or_path)
+    name = name_or_path
     if name_or_path == DEFAULT_LM:
         name_or_path = minilm_path()
     if not os.path.isdir(name_or_path) and name_or_path.count("/") > 1:
         raise FileNotFoundError(f"LM folder not found: {name_or_path}")
     model = AutoModel.from_pretrained(name_or_path, **kwargs)
-    return TransformerBackbone(model)
+    return TransformerBackbone(model, name_or_path=name)
 
 
 def save_lm(

@@ -27,9 +27,10 @@ def test_layerwise_forward_equals_the_hf_forward(arch, attn, encoded):
     assert lm.num_layers == 2 and lm.hidden_size == 32 and lm.num_heads == 2
 
 
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("arch", ["bert", "distilbert"])
-def test_additive_bias_reaches_the_attention_logits(arch, encoded):
-    lm = load_lm(f"tiny-{arch}", attn_implementation="eager").eval()
+def test_additive_bias_reaches_the_attention_logits(arch, attn, encoded):
+    lm = load_lm(f"tiny-{arch}", attn_implementation=attn).eval()
     ids, mask = encoded["input_ids"], encoded["attention_mask"]
     b, s = ids.shape
     hidden = lm.embed(ids)
@@ -48,6 +49,17 @@ def test_additive_bias_reaches_the_attention_logits(arch, encoded):
     torch.testing.assert_close(
         lm.layer_forward(0, hidden, lm.attention_mask(mask, hidden, pad_bias)), plain
     )
+    # The same bias gives the same layer output under eager and SDPA attention.
+    other = load_lm(f"tiny-{arch}", attn_implementation="sdpa" if attn == "eager" else "eager")
+    other.eval()
+    torch.testing.assert_close(
+        other.layer_forward(0, hidden, other.attention_mask(mask, hidden, bias)), biased
+    )
+
+
+def test_backbones_remember_what_they_were_loaded_from():
+    assert load_lm("tiny-bert").name_or_path == "tiny-bert"
+    assert load_lm("tiny-bert").model.config.name_or_path == ""  # built from a config
 
 
 def test_bias_refused_for_implementations_without_additive_masks(encoded):
