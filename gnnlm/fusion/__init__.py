@@ -5,6 +5,9 @@
   ``entity`` (ERNIE-style fusion at mention tokens), ``relation`` (per-relation attention bias),
   ``memory`` (top-k retrieval over a KG memory), ``dual_tower`` (separate towers, contrastive alignment,
   late join) and ``adaptive`` (a learned gate on the others);
+* initialisation: each mode's output projection starts at zero with its gate open (``gate_init``), so a
+  fresh model is exactly the LM and the projections learn from the first step; node features are
+  ``learned``, ``kge`` or ``text`` (:func:`text_node_features`, cached LM encodings of entity texts);
 * data: :class:`TextGraphCollator` making a :class:`TextGraphBatch` (tokenizer tensors + one PyG
   ``Batch``) with a :class:`~gnnlm.data.SubgraphSampler` (re-exported here; it lives in
   :mod:`gnnlm.data.subgraph`, so tasks sample subgraphs without importing fusion).
@@ -20,6 +23,7 @@ from gnnlm.fusion.injection import FusionState, Injection, InjectionContext
 from gnnlm.fusion.kge_source import kge_tables
 from gnnlm.fusion.model import FusedLM, injection_parameters
 from gnnlm.fusion.modes import memory_topk
+from gnnlm.fusion.node_features import entity_texts, text_node_features
 from gnnlm.fusion.outputs import FusionOutput
 from gnnlm.fusion.registry import injection_resolver
 
@@ -38,7 +42,9 @@ __all__ = [
     "TextGraphExample",
     "injection_parameters",
     "injection_resolver",
+    "entity_texts",
     "kge_tables",
     "memory_topk",
+    "text_node_features",
     "text_positions",
 ]

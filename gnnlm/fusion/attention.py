@@ -96,25 +96,32 @@ class MaskedCrossAttention(nn.Module):
 
 
 class TanhGate(nn.Module):
-    r"""A learnable scalar gate :math:`\tanh(g)` per position in a stack, initialised to :math:`g = 0`.
+    r"""A learnable scalar gate :math:`\tanh(g)` per position in a stack.
 
-    Flamingo's gated residual: ``h + tanh(g) * f(h)`` is exactly ``h`` at initialisation.
+    With ``init=0`` (the default, Flamingo's gated residual) ``h + tanh(g) * f(h)`` is exactly ``h`` at
+    initialisation, but only ``g`` gets a gradient at the first step (:math:`\partial/\partial f` is
+    scaled by :math:`\tanh(0) = 0`). The built-in modes open it instead (``init=GATE_OPEN``, 1.0:
+    :math:`\tanh(1) \approx 0.76`) and zero-initialise ``f``'s output projection, which keeps the identity
+    and lets that projection learn from the first step (see :mod:`gnnlm.fusion.injection`).
 
     Args:
         num_gates: one gate per fused layer.
+        init: initial :math:`g`.
     """
 
-    def __init__(self, num_gates: int) -> None:
+    def __init__(self, num_gates: int, *, init: float = 0.0) -> None:
         super().__init__()
+        self.init = float(init)
         self.weight = nn.Parameter(torch.empty(num_gates))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.zeros_(self.weight)
+        nn.init.constant_(self.weight, self.init)
 
     def forward(self, i: int) -> Tensor:
         """``tanh(g_i)``, a 0-d tensor."""
         return torch.tanh(self.weight[i])
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.weight.numel()})"
+        init = f", init={self.init:g}" if self.init else ""
+        return f"{type(self).__name__}({self.weight.numel()}{init})"

@@ -11,6 +11,9 @@ from gnnlm.config import Config
 from gnnlm.utils.atomic import atomic_write_json
 
 POOLING = ("mean", "cls")
+#: as gnnlm.fusion.injection.GATE_INITS (repeated: the config imports no torch)
+GATE_INITS = ("open", "closed")
+NODE_FEATURES = ("learned", "kge", "text")
 
 
 @dataclass
@@ -22,7 +25,8 @@ class FusionConfig(Config):
             ``"tiny-distilbert"``, a local folder or a hub id.
         attn_implementation: ``"eager"`` / ``"sdpa"`` / ``None`` (HF default).
         injection: injection modes, by registry name (``graph``, ``entity``, ``relation``, ``memory``,
-            ``dual_tower``, ``adaptive``), combined in this order.
+            ``dual_tower``, ``adaptive``). The list order does not matter: modes are built and run in a
+            canonical order (by name), and every mode of a fused layer reads the same node states.
         injection_kwargs: per mode, keyword arguments (JSON values; tensors such as KGE tables are passed
             to the model separately).
         num_fused_layers: ``K``, fusion after the top ``K`` LM layers (default 2, capped at the depth).
@@ -42,6 +46,20 @@ class FusionConfig(Config):
             ``from_pretrained`` rebuild them before loading their saved values).
         kge_relations: rows of the table given as ``relation_embeddings`` (set by the model, as
             ``kge_channels``; ``None`` in configs saved before it existed: ``num_relations`` then).
+        gate_init: how the modes' gated residuals start, both exactly the LM: ``"open"`` (default: each
+            mode's output projection zero, its gates at ``g = 1``, ``tanh ~ 0.76``; the projections learn
+            from the first step) or ``"closed"`` (gates at zero, projections random: only the gates learn
+            at the first step). See :mod:`gnnlm.fusion.injection`.
+        node_features: initial GNN node states (before the role embedding): ``"learned"`` (default, a
+            random ``[num_entities, node_channels]`` table trained with the task), ``"kge"`` (a trained
+            KGE model's entity table, ``FusedLM(node_feature_table=...)`` or its ``entity_embeddings``)
+            or ``"text"`` (the LM's pooled encoding of each entity's name / description,
+            :func:`gnnlm.fusion.node_features.text_node_features`); ``kge`` and ``text`` go through a
+            trained linear projection to ``node_channels``.
+        node_features_trainable: whether a ``kge`` / ``text`` table is itself trained (default: frozen,
+            only the projection learns; the table is saved with the weights either way).
+        node_feature_channels: width of the ``kge`` / ``text`` table (set by the model, as
+            ``kge_channels``).
     """
 
     lm: str = "minilm"
@@ -58,6 +76,10 @@ class FusionConfig(Config):
     num_roles: int = 2
     kge_channels: int | None = None
     kge_relations: int | None = None
+    gate_init: str = "open"
+    node_features: str = "learned"
+    node_features_trainable: bool = False
+    node_feature_channels: int | None = None
 
     def __post_init__(self) -> None:
         """Check every field's type and range, naming the field and the value.
@@ -99,11 +121,20 @@ class FusionConfig(Config):
             _expect_int(self, "kge_channels", 1)
         if self.kge_relations is not None:
             _expect_int(self, "kge_relations", 0)
-        _expect(self, "pooling", str)
-        if self.pooling not in POOLING:
-            raise ValueError(
-                f"FusionConfig.pooling: expected one of {', '.join(POOLING)}, got {self.pooling!r}"
-            )
+        if self.node_feature_channels is not None:
+            _expect_int(self, "node_feature_channels", 1)
+        _expect(self, "node_features_trainable", bool)
+        for name, choices in (
+            ("pooling", POOLING),
+            ("gate_init", GATE_INITS),
+            ("node_features", NODE_FEATURES),
+        ):
+            _expect(self, name, str)
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"FusionConfig.{name}: expected one of {', '.join(choices)}, "
+                    f"got {getattr(self, name)!r}"
+                )
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the config as JSON (atomically)."""

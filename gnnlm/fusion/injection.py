@@ -10,6 +10,26 @@ A fused forward pass (:class:`gnnlm.fusion.model.FusedLM`) runs the LM layer by 
 3. at the end, a chance to add late outputs (:meth:`Injection.finalize`: the dual-tower embeddings and
    contrastive loss).
 
+Every mode of a fused layer reads the same node states, those of the GNN layer just run: a mode that
+updates the nodes (graph injection's ``X' = X + gate * Attn(X -> H)``) hands its update to
+:meth:`FusionState.add_node_update`, and the model adds all updates after every mode of the layer ran.
+Modes run in a canonical order (:func:`canonical_order`, by name), so the order of
+``injection: [...]`` does not change the model.
+
+**Initialisation (``gate_init``).** A gated residual ``h + tanh(g) * W_o f(h)`` is the identity at
+initialisation when either factor is zero:
+
+* ``"open"`` (default): the output projection ``W_o`` (and its bias) is zero and the gate open
+  (``g = GATE_OPEN = 1``, ``tanh(1) ~ 0.76``), the LoRA-B / ControlNet zero-convolution pattern. At the
+  first step ``W_o`` gets the full gradient ``tanh(g) * dL/dh f(h)^T``; what is upstream of it (the gate,
+  ``f``'s own weights, the GNN through the text path) gets exactly zero, necessarily (its derivative
+  passes through ``W_o = 0``), and a non-zero gradient from the second step on.
+* ``"closed"``: the gate is zero and ``W_o`` initialised as usual (Flamingo): at the first step only the
+  scalar gates get a gradient, and they grow slowly. Kept for ablations.
+
+A mode declares its zero-initialised outputs in :meth:`Injection.output_modules` and builds its gates with
+``TanhGate(k, init=context.gate_value)``; the base :meth:`Injection.reset_parameters` does the rest.
+
 A mode that needs GNN node states sets :attr:`Injection.uses_graph_encoder`; a mode that reweights the
 other modes' deltas (adaptive injection) sets :attr:`Injection.gates_deltas` and implements
 :meth:`Injection.combine`; a mode built from a trained KGE model's tables names them in
@@ -22,7 +42,7 @@ Modes are chosen by their :attr:`Injection.name` from :data:`gnnlm.fusion.inject
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -32,6 +52,17 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from gnnlm.fusion.batch import TextGraphBatch
     from gnnlm.fusion.outputs import FusionOutput
+
+#: ``FusionConfig.gate_init`` values: zero output projection and open gate, or zero gate (see above).
+GATE_INITS = ("open", "closed")
+#: initial gate parameter ``g`` of an open gate (``tanh(1) ~ 0.76``): large enough that the zero output
+#: projection gets most of the gradient, below saturation so the gate still learns (``1 - tanh^2 ~ 0.42``).
+GATE_OPEN = 1.0
+
+
+def canonical_order(names: Iterable[str]) -> list[str]:
+    """The order in which modes are built and run: by name, whatever the config's list order."""
+    return sorted(names)
 
 
 @dataclass(frozen=True)
@@ -46,6 +77,8 @@ class InjectionContext:
         node_channels: width of the GNN node states.
         num_entities: entities in the KG.
         num_relations: edge types the subgraphs use (including inverse relations).
+        gate_init: ``"open"`` (zero output projections, gates at :data:`GATE_OPEN`) or ``"closed"``
+            (gates at zero); see the module docstring.
     """
 
     hidden_size: int
@@ -55,6 +88,16 @@ class InjectionContext:
     node_channels: int
     num_entities: int
     num_relations: int
+    gate_init: str = "open"
+
+    def __post_init__(self) -> None:
+        if self.gate_init not in GATE_INITS:
+            raise ValueError(f"gate_init must be one of {GATE_INITS}, got {self.gate_init!r}")
+
+    @property
+    def gate_value(self) -> float:
+        """Initial ``g`` of the modes' :class:`~gnnlm.fusion.attention.TanhGate` (``init=``)."""
+        return GATE_OPEN if self.gate_init == "open" else 0.0
 
     def fused_index(self, i: int) -> int | None:
         """Position of LM layer ``i`` among the fused layers, ``None`` when it is not fused."""
@@ -67,7 +110,10 @@ class FusionState:
 
     Attributes:
         batch: the input batch.
-        node_states: ``[num_nodes, node_channels]`` current node states (PyG layout), or ``None``.
+        node_states: ``[num_nodes, node_channels]`` node states (PyG layout) after the last GNN layer
+            run, or ``None``; every mode of a fused layer reads the same value.
+        node_updates: updates handed in by the modes of the current fused layer
+            (:meth:`add_node_update`), added to ``node_states`` by :meth:`apply_node_updates`.
         relation_states: ``[num_relations, channels]`` relation states of encoders that update them.
         knowledge_gates: per fused layer, the adaptive gate ``[batch, seq, 1]`` (adaptive injection).
         cache: per-forward scratch space, keyed by the injection's name.
@@ -76,6 +122,7 @@ class FusionState:
     batch: TextGraphBatch
     node_states: Tensor | None = None
     relation_states: Tensor | None = None
+    node_updates: list[Tensor] = field(default_factory=list)
     knowledge_gates: list[Tensor] = field(default_factory=list)
     cache: dict[str, object] = field(default_factory=dict)
 
@@ -111,8 +158,29 @@ class FusionState:
 
     def set_dense_nodes(self, dense: Tensor, mask: Tensor) -> None:
         """Store ``[batch, max_nodes, channels]`` states back in PyG layout (``dense[mask]``)."""
+        self.node_states = self.from_dense(dense)
+
+    def from_dense(self, dense: Tensor) -> Tensor:
+        """``[batch, max_nodes, channels]`` -> ``[num_nodes, channels]`` (PyG layout, ``dense[mask]``)."""
         index, _ = self.dense_layout()
-        self.node_states = dense.reshape(-1, dense.size(-1)).index_select(0, index)
+        return dense.reshape(-1, dense.size(-1)).index_select(0, index)
+
+    def add_node_update(self, update: Tensor) -> None:
+        """Hand in a ``[num_nodes, channels]`` additive node update (PyG layout).
+
+        It is not visible to the other modes of this fused layer; the model adds the updates of all modes
+        after they ran (:meth:`apply_node_updates`), so the order of the modes does not matter.
+        """
+        self.node_updates.append(update)
+
+    def apply_node_updates(self) -> None:
+        """``node_states + sum(updates)`` (in the order handed in: canonical mode order); clears them."""
+        if self.node_updates:
+            x = self.node_states
+            for update in self.node_updates:
+                x = x + update
+            self.node_states = x
+            self.node_updates = []
 
 
 class Injection(nn.Module):
@@ -155,11 +223,34 @@ class Injection(nn.Module):
         """
         return ()
 
+    @property
+    def gate_init(self) -> str:
+        """``"open"`` or ``"closed"`` (:attr:`InjectionContext.gate_init`)."""
+        return self.context.gate_init
+
+    def output_modules(self) -> list[nn.Module]:
+        """The modules whose output goes (gated) into the LM stream, the nodes or the pooled output,
+        zero-initialised when :attr:`gate_init` is ``"open"`` (default: none)."""
+        return []
+
     def reset_parameters(self) -> None:
-        """Re-initialise (gates to zero)."""
+        """Re-initialise: every child module, then the output modules as :attr:`gate_init` says.
+
+        Gates are :class:`~gnnlm.fusion.attention.TanhGate` children and reset to their ``init``.
+        """
         for module in self.children():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
+        self.zero_outputs()
+
+    def zero_outputs(self) -> None:
+        """With an open gate, zero every parameter of :meth:`output_modules` (the exact identity)."""
+        if self.gate_init != "open":
+            return
+        with torch.no_grad():
+            for module in self.output_modules():
+                for param in module.parameters():
+                    param.zero_()
 
     def prepare(self, state: FusionState) -> None:
         """Per-batch set-up before the first LM layer (default: nothing)."""

@@ -2,16 +2,23 @@
 
 ::
 
-    h = embed(text);  x = node_embedding(n_id)
+    h = embed(text);  x = node_features(n_id) + role              # learned / kge / text features
     for i in LM layers:
         h = LM_layer_i(h, mask + sum of attention biases)          # relation injection
         if i is one of the top K (paired with GNN layer j):
             x = GNN_layer_j(x, subgraph batch)                       # ONE call for the whole batch
-            h = h + adaptive_gate * sum(injection deltas)           # graph / entity / memory
+            every mode reads this x (and h):
+                delta_m = mode_m(h, x)                              # graph / entity / memory
+                u_m     = node update of mode_m                     # graph: gate * Attn(x -> h)
+            h = h + adaptive_gate * sum_m delta_m                   # modes in canonical (name) order
+            x = x + sum_m u_m                                       # after all modes ran
     pooled = pool(h);  late outputs (dual tower)
 
-Every delta is a zero-initialised gated residual, so a freshly built model returns exactly the LM's
-hidden states. LM activations are never written in place.
+Every delta is a gated residual whose output projection starts at zero with its gate open
+(``gate_init: open``; or the gate at zero: ``closed``), so a freshly built model returns exactly the LM's
+hidden states (and the plain GNN's node states). The list order of ``config.injection`` does not change
+the model: modes are built (random draws included) and run in a canonical order, and no mode sees another
+mode's node update of the same layer. LM activations are never written in place.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from torch import Tensor, nn
 
 from gnnlm.fusion.batch import TextGraphBatch
 from gnnlm.fusion.config import FusionConfig
-from gnnlm.fusion.injection import FusionState, InjectionContext
+from gnnlm.fusion.injection import FusionState, InjectionContext, canonical_order
 from gnnlm.fusion.modes.entity import EntityTable
 from gnnlm.fusion.outputs import FusionOutput
 from gnnlm.fusion.registry import injection_resolver
@@ -58,12 +65,19 @@ class FusedLM(nn.Module):
             with ``source: kge``).
         relation_embeddings: ``[num_relations, d]`` KGE relation representations (likewise; memory
             injection with ``include_relations``).
+        node_feature_table: ``[num_entities, d]`` initial node features for ``config.node_features``
+            ``"kge"`` (default: ``entity_embeddings``) or ``"text"``
+            (:func:`~gnnlm.fusion.node_features.text_node_features`); projected to ``node_channels``.
 
     Attributes:
         lm: the transformer.
-        injections: the modes, in config order (``nn.ModuleDict`` keyed by ``Injection.name``).
+        injections: the modes, in config order (``nn.ModuleDict`` keyed by ``Injection.name``); they are
+            built and run in :func:`~gnnlm.fusion.injection.canonical_order`.
         encoder: the GNN (``None`` when no mode needs node states).
-        node_embedding: initial node states ``[num_entities, node_channels]`` (with the GNN).
+        node_embedding: the node feature table (with the GNN): ``[num_entities, node_channels]`` learned
+            states (``node_features: learned``), or the given ``[num_entities, d]`` KGE / text table,
+            frozen unless ``config.node_features_trainable``.
+        node_projection: ``Linear(d, node_channels)`` of a ``kge`` / ``text`` table (else ``None``).
         role_embedding: added to the initial state of each example's linked entities by their order
             (first, second, ... linked entity; the rest share one "context" role), as QA-GNN marks
             question / answer / context nodes, so the GNN can tell the entities the text is about
@@ -80,6 +94,7 @@ class FusedLM(nn.Module):
         encoder: nn.Module | None = None,
         entity_embeddings: Tensor | None = None,
         relation_embeddings: Tensor | None = None,
+        node_feature_table: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -104,20 +119,26 @@ class FusedLM(nn.Module):
             node_channels=config.node_channels,
             num_entities=config.num_entities,
             num_relations=config.num_relations,
+            gate_init=config.gate_init,
         )
         kge = {"entity_embeddings": entity_embeddings, "relation_embeddings": relation_embeddings}
-        self.injections = nn.ModuleDict()
-        for name in config.injection:
-            cls = injection_resolver.lookup(name)
-            kwargs = dict(config.injection_kwargs.get(name, {}))
+        classes: dict[str, tuple[str, type]] = {}  # mode name -> (config spelling, class)
+        for spec in config.injection:
+            cls = injection_resolver.lookup(spec)
+            if cls.name in classes:
+                raise ValueError(f"injection mode {spec!r} listed twice in {config.injection}")
+            classes[cls.name] = (spec, cls)
+        built = {}
+        for name in canonical_order(classes):  # random draws independent of the list order
+            spec, cls = classes[name]
+            kwargs = dict(config.injection_kwargs.get(spec, {}))
             required = cls.required_tensors(kwargs)  # the KGE tables the mode takes
             unknown = sorted(set(required) - set(kge))
             if unknown:
                 raise ValueError(f"injection {cls.name!r} requires {unknown}; known: {sorted(kge)}")
             kwargs.update({key: kge[key] for key in required})
-            if cls.name in self.injections:
-                raise ValueError(f"injection mode {name!r} listed twice in {config.injection}")
-            self.injections[cls.name] = cls(self.context, **kwargs)
+            built[name] = cls(self.context, **kwargs)
+        self.injections = nn.ModuleDict({name: built[name] for name in classes})  # config order
         gating = [inj for inj in self.injections.values() if inj.gates_deltas]
         if gating and len(gating) == len(self.injections):
             raise ValueError(
@@ -126,10 +147,57 @@ class FusedLM(nn.Module):
             )
         self.encoder: nn.Module | None = None
         self.node_embedding: EntityTable | None = None
+        self.node_projection: nn.Linear | None = None
         self.role_embedding: nn.Embedding | None = None
         self.relation_embedding: nn.Parameter | None = None
+        if config.node_features == "kge" and node_feature_table is None:
+            node_feature_table = entity_embeddings
+        if config.node_features == "learned" and node_feature_table is not None:
+            raise ValueError(
+                "node_feature_table given but config.node_features is 'learned' (use 'kge' or 'text')"
+            )
+        if node_feature_table is not None:
+            config.node_feature_channels = int(node_feature_table.size(-1))
         if any(inj.uses_graph_encoder for inj in self.injections.values()):
             self._build_encoder(encoder, k)
+            self._build_node_features(node_feature_table)
+
+    def _modes(self):
+        """The modes in canonical order (the order in which they run)."""
+        return [self.injections[name] for name in canonical_order(self.injections)]
+
+    def _build_node_features(self, table: Tensor | None) -> None:
+        config = self.config
+        if config.node_features == "learned":
+            self.node_embedding = EntityTable(config.num_entities, config.node_channels)
+            return
+        if table is None:
+            how = (
+                "FusedLM(..., node_feature_table=text_node_features(lm, entity_texts))"
+                if config.node_features == "text"
+                else "FusedLM(..., node_feature_table=kge_tables(kge_model)[0]) or entity_embeddings="
+            )
+            raise ValueError(
+                f"node_features {config.node_features!r} needs a [num_entities, d] table: {how}"
+            )
+        if table.dim() != 2 or table.size(0) != config.num_entities:
+            raise ValueError(
+                f"node_feature_table must be [num_entities={config.num_entities}, d], "
+                f"got {tuple(table.shape)}"
+            )
+        self.node_embedding = EntityTable(
+            config.num_entities,
+            int(table.size(1)),
+            weight=table,
+            trainable=config.node_features_trainable,
+        )
+        self.node_projection = nn.Linear(int(table.size(1)), config.node_channels)
+
+    def node_features(self, n_id: Tensor) -> Tensor:
+        """``[num_nodes]`` entity ids -> ``[num_nodes, node_channels]`` initial node features (before the
+        role embedding): the learned table, or the projected KGE / text table."""
+        x = self.node_embedding(n_id)
+        return x if self.node_projection is None else self.node_projection(x)
 
     def _build_encoder(self, encoder: nn.Module | None, k: int) -> None:
         config = self.config
@@ -155,7 +223,6 @@ class FusedLM(nn.Module):
                 f"the GNN has {encoder.num_layers} layers but fusion pairs it with the top {k} LM layers"
             )
         self.encoder = encoder
-        self.node_embedding = EntityTable(config.num_entities, config.node_channels)
         self.role_embedding = nn.Embedding(config.num_roles + 1, config.node_channels)
         nn.init.normal_(self.role_embedding.weight, std=0.02)
         if encoder.updates_relations or encoder.supports_edge_attr:
@@ -169,18 +236,24 @@ class FusedLM(nn.Module):
         return self.context.fused_layers
 
     def _knowledge(self, i: int, hidden: Tensor, state: FusionState) -> Tensor | None:
-        """Summed (and adaptively gated) delta of all modes after LM layer ``i``."""
+        """Summed (and adaptively gated) delta of all modes after LM layer ``i``.
+
+        Every mode reads the same ``state.node_states`` (the GNN layer's output); their node updates
+        are added after all of them ran.
+        """
+        modes = self._modes()
         deltas = [
             d
-            for inj in self.injections.values()
+            for inj in modes
             if not inj.gates_deltas and (d := inj.layer_delta(i, hidden, state)) is not None
         ]
+        state.apply_node_updates()
         if not deltas:
             return None
         delta = deltas[0]
         for d in deltas[1:]:  # no [modes, batch, seq, hidden] stack
             delta = delta + d
-        for inj in self.injections.values():
+        for inj in modes:
             if inj.gates_deltas:
                 delta = inj.combine(i, hidden, delta, state)
         return delta
@@ -199,21 +272,18 @@ class FusedLM(nn.Module):
         lm, graph = self.lm, batch.graph
         state = FusionState(batch)
         if self.encoder is not None:
-            state.node_states = self.node_embedding(graph.n_id) + self.role_embedding(
+            state.node_states = self.node_features(graph.n_id) + self.role_embedding(
                 self.node_roles(batch)
             )  # [num_nodes, node_channels]
             state.relation_states = self.relation_embedding
-        for inj in self.injections.values():
+        modes = self._modes()
+        for inj in modes:
             inj.prepare(state)
         hidden = lm.embed(batch.input_ids, batch.token_type_ids)  # [batch, seq, hidden]
         plain_mask = lm.attention_mask(batch.attention_mask, hidden)
         all_hidden = [hidden] if output_hidden_states else None
         for i in range(lm.num_layers):
-            biases = [
-                b
-                for inj in self.injections.values()
-                if (b := inj.attention_bias(i, state)) is not None
-            ]
+            biases = [b for inj in modes if (b := inj.attention_bias(i, state)) is not None]
             mask = plain_mask
             if biases:
                 bias = biases[0]
@@ -244,7 +314,7 @@ class FusedLM(nn.Module):
             graph_pooled_output=self.pool_linked(state.node_states, batch),
             hidden_states=tuple(all_hidden) if all_hidden is not None else None,
         )
-        for inj in self.injections.values():
+        for inj in modes:
             inj.finalize(output, state)
         output.injection_gates = {
             name: gates
@@ -333,15 +403,22 @@ class FusedLM(nn.Module):
                     raise UntrustedCodeError(untrusted_code_message(source, spec))
         lm = load_lm(str(folder / LM_FOLDER), attn_implementation=config.attn_implementation)
         state = load_file(str(folder / WEIGHTS_NAME))
-        entity = relation = None
+        entity = relation = features = None
         if config.kge_channels is not None:  # placeholders, overwritten by the saved tables below
             entity = torch.zeros(config.num_entities, config.kge_channels)
             rows = config.num_relations if config.kge_relations is None else config.kge_relations
             relation = torch.zeros(rows, config.kge_channels)
+        if config.node_features != "learned" and config.node_feature_channels is not None:
+            features = torch.zeros(config.num_entities, config.node_feature_channels)  # likewise
         guard = contextlib.nullcontext() if trust_remote_code else refuse_code_imports(source)
         with guard:  # a second line of defence: any dotted-path lookup while building is refused
             model = cls(
-                config, lm=lm, encoder=encoder, entity_embeddings=entity, relation_embeddings=relation
+                config,
+                lm=lm,
+                encoder=encoder,
+                entity_embeddings=entity,
+                relation_embeddings=relation,
+                node_feature_table=features,
             )
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [name for name in missing if not name.startswith("lm.")]
@@ -368,7 +445,13 @@ def injection_parameters(model: FusedLM) -> dict[str, list[nn.Parameter]]:
         if name.startswith("lm."):
             groups["lm"].append(param)
         elif name.startswith(
-            ("encoder.", "node_embedding.", "role_embedding.", "relation_embedding")
+            (
+                "encoder.",
+                "node_embedding.",
+                "node_projection.",
+                "role_embedding.",
+                "relation_embedding",
+            )
         ):
             groups["gnn"].append(param)
         else:

@@ -21,8 +21,10 @@ class FusionOutput:
             (zeros for an example without any), or ``None`` without a GNN.
         hidden_states: ``num_lm_layers + 1`` tensors ``[batch, seq, hidden]`` (embeddings, then after each
             layer and its fusion), when asked for.
-        injection_gates: per mode, ``[num_fused_layers]`` current gate values (``tanh(g)``; relation
-            injection reports its mean absolute bias; adaptive its ``sigmoid(b)``).
+        injection_gates: per mode, ``[num_fused_layers]`` current gate values (``tanh(g)``: ``tanh(1) ~
+            0.76`` at initialisation with ``gate_init: open``, whose output projections start at zero,
+            0 with ``closed``; relation injection reports its mean absolute bias; adaptive its
+            ``sigmoid(b)``), on the parameters' device.
         knowledge_gates: ``[num_fused_layers, batch, seq]`` adaptive gate per token (adaptive injection).
         text_embedding: ``[batch, e]`` normalised text-tower embedding (dual tower).
         graph_embedding: ``[batch, e]`` normalised graph-tower embedding of the anchor (dual tower).

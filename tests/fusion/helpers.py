@@ -129,11 +129,21 @@ def build(arch: str = "bert", injection=("graph",), *, seed: int = 0, **kwargs) 
 
 
 def perturb(model: nn.Module, scale: float = 0.5, seed: int = 1) -> None:
-    """Give every zero-initialised gate / bias a random value so fusion actually changes outputs."""
+    """Give every zero-initialised gate, relation bias and output projection a random value so fusion
+    actually changes outputs (parameters in name order: the same values whatever the modes' order)."""
     generator = torch.Generator().manual_seed(seed)
+    outputs = {
+        id(param)
+        for inj in getattr(model, "injections", {}).values()
+        for module in inj.output_modules()
+        for param in module.parameters()
+    }
     with torch.no_grad():
-        for name, param in model.named_parameters():
+        for name, param in sorted(model.named_parameters()):
             if name.startswith("lm."):
                 continue
             if name.endswith("gate.weight") or ("relation" in name and name.endswith(".weight")):
                 param.copy_(torch.randn(param.shape, generator=generator) * scale + scale)
+            elif id(param) in outputs:  # a zero output projection (gate_init: open)
+                fan_in = param.shape[-1] if param.dim() > 1 else param.numel()
+                param.copy_(torch.randn(param.shape, generator=generator) / fan_in**0.5)

@@ -1,4 +1,7 @@
-"""The fusion code before the issue-9 speed-ups, kept verbatim as the reference of the equivalence tests.
+"""The fusion code before the issue-9 speed-ups, kept as the reference of the equivalence tests.
+
+Verbatim except for issue 11's data flow, which the reference follows too: a mode's node update is
+handed to ``state.add_node_update`` and added after all modes of the layer ran (in canonical order).
 
 :func:`use_reference` swaps these into a built :class:`~gnnlm.fusion.FusedLM` (instance attributes, the
 classes stay untouched), so one model can be run both ways and its outputs and gradients compared.
@@ -53,7 +56,7 @@ def graph_delta(self: GraphInjection, i: int, hidden: Tensor, state: FusionState
     token_mask = state.batch.attention_mask.bool()  # [batch, seq]
     token_ctx = self.token_to_node[j](hidden, nodes, node_mask)  # [batch, seq, d]
     node_ctx = self.node_to_token[j](nodes, hidden, token_mask)  # [batch, max_nodes, dn]
-    state.node_states = (nodes + self.node_gate(j) * node_ctx)[node_mask]
+    state.add_node_update((self.node_gate(j) * node_ctx)[node_mask])
     return self.gate(j) * token_ctx
 
 
@@ -147,15 +150,17 @@ def memory_delta(
 
 def knowledge(self: FusedLM, i: int, hidden: Tensor, state: FusionState) -> Tensor | None:
     """Deltas summed through a ``[modes, batch, seq, hidden]`` stack."""
+    modes = [self.injections[name] for name in sorted(self.injections)]
     deltas = [
         d
-        for inj in self.injections.values()
+        for inj in modes
         if not inj.gates_deltas and (d := inj.layer_delta(i, hidden, state)) is not None
     ]
+    state.apply_node_updates()
     if not deltas:
         return None
     delta = torch.stack(deltas).sum(0) if len(deltas) > 1 else deltas[0]
-    for inj in self.injections.values():
+    for inj in modes:
         if inj.gates_deltas:
             delta = inj.combine(i, hidden, delta, state)
     return delta

@@ -1,4 +1,4 @@
-"""Masked cross-attention equals a per-example loop over the real keys; gates start at zero."""
+"""Masked cross-attention equals a per-example loop over the real keys; gates start at their init."""
 
 from __future__ import annotations
 
@@ -34,3 +34,12 @@ def test_tanh_gate_starts_closed_and_resets():
     gate.reset_parameters()
     assert torch.all(gate.weight == 0)
     assert repr(gate) == "TanhGate(3)"
+
+
+def test_an_open_tanh_gate_resets_to_its_init():
+    gate = TanhGate(2, init=1.0)
+    torch.testing.assert_close(gate(0), torch.tanh(torch.tensor(1.0)))
+    with torch.no_grad():
+        gate.weight.zero_()
+    gate.reset_parameters()
+    assert torch.all(gate.weight == 1.0) and repr(gate) == "TanhGate(2, init=1)"

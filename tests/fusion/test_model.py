@@ -15,20 +15,31 @@ def _real(batch):
     return batch.attention_mask.bool()
 
 
+@pytest.mark.parametrize("gate_init", ["open", "closed"])
 @pytest.mark.parametrize("arch", ARCHS + ["distilbert"])
 @pytest.mark.parametrize("modes", ALL_MODES, ids=str)
-def test_fresh_model_reproduces_the_lm(arch, modes):
-    model = build(arch, modes)
+def test_fresh_model_reproduces_the_lm(arch, modes, gate_init):
+    model = build(arch, modes, gate_init=gate_init)
     batch = collator()(EXAMPLES)
     out = model(batch, output_hidden_states=True)
     reference = model.lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
     real = _real(batch)
     assert torch.equal(out.last_hidden_state[real], reference.last_hidden_state[real])
     assert len(out.hidden_states) == model.lm.num_layers + 1
-    # Gates really are there and start closed (relation: zero bias table; adaptive: sigmoid(2)).
+    # Gates really are there: open (tanh(1)) with zero output projections, or closed (zero); the
+    # relation bias table starts at zero, adaptive at sigmoid(2).
+    expected = torch.tanh(torch.tensor(1.0)) if gate_init == "open" else 0.0
     for name, gates in out.injection_gates.items():
-        if name != "adaptive":
+        if name == "relation":
             assert torch.all(gates == 0), name
+        elif name == "memory":  # one memory layer (the last fused one), 0 elsewhere
+            assert gates.tolist() == [0.0, float(expected)], name
+        elif name != "adaptive":
+            assert torch.all(gates == expected), name
+        outputs = model.injections[name].output_modules()
+        if outputs:  # relation and adaptive have none
+            zero = all(bool((p == 0).all()) for m in outputs for p in m.parameters())
+            assert zero == (gate_init == "open"), name
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -249,6 +260,32 @@ def test_relation_bias_equals_a_loop_over_edges():
     torch.testing.assert_close(bias, expected)
 
 
+@pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert"])
+@pytest.mark.parametrize("modes", ["relation", ["graph", "relation", "entity"]], ids=str)
+def test_relation_injection_is_the_same_with_eager_sdpa_and_the_default(arch, modes):
+    """SDPA adds a float mask to the logits like eager attention: no need to force eager."""
+    batch = collator()(EXAMPLES)
+    outs = {}
+    for attn in ("eager", "sdpa", None):
+        model = build(arch, modes, attn_implementation=attn)
+        assert model.lm.attn_implementation == (attn or "sdpa")
+        perturb(model)
+        outs[attn] = _example_outputs(model, batch)
+    real = _real(batch)
+    plain = model.lm(batch.input_ids, batch.attention_mask)
+    assert not torch.allclose(outs["eager"].last_hidden_state[real], plain[real], atol=1e-3)
+    for attn in ("sdpa", None):
+        torch.testing.assert_close(
+            outs[attn].last_hidden_state[real],
+            outs["eager"].last_hidden_state[real],
+            atol=1e-5,
+            rtol=1e-4,
+        )
+        torch.testing.assert_close(
+            outs[attn].pooled_output, outs["eager"].pooled_output, atol=1e-5, rtol=1e-4
+        )
+
+
 def test_bias_needs_an_additive_attention_implementation():
     model = build("bert", "relation", attn_implementation="sdpa")  # sdpa adds float masks too
     model(collator()(EXAMPLES))
@@ -260,7 +297,9 @@ def test_bias_needs_an_additive_attention_implementation():
 
 
 def test_unknown_config_keys_are_named():
-    with pytest.raises(ValueError, match=r"my.json: unknown config key 'injections' \(did you mean 'injection'\?\)"):
+    with pytest.raises(
+        ValueError, match=r"my.json: unknown config key 'injections' \(did you mean 'injection'\?\)"
+    ):
         FusionConfig.from_dict({"injections": ["graph"]}, source="my.json")
 
 

@@ -92,6 +92,17 @@ def test_text_positions_reads_a_fused_model():
             "injection_kwargs['graph']: expected a mapping",
         ),
         ({"pooling": "max"}, ValueError, "pooling: expected one of mean, cls, got 'max'"),
+        ({"gate_init": "half"}, ValueError, "gate_init: expected one of open, closed, got 'half'"),
+        (
+            {"node_features": "random"},
+            ValueError,
+            "node_features: expected one of learned, kge, text, got 'random'",
+        ),
+        (
+            {"node_features_trainable": 1},
+            TypeError,
+            "node_features_trainable: expected bool, got 1 (int)",
+        ),
         ({"encoder_kwargs": None}, TypeError, "encoder_kwargs: expected dict, got None"),
         ({"lm": 3}, TypeError, "lm: expected str, got 3 (int)"),
     ],

@@ -25,7 +25,8 @@ class DualTowerInjection(Injection):
       (Wang et al., 2021) align text and KG views; pairs whose anchors are the same entity are not
       counted as negatives;
     * a scoring head :meth:`score` ``= \hat t \hat x^\top / \tau``;
-    * a late join of the pooled output: :math:`p_b = t_b + \tanh(g)\, W x_b` (zero gate at init).
+    * a late join of the pooled output: :math:`p_b = t_b + \tanh(g)\, W x_b` (zero :math:`W` and an open
+      gate at init with ``gate_init: open``, the default; a zero gate with ``closed``).
 
     Neither tower sees the other before the join, so the towers can be run (and cached) separately.
 
@@ -53,7 +54,7 @@ class DualTowerInjection(Injection):
         self.graph_proj = nn.Linear(dn, e)
         self.join = nn.Linear(dn, d)
         self.log_temperature = nn.Parameter(torch.empty(()))
-        self.gate = TanhGate(1)
+        self.gate = TanhGate(1, init=context.gate_value)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -63,6 +64,11 @@ class DualTowerInjection(Injection):
             self.log_temperature, float(torch.log(torch.tensor(self.temperature_init)))
         )
         self.gate.reset_parameters()
+        self.zero_outputs()
+
+    def output_modules(self) -> list[nn.Module]:
+        """The late join ``W``."""
+        return [self.join]
 
     def score(self, text_embedding: Tensor, graph_embedding: Tensor) -> Tensor:
         """``[n, e]`` x ``[m, e]`` normalised embeddings -> ``[n, m]`` logits."""

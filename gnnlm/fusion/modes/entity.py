@@ -70,7 +70,8 @@ class EntityInjection(Injection):
     .. math::
         h_j' = h_j + \tanh(g_i)\, W_o\,\mathrm{GELU}(W_t\,\mathrm{LN}(h_j) + W_e\, v_e)
 
-    Tokens outside mentions are unchanged. :math:`v_e` comes from ``source``:
+    Tokens outside mentions are unchanged; :math:`W_o` starts at zero and the gate open (``gate_init:
+    open``, default) or the gate at zero (``closed``). :math:`v_e` comes from ``source``:
 
     * ``"learned"``: an entity table trained with the task;
     * ``"kge"``: a KGE model's entity representations (``LinkPredictionModel.representations()[0]``),
@@ -126,7 +127,7 @@ class EntityInjection(Injection):
         self.token_proj = nn.ModuleList(nn.Linear(d, d) for _ in range(k))
         self.entity_proj = nn.ModuleList(nn.Linear(channels, d, bias=False) for _ in range(k))
         self.out = nn.ModuleList(nn.Linear(d, d) for _ in range(k))
-        self.gate = TanhGate(k)
+        self.gate = TanhGate(k, init=context.gate_value)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -134,6 +135,11 @@ class EntityInjection(Injection):
             for module in modules:
                 module.reset_parameters()
         self.gate.reset_parameters()
+        self.zero_outputs()
+
+    def output_modules(self) -> list[nn.Module]:
+        """``W_o`` of each fused layer."""
+        return list(self.out)
 
     def _mentions(self, state: FusionState) -> tuple[Tensor, Tensor]:
         """``([m] flat token positions inside a mention, [m] their batched node ids)``, once per batch."""

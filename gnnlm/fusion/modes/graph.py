@@ -21,7 +21,16 @@ class GraphInjection(Injection):
         X' = X + \tanh(g^{n}_i)\,\mathrm{Attn}(X \to H)
 
     Attention is masked to the example's own nodes / real tokens (to_dense_batch padding), so nothing
-    leaks across the batch; gates start at zero so a fresh model reproduces the LM exactly. This replaces
+    leaks across the batch. With ``gate_init: open`` (default) both attentions' output projections
+    :math:`W_o` start at zero and the gates open (:data:`~gnnlm.fusion.injection.GATE_OPEN`), so a fresh
+    model reproduces the LM exactly and both :math:`W_o` learn from the first step; ``closed`` starts the
+    gates at zero instead. The node side is zero-initialised too, although the LM's identity does not need
+    it: a fresh model then also reproduces the plain GNN (so late fusion and injection arms start from the
+    same node states), and the update starts learning as soon as the loss reads the nodes (step 0 when it
+    does, e.g. a head on the pooled graph state; step 1 otherwise).
+
+    The node update :math:`X'` is handed to :meth:`~gnnlm.fusion.injection.FusionState.add_node_update`:
+    other modes of the same layer read :math:`X` (the GNN layer's output), whatever the mode order. This replaces
     GreaseLM's single interaction token/node MLP (Zhang et al., 2022, https://arxiv.org/abs/2201.08860)
     with full cross-attention in both directions, as in QA-GNN/DRAGON-style variants.
 
@@ -48,9 +57,20 @@ class GraphInjection(Injection):
             MaskedCrossAttention(dn, d, heads, head_channels=max(d // heads, 1), dropout=dropout)
             for _ in range(k)
         )
-        self.gate = TanhGate(k)
-        self.node_gate = TanhGate(k)
+        self.gate = TanhGate(k, init=context.gate_value)
+        self.node_gate = TanhGate(k, init=context.gate_value)
         self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for attn in (*self.token_to_node, *self.node_to_token):
+            attn.reset_parameters()
+        self.gate.reset_parameters()
+        self.node_gate.reset_parameters()
+        self.zero_outputs()
+
+    def output_modules(self) -> list[nn.Module]:
+        """Both attentions' output projections ``o`` (token and node side), per fused layer."""
+        return [attn.o for attn in (*self.token_to_node, *self.node_to_token)]
 
     def layer_delta(self, i: int, hidden: Tensor, state: FusionState) -> Tensor | None:
         j = self.context.fused_index(i)
@@ -62,7 +82,7 @@ class GraphInjection(Injection):
             token_mask = state.cache["token_mask"] = state.batch.attention_mask.bool()
         token_ctx = self.token_to_node[j](hidden, nodes, node_mask)  # [batch, seq, d]
         node_ctx = self.node_to_token[j](nodes, hidden, token_mask)  # [batch, max_nodes, dn]
-        state.set_dense_nodes(nodes + self.node_gate(j) * node_ctx, node_mask)
+        state.add_node_update(state.from_dense(self.node_gate(j) * node_ctx))  # [num_nodes, dn]
         return self.gate(j) * token_ctx
 
     def extra_repr(self) -> str:

@@ -68,7 +68,8 @@ class MemoryInjection(Injection):
         \!\left(\frac{\langle q, M_m\rangle}{\sqrt{d}}\right) W_v M_m
 
     Retrieval is chunked over the whole KG (:func:`memory_topk`); the selection is not differentiated,
-    the scores of the selected entries are (so :math:`W_q` and a trainable memory learn). Like the
+    the scores of the selected entries are (so :math:`W_q` and a trainable memory learn). :math:`W_o` starts
+    at zero and the gate open (``gate_init: open``, default) or the gate at zero (``closed``). Like the
     kNN-memory of Memorizing Transformers (Wu et al., 2022) and KG memories of EaE (Févry et al., 2020).
 
     Args:
@@ -151,7 +152,7 @@ class MemoryInjection(Injection):
         self.query = nn.ModuleList(nn.Linear(d, channels) for _ in range(k))
         self.value = nn.ModuleList(nn.Linear(channels, d) for _ in range(k))
         self.out = nn.ModuleList(nn.Linear(d, d) for _ in range(k))
-        self.gate = TanhGate(k)
+        self.gate = TanhGate(k, init=context.gate_value)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -159,6 +160,11 @@ class MemoryInjection(Injection):
             for module in modules:
                 module.reset_parameters()
         self.gate.reset_parameters()
+        self.zero_outputs()
+
+    def output_modules(self) -> list[nn.Module]:
+        """``W_o`` of each memory layer."""
+        return list(self.out)
 
     def retrieve(self, query: Tensor) -> tuple[Tensor, Tensor]:
         """``[n, channels]`` queries -> ``(scores [n, k], index [n, k])``; scores carry gradients."""
@@ -187,7 +193,7 @@ class MemoryInjection(Injection):
 
     def gate_values(self) -> Tensor | None:
         """``[num_fused_layers]`` tanh gates (0 where a fused layer has no memory)."""
-        out = torch.zeros(len(self.context.fused_layers))
+        out = self.gate.weight.new_zeros(len(self.context.fused_layers)).detach()
         for j, i in enumerate(self.memory_layers):
             out[self.context.fused_index(i)] = self.gate.weight[j].detach().tanh()
         return out
