@@ -246,7 +246,7 @@ def _block_times(models: dict, batch, repeats: int) -> dict:
         def state():
             s = FusionState(batch)
             if model.encoder is not None:
-                s.node_states = model.node_embedding(batch.graph.n_id) + model.role_embedding(
+                s.node_states = model.node_features(batch.graph.n_id) + model.role_embedding(
                     model.node_roles(batch)
                 )
                 s.relation_states = model.relation_embedding
@@ -257,6 +257,7 @@ def _block_times(models: dict, batch, repeats: int) -> dict:
         def delta(name):
             s = state()
             d = model.injections[name].layer_delta(last, hidden, s)
+            s.apply_node_updates()  # graph mode's node update is added after every mode ran
             loss = d.sum() + (s.node_states.sum() if s.node_states is not None else 0)
             loss.backward()
 

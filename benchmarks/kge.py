@@ -9,6 +9,16 @@ training triples per second, test evaluation seconds) and writes every record as
 ``benchmarks/results/kge.json`` (merged with earlier records of other (dataset, model) pairs).
 The published number comes from the ``Aims at: test MRR ...`` comment of each config.
 Timings depend on the machine and on what else runs on it; the thread count is set explicitly.
+
+``--reference DIR`` compares training speed with another checkout of gnnlm (``git worktree add DIR
+<commit>``) in one run instead: each config trains ``--epochs`` epochs (no validation) in a fresh process
+per (checkout, config, round), the rounds alternating the checkouts in a random order, and the table gives
+the median triples/s of each, their ratio and whether the test MRRs are equal (they should be: same
+seed, same procedure). Writes ``benchmarks/results/kge_vs_reference.json``::
+
+    git worktree add /tmp/gnnlm-before HEAD~1
+    python benchmarks/kge.py --reference /tmp/gnnlm-before --datasets umls --models complex rotate \
+        --epochs 20 --rounds 3 --threads 1
 """
 
 from __future__ import annotations
@@ -17,7 +27,10 @@ import argparse
 import json
 import os
 import platform
+import random
 import re
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -76,6 +89,67 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+_WORKER = """
+import json, sys, torch
+torch.set_num_threads(int(sys.argv[3]))
+from gnnlm.train import TrainConfig, Trainer
+assert __import__("gnnlm").__file__.startswith(sys.argv[4]), "wrong checkout imported"
+config = TrainConfig.load(sys.argv[1], json.loads(sys.argv[2]))
+m = Trainer(config, quiet=True).fit().metrics
+print(json.dumps({"tps": m["triples_per_second"], "train_seconds": m["train_seconds"],
+                  "mrr": m["test"]["mrr"], "epochs": m["epochs"]}))
+"""
+
+
+def compare(args: argparse.Namespace, overrides: list[str]) -> int:
+    """Same-run training speed of this checkout against ``--reference`` (see the module docstring)."""
+    trees = {"this": ROOT, "reference": args.reference.resolve()}
+    jobs = [
+        (dataset, model)
+        for dataset in args.datasets
+        for model in args.models
+        if (args.configs / dataset / f"{model}.yaml").exists()
+    ]
+    overrides = overrides + ["evaluation.frequency=0"]
+    results: dict = {job: {name: [] for name in trees} for job in jobs}
+    rng = random.Random(0)
+    for round_ in range(args.rounds):
+        for job in jobs:
+            for name in rng.sample(list(trees), len(trees)):
+                tree = trees[name]
+                config = tree / "configs" / job[0] / f"{job[1]}.yaml"
+                env = {**os.environ, "PYTHONPATH": str(tree)}
+                done = subprocess.run(
+                    [sys.executable, "-c", _WORKER, str(config), json.dumps(overrides),
+                     str(args.threads), str(tree)],
+                    capture_output=True, text=True, env=env, cwd=tree, check=True,
+                )  # fmt: skip
+                results[job][name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(f"round {round_ + 1} {job[0]}/{job[1]} {name}: "
+                      f"{results[job][name][-1]['tps']:,.0f} triples/s", flush=True)  # fmt: skip
+    lines = ["| dataset | model | epochs | this triples/s | reference triples/s | ratio | same test MRR |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    records = []
+    for (dataset, model), runs in results.items():
+        this = statistics.median(r["tps"] for r in runs["this"])
+        ref = statistics.median(r["tps"] for r in runs["reference"])
+        same = {r["mrr"] for r in runs["this"]} == {r["mrr"] for r in runs["reference"]}
+        records.append({"dataset": dataset, "model": model, "this": runs["this"],
+                        "reference": runs["reference"], "median_ratio": this / ref, "same_mrr": same})  # fmt: skip
+        lines.append(f"| {dataset} | {model} | {runs['this'][0]['epochs']} | {this:,.0f} | {ref:,.0f} | "
+                     f"{this / ref:.3f} | {same} |")  # fmt: skip
+    print("\n".join(lines))
+    out = args.out.with_name("kge_vs_reference.json")
+    commit = subprocess.run(["git", "-C", str(trees["reference"]), "rev-parse", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    doc = {"reference": str(trees["reference"]), "reference_commit": commit, "rounds": args.rounds,
+           "threads": args.threads, "overrides": overrides, "records": records,
+           "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "platform": platform.platform()}  # fmt: skip
+    atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -90,10 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", type=Path, default=ROOT / "configs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "kge.json")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--reference", type=Path, default=None,
+        help="another gnnlm checkout: compare training speed with it in one run (see above)",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --reference (default 3)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     overrides = list(args.overrides) + ([f"training.epochs={args.epochs}"] if args.epochs else [])
+    if args.reference is not None:
+        return compare(args, overrides)
     records = []
     for dataset in args.datasets:
         for model in args.models:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -70,6 +71,16 @@ class TripleClassificationModelConfig(Config):
             zeros, so arms of an ablation differ in what reaches the head and nothing else.
         freeze_injection: hold every injection at zero: gates closed and the injection modules not
             trained, so text and graph meet only in the head (late fusion).
+        gate_init: ``open`` (zero-initialised output projections behind open gates: the modes learn
+            from the first step) or ``closed`` (zero gates, the earlier scheme); see
+            :class:`~gnnlm.fusion.FusionConfig`.
+        node_features: the GNN's input node states: ``learned`` (a random table), ``text`` (the LM's
+            pooled encoding of each entity's name and description, computed once and cached) or
+            ``kge`` (the entity table of the trained link-prediction run ``kge_run``), the last two
+            projected to ``node_channels``.
+        node_features_trainable: also train the text / KGE table (else only its projection).
+        kge_run: a ``gnnlm train`` run directory (or ``save_pretrained`` folder) of a KGE model on the
+            same dataset, for ``node_features: kge``.
     """
 
     lm: str = "minilm"
@@ -84,11 +95,19 @@ class TripleClassificationModelConfig(Config):
     freeze_lm_layers: int = checked(4, AT_LEAST_0, "4, or 0 to train every layer")
     head_inputs: list[str] = field(default_factory=lambda: ["text", "graph"])
     freeze_injection: bool = False
+    gate_init: str = "open"
+    node_features: str = "learned"
+    node_features_trainable: bool = False
+    kge_run: str | None = None
 
     def __post_init__(self) -> None:
         if not self.head_inputs or set(self.head_inputs) - {"text", "graph"}:
             raise ValueError(
                 f"model.head_inputs must be a non-empty list of text, graph; got {self.head_inputs!r}"
+            )
+        if self.node_features == "kge" and not self.kge_run:
+            raise ValueError(
+                "model.node_features: kge needs model.kge_run (a trained KGE run folder)"
             )
 
 
@@ -406,6 +425,7 @@ class TripleClassificationTask(Task):
         self.kg = data
         self.examples: dict[str, list] = {}
         self._rule: dict[str, float] = {}
+        self._node_table: Tensor | None = None
 
     # -- before training ---------------------------------------------------------------------------
     def validate(self) -> None:
@@ -484,10 +504,11 @@ class TripleClassificationTask(Task):
         from gnnlm.lm import load_lm
 
         c, m = self.config, self.config.model
-        attn = "eager" if "relation" in m.injection else None
         fusion = FusionConfig(
             lm=m.lm,
-            attn_implementation=attn,
+            gate_init=m.gate_init,
+            node_features=m.node_features,
+            node_features_trainable=m.node_features_trainable,
             injection=list(m.injection),
             injection_kwargs={mode: dict(m.injection_kwargs.get(mode, {})) for mode in m.injection},
             num_fused_layers=m.num_fused_layers,
@@ -497,12 +518,33 @@ class TripleClassificationTask(Task):
             num_entities=self.kg.num_entities,
             num_relations=2 * self.kg.num_relations,
         )
-        lm = load_lm(m.lm, seed=c.seed, attn_implementation=attn)
-        model = TripleClassifier(FusedLM(fusion, lm=lm), m.head_inputs, seed=c.seed)
+        lm = load_lm(m.lm, seed=c.seed)
+        fused = FusedLM(fusion, lm=lm, node_feature_table=self.node_feature_table())
+        model = TripleClassifier(fused, m.head_inputs, seed=c.seed)
         freeze_bottom_layers(model.fused, m.freeze_lm_layers)
         if m.freeze_injection:
             hold_injection_at_zero(model.fused)
         return model
+
+    def node_feature_table(self) -> Tensor | None:
+        """The ``[num_entities, d]`` table of ``node_features: text | kge`` (``None`` for learned)."""
+        m = self.config.model
+        if m.node_features == "text":
+            if self._node_table is None:
+                from gnnlm.fusion.node_features import entity_texts, text_node_features
+
+                self._node_table = text_node_features(m.lm, entity_texts(self.kg), quiet=True)
+            return self._node_table
+        if m.node_features == "kge":
+            if self._node_table is None:
+                from gnnlm.fusion.kge_source import kge_tables
+                from gnnlm.train.pretrained import from_pretrained
+
+                folder = Path(m.kge_run)
+                folder = folder / "model" if (folder / "model").is_dir() else folder
+                self._node_table = kge_tables(from_pretrained(folder, kg=self.kg))[0]
+            return self._node_table
+        return None
 
     def parameter_groups(self, model: TripleClassifier) -> dict[str, list[nn.Parameter]]:
         """``lm``, ``gnn``, ``fusion``, ``gates`` (every :class:`~gnnlm.fusion.TanhGate`) and ``head``."""
@@ -541,6 +583,11 @@ class TripleClassificationTask(Task):
             values = injection.gate_values()
             if values is not None:  # the gates' path over training, for a plot
                 logs.update({f"gate_{name}_{j}": float(v) for j, v in enumerate(values.tolist())})
+            # with open gates the output projections carry the flow of knowledge: their size
+            norm = sum(
+                float(p.detach().norm()) for o in injection.output_modules() for p in o.parameters()
+            )
+            logs[f"output_norm_{name}"] = norm
         return StepOutput(loss, logs)
 
     def _batch(self, model: nn.Module, examples: list):

@@ -428,3 +428,23 @@ def test_a_builtin_task_loads_by_name_where_dotted_paths_are_refused(monkeypatch
         assert lookup_task("triple_classification") is TripleClassificationTask
         with pytest.raises(UntrustedCodeError):
             lookup_task("gnnlm.tasks.triple_classification:TripleClassificationTask")
+
+
+def test_text_node_features_come_from_the_lm_and_train_through_the_engine(
+    graph_dir, tmp_path, monkeypatch
+):
+    """node_features: text: the GNN's input is the LM's pooled encoding of each entity's text
+    (computed once, cached), projected to node_channels; a short run trains the projection."""
+    monkeypatch.setenv("GNNLM_CACHE_DIR", str(tmp_path / "cache"))
+    config = tiny_config(graph_dir, **{"model.node_features": "text", "evaluation.frequency": 0})
+    result = Trainer(config, quiet=True).fit()
+    fused = result.model.fused
+    assert fused.node_embedding.weight.shape[0] == result.task.kg.num_entities
+    assert (
+        not fused.node_embedding.weight.requires_grad
+    )  # the table is frozen, its projection trains
+    assert any((tmp_path / "cache").rglob("*.safetensors"))
+    seed_everything(config.seed)
+    fresh = result.task.build_model()
+    assert torch.equal(fresh.fused.node_embedding.weight, fused.node_embedding.weight)
+    assert not torch.equal(fresh.fused.node_projection.weight, fused.node_projection.weight)
