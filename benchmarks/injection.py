@@ -13,7 +13,10 @@ engine (``gnnlm.train.variants``):
 * ``gnn``: the GNN alone (the head reads the linked entities' GNN states; injection held at zero);
 * ``late``: late fusion only (the head reads text and graph; injection held at zero);
 * ``inject``: injection only (graph injection; the head reads the text only);
-* ``both``: injection and late fusion.
+* ``both``: injection and late fusion;
+* ``both_text``: ``both`` with the GNN's input node states from the text (``node_features: text``, the
+  LM's pooled encoding of each entity's name and description) instead of a learned random table: the
+  measurement behind the default of ``node_features``.
 
 Beside them, two baselines on the same test examples: the connectivity rule with no parameters ("true
 iff head and tail are connected in the example's subgraph") and a KGE model trained with a shipped
@@ -49,7 +52,11 @@ ARMS = {
     "late": {"model.injection": ["graph"], "model.freeze_injection": True, "model.head_inputs": ["text", "graph"]},
     "inject": {"model.injection": ["graph"], "model.head_inputs": ["text"]},
     "both": {"model.injection": ["graph"], "model.head_inputs": ["text", "graph"]},
+    "both_text": {"model.injection": ["graph"], "model.head_inputs": ["text", "graph"],
+                  "model.node_features": "text"},
 }  # fmt: skip
+#: further paired comparisons (arm, against).
+PAIRS = [("both", "late"), ("inject", "lm"), ("both_text", "both")]
 
 
 def paired_bootstrap(a: list[list[int]], b: list[list[int]], *, rounds: int, seed: int = 0) -> dict:
@@ -236,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
             "train_seconds": [runs[arm, s]["train_seconds"] for s in args.seeds],
             "final_gates": [runs[arm, s]["test"].get("gates") for s in args.seeds],
         }
+    record["pairs"] = {
+        f"{a} - {b}": paired_bootstrap(test[a], test[b], rounds=args.bootstrap) for a, b in PAIRS
+    }
     rule = [runs["lm", s]["test"]["connectivity_rule_accuracy"] for s in args.seeds]
     record["baselines"]["connectivity_rule"] = {"test_accuracy": rule, "mean": statistics.fmean(rule),
                                                 "std": statistics.stdev(rule) if len(rule) > 1 else 0.0}  # fmt: skip
@@ -288,6 +298,11 @@ def markdown(record: dict, args: argparse.Namespace) -> str:
     lines.append(f"| KGE ({kge['config']}, {kge['epochs']} epochs, per-relation thresholds) | "
                  f"{kge['mean']:.4f} ± {kge['std']:.4f} | {d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] | "
                  f"{kge['train_seconds']:.0f} |")  # fmt: skip
+    lines += ["", "| paired difference | mean [95% paired bootstrap CI] |", "|---|---|"]
+    lines += [
+        f"| {k} | {d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] |"
+        for k, d in record["pairs"].items()
+    ]
     lines += ["", f"{n} seeds; std is the sample standard deviation over seeds. Wall clock: "
               f"{record['wall_seconds']['total'] / 60:.1f} min in all."]  # fmt: skip
     return "\n".join(lines) + "\n"

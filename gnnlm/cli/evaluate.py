@@ -81,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2))
         return 0
     count = metrics.get("num_queries") or metrics.get("num_examples")
-    size = f" ({count} {'queries, filtered, both sides' if 'num_queries' in metrics else 'examples'})"
+    size = (
+        f" ({count} {'queries, filtered, both sides' if 'num_queries' in metrics else 'examples'})"
+    )
     print(f"{config.dataset} {args.split}{size if count else ''}")
     for key in task.metrics:
         if key in metrics:

@@ -48,6 +48,8 @@ from gnnlm.train.config import EvaluationConfig, RunConfig, TrainingConfig, chec
 from gnnlm.train.task import StepOutput, Task
 from gnnlm.utils.strict_yaml import quote
 
+#: ways to draw negatives (see TripleClassificationDataConfig.negatives).
+NEGATIVES = ("matched", "neighbourhood", "uniform")
 #: weight of the dual tower's contrastive loss in the training loss.
 CONTRASTIVE_WEIGHT = 0.1
 
@@ -121,11 +123,14 @@ class TripleClassificationDataConfig(Config):
         num_test: test positives (0: no test metrics).
         num_hops: subgraph radius; ``max_nodes`` its node budget.
         max_length: text length in tokens.
-        negatives: how a positive is corrupted: ``neighbourhood`` (the new head or tail is drawn from
-            the ``num_hops`` neighbourhood of the entity kept, in the training graph, so the two ends
-            of a negative are connected as those of most positives are: the connectivity rule cannot
-            tell them apart) or ``uniform`` (any entity; most negatives are then disconnected, and a
-            rule with no parameters, "are h and t connected?", scores about .80 on WN18RR).
+        negatives: how a positive is corrupted (the head or the tail replaced; never a known triple):
+            ``matched`` (default: each negative's two ends are connected in its subgraph exactly when
+            its positive's are, so the connectivity rule, and its inverse, score 0.5: the graph's
+            shape alone says nothing about the label), ``neighbourhood`` (the new entity is drawn from
+            the kept entity's ``num_hops`` neighbourhood: every negative is connected, while
+            positives, whose own edge and twin are removed, often are not, so "disconnected means
+            true" beats chance) or ``uniform`` (any entity; most negatives are disconnected, and the
+            rule "are h and t connected?" scores about .80 on WN18RR).
     """
 
     num_train: int = checked(500, AT_LEAST_1, "500")
@@ -134,12 +139,12 @@ class TripleClassificationDataConfig(Config):
     num_hops: int = checked(2, AT_LEAST_0, "2")
     max_nodes: int = checked(32, AT_LEAST_1, "32")
     max_length: int = checked(32, AT_LEAST_1, "32")
-    negatives: str = "neighbourhood"
+    negatives: str = "matched"
 
     def __post_init__(self) -> None:
-        if self.negatives not in ("neighbourhood", "uniform"):
+        if self.negatives not in NEGATIVES:
             raise ValueError(
-                f"data.negatives must be 'neighbourhood' or 'uniform', got {self.negatives!r}"
+                f"data.negatives must be one of {', '.join(NEGATIVES)}, got {self.negatives!r}"
             )
 
 
@@ -256,6 +261,53 @@ def neighbourhood_corrupt(
     return torch.tensor(negatives, dtype=torch.long).view(-1, 3)
 
 
+def matched_corrupt(
+    positives: Tensor,
+    known: set[tuple[int, int, int]],
+    neighbours: Any,
+    is_connected: Any,
+    num_entities: int,
+    rng: random.Random,
+    *,
+    tries: int = 40,
+) -> tuple[Tensor, int]:
+    """One negative per positive whose ends are connected (``is_connected(triple)``) exactly when the
+    positive's are: candidates come from the kept entity's neighbourhood for a connected positive and
+    uniformly otherwise, and the first unknown one with the positive's connectivity is taken.
+
+    Returns:
+        ``([n, 3] negatives, how many could not be matched within ``tries`` candidates)``; those take
+        the first unknown candidate.
+    """
+    negatives, unmatched = [], 0
+    for h, r, t in positives.tolist():
+        target = is_connected((h, r, t))
+        tail_side = rng.random() < 0.5
+        kept = h if tail_side else t
+        if target:
+            pool = [e for e in neighbours(kept) if e not in (h, t)]
+            rng.shuffle(pool)
+            pool = pool[:tries] + [rng.randrange(num_entities) for _ in range(tries)]
+        else:
+            pool = [rng.randrange(num_entities) for _ in range(2 * tries)]
+        first, choice = None, None
+        for e in pool:
+            candidate = (h, r, e) if tail_side else (e, r, t)
+            if candidate in known or e == kept:
+                continue
+            first = first or candidate
+            if is_connected(candidate) == target:
+                choice = candidate
+                break
+        while first is None:  # a tiny graph: keep drawing until the triple is unknown
+            e = rng.randrange(num_entities)
+            candidate = (h, r, e) if tail_side else (e, r, t)
+            first = None if candidate in known else candidate
+        unmatched += choice is None
+        negatives.append(choice or first)
+    return torch.tensor(negatives, dtype=torch.long).view(-1, 3), unmatched
+
+
 def build_examples(
     kg,
     num_positives: Mapping[str, int],
@@ -263,11 +315,13 @@ def build_examples(
     seed: int = 0,
     negatives: str = "uniform",
     num_hops: int = 2,
+    sampler: Any = None,
 ) -> dict[str, list]:
     """Balanced examples per split: ``num_positives[split]`` positives subsampled from the split plus
-    one corruption each (``negatives``: ``uniform`` or ``neighbourhood``, within ``num_hops`` of the
-    entity kept, see :class:`TripleClassificationDataConfig`), shuffled; splits are drawn in the
-    mapping's order from one ``Random(seed)``.
+    one corruption each (``negatives``: ``uniform``, ``neighbourhood`` (within ``num_hops`` of the
+    entity kept) or ``matched`` (connected in the subgraphs of ``sampler`` exactly when the positive
+    is), see :class:`TripleClassificationDataConfig`), shuffled; splits are drawn in the mapping's
+    order from one ``Random(seed)``.
 
     Raises:
         ConfigError: a split with positives asked for is empty, or the graph has no entity names.
@@ -275,7 +329,17 @@ def build_examples(
     rng = random.Random(seed)
     entity, relation = _names(kg)
     known = {tuple(x) for s in kg.splits for x in kg.splits[s].tolist()}
-    neighbours = _neighbourhoods(kg, num_hops) if negatives == "neighbourhood" else None
+    neighbours = _neighbourhoods(kg, num_hops) if negatives != "uniform" else None
+    if negatives == "matched" and sampler is None:
+        raise ValueError(
+            "negatives='matched' needs the subgraph sampler the examples are read with"
+        )
+
+    def is_connected(triple: tuple[int, int, int]) -> bool:
+        h, r, t = triple
+        exclude = torch.tensor([[h, r, t], [t, r, h]])
+        return connected(sampler.sample([h, t], exclude=exclude))
+
     out: dict[str, list] = {}
     for split, n in num_positives.items():
         if n <= 0:
@@ -286,10 +350,14 @@ def build_examples(
             raise ConfigError(f"{kg.name}: split {split!r} is empty; set data.num_{split}=0")
         index = rng.sample(range(len(triples)), min(n, len(triples)))
         positives = triples[index]
-        if neighbours is None:
+        if negatives == "uniform":
             corrupted = corrupt(positives, known, kg.num_entities, rng)
-        else:
+        elif negatives == "neighbourhood":
             corrupted = neighbourhood_corrupt(positives, known, neighbours, kg.num_entities, rng)
+        else:
+            corrupted, _ = matched_corrupt(
+                positives, known, neighbours, is_connected, kg.num_entities, rng
+            )
         examples = [make_example(x, 1.0, entity, relation) for x in positives]
         examples += [make_example(x, 0.0, entity, relation) for x in corrupted]
         rng.shuffle(examples)
@@ -487,13 +555,13 @@ class TripleClassificationTask(Task):
         kg = self.kg
         # train and test first: the draws of earlier releases, which had no validation split
         sizes = {"train": d.num_train, "test": d.num_test, "valid": d.num_valid}
-        self.examples = build_examples(
-            kg, sizes, seed=c.seed, negatives=d.negatives, num_hops=d.num_hops
-        )
         sampler = SubgraphSampler(
             kg.homogeneous(add_inverse=True), num_hops=d.num_hops, max_nodes=d.max_nodes,
             inverse_offset=kg.num_relations, seed=c.seed,
         )  # fmt: skip
+        self.examples = build_examples(
+            kg, sizes, seed=c.seed, negatives=d.negatives, num_hops=d.num_hops, sampler=sampler
+        )
         self.collate = TextGraphCollator(
             load_tokenizer(c.model.lm), sampler, max_length=d.max_length,
             max_positions=text_positions(load_lm_config(c.model.lm)),

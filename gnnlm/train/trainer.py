@@ -412,10 +412,14 @@ class Trainer:
                 self.step += 1
                 state.batches_done = i + 1
                 validate = e.steps and self.step % e.steps == 0
-                if (validate or (t.log_steps and self.step % t.log_steps == 0)) and i + 1 < len(batches):
+                if (validate or (t.log_steps and self.step % t.log_steps == 0)) and i + 1 < len(
+                    batches
+                ):
                     state.seconds += time.perf_counter() - start
                     row = {"epoch": self.epoch + 1, "step": self.step}
-                    row.update({f"train_{k}": v / max(state.count, 1) for k, v in state.logs.items()})
+                    row.update(
+                        {f"train_{k}": v / max(state.count, 1) for k, v in state.logs.items()}
+                    )
                     row["train_loss"] = state.loss_sum / max(state.count, 1)
                     if validate:
                         self._validate_and_log(row)

@@ -69,7 +69,10 @@ def test_bad_input_exits_nonzero_with_file_and_line(kg_dir, capsys):
 
 def test_unknown_dataset(capsys):
     assert main(["datasets", "fb15k", "--json"]) == 2
-    assert "gnnlm datasets: unknown dataset 'fb15k'; known: fb15k-237, wn18rr" in capsys.readouterr().err
+    assert (
+        "gnnlm datasets: unknown dataset 'fb15k'; known: fb15k-237, wn18rr"
+        in capsys.readouterr().err
+    )
 
 
 def test_listing_names_every_dataset_and_never_downloads(tmp_path, monkeypatch, capsys):

@@ -77,8 +77,6 @@ BAD_VALUES = [
     ]  # fmt: skip
 
 
-
-
 def test_a_bad_value_in_the_file_names_file_and_line(config, capsys, no_data, tmp_path):
     config.write_text(CONFIG.replace("lr: 0.01", "lr: .nan"))
     code, err = run(capsys, "train", config, "--out", tmp_path / "run")

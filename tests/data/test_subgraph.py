@@ -84,8 +84,12 @@ def hub_graph():
 
 def test_each_seed_gets_its_share_of_the_budget():
     graph = hub_graph()
-    weight = torch.tensor([2.0, 1.0])  # the hub's relation ranks first: a joint search takes only it
-    joint = SubgraphSampler(graph, num_hops=1, max_nodes=12, relation_weight=weight, allocation="joint")
+    weight = torch.tensor(
+        [2.0, 1.0]
+    )  # the hub's relation ranks first: a joint search takes only it
+    joint = SubgraphSampler(
+        graph, num_hops=1, max_nodes=12, relation_weight=weight, allocation="joint"
+    )
     fair = SubgraphSampler(graph, num_hops=1, max_nodes=12, relation_weight=weight)
     starved = joint.node_set(torch.tensor([0, 1])).tolist()
     assert len(starved) == 12 and not set(starved) & set(range(200, 205))
@@ -117,7 +121,11 @@ def distances(graph, seeds, hops):
     out = {}
     for k in range(hops, -1, -1):
         subset, _, _, _ = k_hop_subgraph(
-            torch.tensor(seeds), k, graph.edge_index, num_nodes=graph.num_nodes, flow="target_to_source"
+            torch.tensor(seeds),
+            k,
+            graph.edge_index,
+            num_nodes=graph.num_nodes,
+            flow="target_to_source",
         )
         out.update({int(v): k for v in subset})
     return out

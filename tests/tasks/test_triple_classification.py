@@ -105,7 +105,7 @@ def test_splits_are_drawn_with_the_seed_and_valid_leaves_train_and_test_as_they_
         return [(tuple(ex.exclude[0].tolist()), ex.label) for ex in examples]
 
     # earlier releases drew no valid split
-    hard = {"negatives": "neighbourhood", "num_hops": 2}
+    hard = {"negatives": "matched", "num_hops": 2, "sampler": task.collate.sampler}
     before = build_examples(kg, {"train": 10, "test": 6}, seed=0, **hard)
     now = build_examples(kg, {"train": 10, "test": 6, "valid": 6}, seed=0, **hard)
     assert triples(before["train"]) == triples(now["train"]) == triples(task.examples["train"])
@@ -145,11 +145,11 @@ def test_the_symmetric_twin_is_not_in_the_subgraph_either(graph_dir):
         assert (t, r, h) not in train or (t, r, h) not in found
 
 
-@pytest.mark.parametrize("negatives", ["uniform", "neighbourhood"])
-def test_neighbourhood_negatives_defeat_the_connectivity_rule(graph_dir, negatives):
+@pytest.mark.parametrize("negatives", ["uniform", "neighbourhood", "matched"])
+def test_matched_negatives_defeat_the_connectivity_rule(graph_dir, negatives):
     """Uniform corruptions are mostly disconnected, so "connected?" separates them from positives;
-    neighbourhood corruptions are connected by construction (rule accuracy then comes from positives
-    whose ends are connected: at most one half plus the connected positives' half)."""
+    neighbourhood corruptions are all connected (then "disconnected?" may separate them); matched
+    corruptions are connected exactly when their positive is, so the rule scores exactly 0.5."""
     from gnnlm.tasks.triple_classification import connected
 
     task = load_task(tiny_config(graph_dir, **{"data.num_test": 12, "data.negatives": negatives,
@@ -161,6 +161,8 @@ def test_neighbourhood_negatives_defeat_the_connectivity_rule(graph_dir, negativ
     if negatives == "neighbourhood":
         assert all(linked)  # the rule calls every negative true
         assert task.connectivity_rule_accuracy("test") <= 0.5 + 1e-9
+    if negatives == "matched":
+        assert task.connectivity_rule_accuracy("test") == 0.5
     rule = task.connectivity_rule_accuracy("test")
     positives = [ex for ex in task.examples["test"] if ex.label == 1.0]
     expected = (sum(connected(sampler.sample([m[2] for m in ex.mentions], exclude=ex.exclude))

@@ -25,7 +25,9 @@ def test_dense_torch_optimizers_are_fused_unless_the_config_says_otherwise(name)
 
 def test_optimizers_without_a_fused_kernel_are_left_alone():
     model = build_kge_model("distmult", 10, 3, 4)
-    optimizer = make_optimizer(TrainingConfig(optimizer="rmsprop"), model.parameters(), sparse=False)
+    optimizer = make_optimizer(
+        TrainingConfig(optimizer="rmsprop"), model.parameters(), sparse=False
+    )
     assert "fused" not in optimizer.defaults or not optimizer.defaults["fused"]
 
 

@@ -190,7 +190,11 @@ def test_trainer_builds_the_sparse_loop_and_optimizer(load_real, overrides, expe
     trainer = Trainer(cfg, kg=load_real("nations"), quiet=True)
     trainer._build()
     assert type(trainer.optimizer) is expected
-    assert trainer.task.loop.sparse == trainer.task.sparse_updates == (expected is not torch.optim.Adam)
+    assert (
+        trainer.task.loop.sparse
+        == trainer.task.sparse_updates
+        == (expected is not torch.optim.Adam)
+    )
 
 
 def training(**kwargs) -> TrainingConfig:

@@ -66,7 +66,9 @@ class TransE(Interaction):
 
     def forward(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         diff = h + r - t  # (*batch, d)
-        if self.p == 1:  # ~5x faster than vector_norm(ord=1) on CPU, same subgradient (sign, 0 at 0)
+        if (
+            self.p == 1
+        ):  # ~5x faster than vector_norm(ord=1) on CPU, same subgradient (sign, 0 at 0)
             return self.margin - diff.abs().sum(-1)
         return self.margin - torch.linalg.vector_norm(diff, ord=self.p, dim=-1)
 
