@@ -253,12 +253,19 @@ def neighbourhood_corrupt(
         choice = next(
             (c for e in pool if (c := (h, r, e) if tail_side else (e, r, t)) not in known), None
         )
-        while choice is None:
-            e = rng.randrange(num_entities)
-            candidate = (h, r, e) if tail_side else (e, r, t)
-            choice = candidate if candidate not in known else None
-        negatives.append(choice)
+        negatives.append(choice or _draw_unknown(h, r, t, tail_side, known, num_entities, rng))
     return torch.tensor(negatives, dtype=torch.long).view(-1, 3)
+
+
+def _draw_unknown(
+    h: int, r: int, t: int, tail_side: bool, known: set, num_entities: int, rng: random.Random
+) -> tuple[int, int, int]:
+    """The tail (or head) replaced by uniform draws until the triple is unknown."""
+    while True:
+        e = rng.randrange(num_entities)
+        candidate = (h, r, e) if tail_side else (e, r, t)
+        if candidate not in known:
+            return candidate
 
 
 def matched_corrupt(
@@ -299,10 +306,8 @@ def matched_corrupt(
             if is_connected(candidate) == target:
                 choice = candidate
                 break
-        while first is None:  # a tiny graph: keep drawing until the triple is unknown
-            e = rng.randrange(num_entities)
-            candidate = (h, r, e) if tail_side else (e, r, t)
-            first = None if candidate in known else candidate
+        if first is None:  # a tiny graph: keep drawing until the triple is unknown
+            first = _draw_unknown(h, r, t, tail_side, known, num_entities, rng)
         unmatched += choice is None
         negatives.append(choice or first)
     return torch.tensor(negatives, dtype=torch.long).view(-1, 3), unmatched
