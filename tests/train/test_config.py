@@ -100,3 +100,21 @@ def test_shipped_configs_load(path):
     assert config.dataset
     assert config.model.interaction == path.stem
     assert "Aims at:" in path.read_text()  # every config states the published number it aims at
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*/*.yaml")),
+    ids=lambda p: f"{p.parent.name}/{p.stem}",
+)
+def test_every_shipped_config_loads_as_its_tasks_config(path):
+    """Every file in configs/ (any task) reads through the one loader, variants included, and saves
+    back to the same config."""
+    from gnnlm.tasks import load_config, lookup_task
+
+    config = load_config(path)
+    assert isinstance(config, lookup_task(config.task).config_class)
+    for name in config.variants:
+        config.variant(name, 1)
+    again = type(config).from_dict(config.to_dict())
+    assert config_diff(config, again) == {}
