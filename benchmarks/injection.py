@@ -3,8 +3,9 @@
     GNNLM_DATA_DIR=/path/to/datasets python benchmarks/injection.py [--lm minilm] [--seeds 0 1 2] \
         [--num-train 1000] [--epochs 1] [--threads 2] [--kge-epochs 20] [--quick]
 
-One task (triple classification on WN18RR, hard negatives drawn from the kept entity's neighbourhood,
-each triple's own edge and its symmetric twin left out of its subgraph), one head for every arm (the same
+One task (triple classification on WN18RR, matched negatives: connected in their subgraph exactly when
+their positive is, so the connectivity rule scores 0.5; each triple's own edge and its symmetric twin
+left out of its subgraph), one head for every arm (the same
 ``Linear(hidden + node_channels, 1)``, initialised from the seed alone; an input an arm does not read is
 zeros), the same seeds, data, data order and budget. The arms are variants of one config, run by the
 engine (``gnnlm.train.variants``):
@@ -16,7 +17,10 @@ engine (``gnnlm.train.variants``):
 * ``both``: injection and late fusion;
 * ``both_text``: ``both`` with the GNN's input node states from the text (``node_features: text``, the
   LM's pooled encoding of each entity's name and description) instead of a learned random table: the
-  measurement behind the default of ``node_features``.
+  measurement behind the default of ``node_features``;
+* ``inject_text``: ``inject`` with text node features;
+* ``inject_closed``: ``inject`` with the earlier initialisation (zero gates, ``gate_init: closed``)
+  instead of zero output projections behind open gates.
 
 Beside them, two baselines on the same test examples: the connectivity rule with no parameters ("true
 iff head and tail are connected in the example's subgraph") and a KGE model trained with a shipped
@@ -54,9 +58,14 @@ ARMS = {
     "both": {"model.injection": ["graph"], "model.head_inputs": ["text", "graph"]},
     "both_text": {"model.injection": ["graph"], "model.head_inputs": ["text", "graph"],
                   "model.node_features": "text"},
+    "inject_text": {"model.injection": ["graph"], "model.head_inputs": ["text"],
+                    "model.node_features": "text"},
+    "inject_closed": {"model.injection": ["graph"], "model.head_inputs": ["text"],
+                      "model.gate_init": "closed"},
 }  # fmt: skip
 #: further paired comparisons (arm, against).
-PAIRS = [("both", "late"), ("inject", "lm"), ("both_text", "both")]
+PAIRS = [("both", "late"), ("both_text", "both"), ("inject", "inject_closed"),
+         ("inject_text", "inject")]  # fmt: skip
 
 
 def paired_bootstrap(a: list[list[int]], b: list[list[int]], *, rounds: int, seed: int = 0) -> dict:
@@ -86,12 +95,22 @@ def kge_baseline(args: argparse.Namespace, config, quiet: bool) -> dict:
     kge_config = TrainConfig.load(
         path, [f"training.epochs={args.kge_epochs}", "evaluation.frequency=0"]
     )
-    start = time.perf_counter()
-    result = Trainer(kge_config, quiet=quiet).fit()
-    seconds = time.perf_counter() - start
-    model, kg = result.model.eval(), result.kg
+    run = args.out / "kge"
+    done = run / "metrics.json"
+    if args.resume and done.is_file() and TrainConfig.load(run / "config.yaml") == kge_config:
+        from gnnlm.data import load_dataset
+        from gnnlm.train.pretrained import from_pretrained
+
+        kg = load_dataset(kge_config.dataset, **kge_config.dataset_kwargs)
+        model, metrics = from_pretrained(run / "model", kg=kg).eval(), json.loads(done.read_text())
+        seconds = metrics["train_seconds"]
+    else:  # trained into --out/kge, so that --resume reuses it
+        start = time.perf_counter()
+        result = Trainer(kge_config, run_dir=run, quiet=quiet).fit(overwrite=True)
+        seconds = time.perf_counter() - start
+        model, kg, metrics = result.model.eval(), result.kg, result.metrics
     out = {"config": str(path.relative_to(ROOT)), "epochs": args.kge_epochs, "train_seconds": seconds,
-           "link_prediction_test_mrr": result.metrics["test"]["mrr"], "seeds": {}}  # fmt: skip
+           "link_prediction_test_mrr": metrics["test"]["mrr"], "seeds": {}}  # fmt: skip
     for seed in config.seeds or [config.seed]:
         task = TripleClassificationTask(apply_overrides(config.variant(None, seed), {}), data=kg)
         task.setup()
@@ -161,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--num-eval", type=int, default=250, help="valid and test positives each")
     parser.add_argument(
-        "--negatives", default="neighbourhood", choices=("neighbourhood", "uniform")
+        "--negatives", default="matched", choices=("matched", "neighbourhood", "uniform")
     )
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--log-steps", type=int, default=5)
