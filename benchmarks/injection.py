@@ -143,7 +143,28 @@ def _scored(model, examples: list) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return triples[:, 1], scores, labels
 
 
+def windowed(rows: list[dict], key: str) -> list[tuple[int, float]]:
+    """``(step, mean of key over the steps since the previous logged row)`` from the engine's rows,
+    whose ``train_*`` values are running means since the epoch began (they restart each epoch)."""
+    points, start, previous = [], 0, None
+    for row in rows:
+        if key not in row:
+            continue
+        n = row["step"] - start  # steps of this epoch so far
+        if previous is None:
+            points.append((row["step"], row[key]))
+        else:
+            m, k = previous
+            if n > k:
+                points.append((row["step"], (n * row[key] - k * m) / (n - k)))
+        previous = (row[key], n)
+        if "loss" in row:  # the epoch's last row: the next epoch's means restart
+            start, previous = row["step"], None
+    return points
+
+
 def gate_plot(runs: dict, path: Path) -> bool:
+    """Gate values and output-projection norms over training, one line per (arm, seed, layer)."""
     try:
         import matplotlib
 
@@ -151,18 +172,22 @@ def gate_plot(runs: dict, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for (arm, seed), rows in sorted(runs.items()):
-        keys = sorted({k for r in rows for k in r if k.startswith("train_gate_")})
-        for key in keys:
-            points = [(r["step"], r[key]) for r in rows if key in r]
-            if points:
-                steps, values = zip(*points)
-                ax.plot(steps, values, label=f"{arm} s{seed} {key[len('train_gate_') :]}", lw=1)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("tanh(gate) (running mean over the epoch)")
-    ax.set_title("Injection gates over training")
-    ax.legend(fontsize=6, ncol=2)
+        for prefix, ax in (("train_gate_", axes[0]), ("train_output_norm_", axes[1])):
+            for key in sorted({k for r in rows for k in r if k.startswith(prefix)}):
+                points = windowed(rows, key)
+                if points:
+                    steps, values = zip(*points)
+                    label = f"{arm} s{seed} {key[len(prefix) :]}"
+                    ax.plot(steps, values, label=label, lw=1)
+    axes[0].set_ylabel("tanh(gate)")
+    axes[0].set_title("Injection gates (mean over each logging window)")
+    axes[1].set_ylabel("sum of output-projection norms")
+    axes[1].set_title("Injection output projections")
+    for ax in axes:
+        ax.set_xlabel("optimizer step")
+        ax.legend(fontsize=5, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return True
