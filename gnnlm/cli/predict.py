@@ -1,4 +1,7 @@
-"""``gnnlm predict RUN_DIR --head NAME --relation NAME [--k 10]`` (or ``--tail NAME`` for heads)."""
+"""``gnnlm predict RUN_DIR --head NAME --relation NAME [--k 10]`` (or ``--tail NAME`` for heads): the
+top-k answers of a link-prediction run; ``gnnlm predict RUN_DIR --input FILE.jsonl`` (``-``: standard
+input): the predictions of any task that defines ``predict(model, records)``, one JSON line per record
+(a triple-classification record: ``{"head": ..., "relation": ..., "tail": ...}``)."""
 
 from __future__ import annotations
 
@@ -13,15 +16,20 @@ from gnnlm.cli.evaluate import add_trust_argument
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="top-k tails of (head, relation, ?) or heads of (?, relation, tail)",
+        help="top-k tails of (head, relation, ?) or heads of (?, relation, tail); --input: any task",
         description="Rank every entity as the missing tail (--head) or head (--tail) of a query, with a "
-        "trained run's model. Answers already known from the training triples are left out by default.",
+        "trained link-prediction run's model (answers already known from the training triples are "
+        "left out by default); or, with --input FILE.jsonl, the predictions of any task that defines "
+        "them, one JSON line per input record.",
     )
     parser.add_argument("run_dir", type=Path, help="a directory written by `gnnlm train`")
     side = parser.add_mutually_exclusive_group(required=True)
     side.add_argument("--head", help="head entity: predict tails of (HEAD, RELATION, ?)")
     side.add_argument("--tail", help="tail entity: predict heads of (?, RELATION, TAIL)")
-    parser.add_argument("--relation", required=True, help="relation name")
+    side.add_argument(
+        "--input", type=Path, help="JSON lines of records for the task's predict() ('-': stdin)"
+    )
+    parser.add_argument("--relation", help="relation name (with --head / --tail)")
     parser.add_argument("--k", type=int, default=10, help="number of answers (default: 10)")
     parser.add_argument(
         "--exclude",
@@ -39,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
     from gnnlm.train import CheckpointError, ConfigError, predict_heads, predict_tails
     from gnnlm.utils.registry import UntrustedCodeError
 
+    if args.input is not None:
+        return predict_records(args)
+    if args.relation is None:
+        print("gnnlm predict: --head / --tail need --relation", file=sys.stderr)
+        return 2
     if args.k < 1:
         print(f"gnnlm predict: --k must be >= 1, got {args.k}", file=sys.stderr)
         return 2
@@ -78,4 +91,38 @@ def run(args: argparse.Namespace) -> int:
     ):
         shown = name if label == name else f"{name} ({label})"
         print(f"{rank:>3}. {shown:<50} {float(score):.4f}")
+    return 0
+
+
+def predict_records(args: argparse.Namespace) -> int:
+    """``--input``: one JSON line of the task's prediction per input record."""
+    from gnnlm.cli.evaluate import load_run
+    from gnnlm.utils.modules import eval_mode
+
+    source = sys.stdin if str(args.input) == "-" else None
+    try:
+        text = source.read() if source is not None else args.input.read_text(encoding="utf-8")
+    except OSError as err:
+        print(f"gnnlm predict: {args.input}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                print(f"gnnlm predict: {args.input}:{number}:{err.colno}: not JSON ({err.msg})",
+                      file=sys.stderr)  # fmt: skip
+                return 2
+    _, task, model = load_run(
+        args.run_dir, trust_remote_code=args.trust_remote_code, command="predict"
+    )
+    predict = getattr(task, "predict", None)
+    if predict is None:
+        print(f"gnnlm predict: task {task.name!r} does not define predict()", file=sys.stderr)
+        return 2
+    with eval_mode(model):
+        outputs = predict(model, records)
+    for output in outputs:
+        print(json.dumps(output))
     return 0

@@ -85,6 +85,9 @@ class RegressionTask(Task):
         mse = nn.functional.mse_loss(model(self.x[split]), self.y[split])
         return {"mse": float(mse), "num_examples": len(self.y[split])}
 
+    def predict(self, model, records):
+        return [{"y": float(model(torch.tensor([r["x"]], dtype=torch.float)))} for r in records]
+
 
 def make(**overrides) -> RegressionConfig:
     from gnnlm.config import apply_overrides
@@ -288,6 +291,16 @@ def test_a_user_task_trains_through_the_cli_by_dotted_path(tmp_path, capsys):
     assert "names code to import" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "run"), "--json", "--trust-remote-code"]) == 0
     assert json.loads(capsys.readouterr().out)["mse"] == pytest.approx(printed["test"]["mse"])
+    # gnnlm predict --input: the task's predict(), one JSON line per record
+    records = tmp_path / "x.jsonl"
+    records.write_text('{"x": [1, 0, 0, 0]}\n\n{"x": [0, 1, 0, 0]}\n')
+    args = ["predict", str(tmp_path / "run"), "--input", str(records), "--trust-remote-code"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(isinstance(json.loads(x)["y"], float) for x in lines)
+    records.write_text('{"x": [1, 0, 0, 0]}\n{"x": oops}\n')
+    assert main(args) == 2
+    assert f"{records}:2:7: not JSON" in capsys.readouterr().err
 
 
 def test_unknown_task_and_wrong_keys_name_file_and_line(tmp_path, capsys):
