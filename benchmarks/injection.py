@@ -68,6 +68,14 @@ PAIRS = [("both", "late"), ("both_text", "both"), ("inject", "inject_closed"),
          ("inject_text", "inject")]  # fmt: skip
 
 
+def _mean_std(values: list[float]) -> dict:
+    """``{"mean", "std"}`` (sample std over seeds) from the engine's comparison summary."""
+    from gnnlm.train.variants import summarize
+
+    summary = summarize(values)
+    return {"mean": summary["mean"], "std": summary["std"]}
+
+
 def paired_bootstrap(a: list[list[int]], b: list[list[int]], *, rounds: int, seed: int = 0) -> dict:
     """95% percentile interval of mean(accuracy of a - accuracy of b) over seeds, resampling the test
     examples within each seed (a[s][i], b[s][i]: outcome of example i under seed s)."""
@@ -87,7 +95,6 @@ def paired_bootstrap(a: list[list[int]], b: list[list[int]], *, rounds: int, see
 
 def kge_baseline(args: argparse.Namespace, config, quiet: bool) -> dict:
     """A shipped KGE config trained on the same graph; per-relation thresholds on valid examples."""
-    from gnnlm.config import apply_overrides
     from gnnlm.tasks.triple_classification import TripleClassificationTask
     from gnnlm.train import TrainConfig, Trainer
 
@@ -112,7 +119,7 @@ def kge_baseline(args: argparse.Namespace, config, quiet: bool) -> dict:
     out = {"config": str(path.relative_to(ROOT)), "epochs": args.kge_epochs, "train_seconds": seconds,
            "link_prediction_test_mrr": metrics["test"]["mrr"], "seeds": {}}  # fmt: skip
     for seed in config.seeds or [config.seed]:
-        task = TripleClassificationTask(apply_overrides(config.variant(None, seed), {}), data=kg)
+        task = TripleClassificationTask(config.variant(None, seed), data=kg)
         task.setup()
 
         rel_v, score_v, label_v = _scored(model, task.examples["valid"])
@@ -278,8 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         record["arms"][arm] = {
             "overrides": ARMS[arm],
             "test_accuracy": acc,
-            "mean": statistics.fmean(acc),
-            "std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+            **_mean_std(acc),
             "valid_accuracy": [runs[arm, s]["valid"]["accuracy"] for s in args.seeds],
             "vs_lm": paired_bootstrap(test[arm], test["lm"], rounds=args.bootstrap)
             if arm != "lm"
@@ -291,14 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{a} - {b}": paired_bootstrap(test[a], test[b], rounds=args.bootstrap) for a, b in PAIRS
     }
     rule = [runs["lm", s]["test"]["connectivity_rule_accuracy"] for s in args.seeds]
-    record["baselines"]["connectivity_rule"] = {"test_accuracy": rule, "mean": statistics.fmean(rule),
-                                                "std": statistics.stdev(rule) if len(rule) > 1 else 0.0}  # fmt: skip
+    record["baselines"]["connectivity_rule"] = {"test_accuracy": rule, **_mean_std(rule)}
     kge_acc = [kge["seeds"][str(s)]["accuracy"] for s in args.seeds]
     kge_correct = [kge["seeds"][str(s)]["correct"] for s in args.seeds]
     record["baselines"]["kge"] = {
         **{k: v for k, v in kge.items() if k != "seeds"},
-        "test_accuracy": kge_acc, "mean": statistics.fmean(kge_acc),
-        "std": statistics.stdev(kge_acc) if len(kge_acc) > 1 else 0.0,
+        "test_accuracy": kge_acc, **_mean_std(kge_acc),
         "vs_lm": paired_bootstrap(kge_correct, test["lm"], rounds=args.bootstrap),
     }  # fmt: skip
     record["wall_seconds"]["total"] = time.perf_counter() - start
@@ -319,7 +323,7 @@ def markdown(record: dict, args: argparse.Namespace) -> str:
     lines = [
         f"Triple classification, {args.dataset}, {args.negatives} negatives, {args.lm}, "
         f"{args.num_train} train positives, {args.epochs} epoch(s), seeds {args.seeds} "
-        f"({record['arms']['lm']['train_seconds'] and len(record['arms']['lm']['train_seconds'])} runs per arm)",
+        f"({n} runs per arm)",
         "",
         "| arm | test accuracy (mean ± std) | vs lm: mean diff [95% paired bootstrap CI] | train s/run |",
         "|---|---|---|---|",

@@ -35,11 +35,12 @@ def add_trust_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_run(run_dir: Path, *, trust_remote_code: bool = False, command: str = "evaluate"):
+def load_run(run_dir: Path, *, trust_remote_code: bool = False, batch_size: int | None = None):
     """``(config, task, model)`` of a finished run of any task: its ``config.yaml`` read as the task's
-    config, the task's data loaded, and ``RUN_DIR/model`` loaded by the task (link prediction renumbers
-    the graph to the model's ``vocab.json``). A task or component named by dotted path in the run's
-    files is imported only with ``trust_remote_code``."""
+    config (``batch_size`` replacing ``evaluation.batch_size``), the task's data loaded, and
+    ``RUN_DIR/model`` loaded by the task (link prediction renumbers the graph to the model's
+    ``vocab.json``). A task or component named by dotted path in the run's files is imported only
+    with ``trust_remote_code``."""
     import contextlib
 
     from gnnlm.tasks import load_config, make_task
@@ -50,6 +51,8 @@ def load_run(run_dir: Path, *, trust_remote_code: bool = False, command: str = "
     with guard:
         config = load_config(path)
         task = make_task(config.task, config)
+    if batch_size is not None:
+        config.evaluation.batch_size = batch_size
     task.setup()
     model = task.load_model(run_dir / "model", trust_remote_code=trust_remote_code)
     return config, task, model
@@ -61,13 +64,12 @@ def run(args: argparse.Namespace) -> int:
     from gnnlm.utils.registry import UntrustedCodeError
 
     try:
-        config, task, model = load_run(args.run_dir, trust_remote_code=args.trust_remote_code)
+        config, task, model = load_run(
+            args.run_dir, trust_remote_code=args.trust_remote_code, batch_size=args.batch_size
+        )
     except (ConfigError, CheckpointError, UntrustedCodeError, FileNotFoundError) as err:
         print(f"gnnlm evaluate: {err}", file=sys.stderr)
         return 2
-    if args.batch_size is not None:
-        config.evaluation.batch_size = args.batch_size
-        task.setup()  # the evaluator reads the batch size
     if not task.has_split(args.split):
         print(
             f"gnnlm evaluate: split {args.split!r} is unknown or empty for this run's data "

@@ -57,9 +57,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     exclude = None if args.exclude == "none" else args.exclude
     try:
-        _, task, model = load_run(
-            args.run_dir, trust_remote_code=args.trust_remote_code, command="predict"
-        )
+        _, task, model = load_run(args.run_dir, trust_remote_code=args.trust_remote_code)
         kg = getattr(task, "kg", None)
         if kg is None:
             raise ConfigError(
@@ -114,9 +112,7 @@ def predict_records(args: argparse.Namespace) -> int:
                 print(f"gnnlm predict: {args.input}:{number}:{err.colno}: not JSON ({err.msg})",
                       file=sys.stderr)  # fmt: skip
                 return 2
-    _, task, model = load_run(
-        args.run_dir, trust_remote_code=args.trust_remote_code, command="predict"
-    )
+    _, task, model = load_run(args.run_dir, trust_remote_code=args.trust_remote_code)
     predict = getattr(task, "predict", None)
     if predict is None:
         print(f"gnnlm predict: task {task.name!r} does not define predict()", file=sys.stderr)

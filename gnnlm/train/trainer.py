@@ -527,6 +527,7 @@ class Trainer:
             eval_seconds[split] = time.perf_counter() - start
         metrics.update(
             best_epoch=self.early_stopping.best_epoch or self.epoch,
+            best_step=self.early_stopping.best_step or self.step,
             epochs=self.epoch,
             steps=self.step,
             stopped_early=self.early_stopping.stopped,

@@ -217,6 +217,7 @@ def test_evaluation_every_n_steps_logs_rows_and_can_stop_mid_epoch(tmp_path):
                       "evaluation.patience": 1, "training.epochs": 3})  # fmt: skip
     stopped = Trainer(flipped, quiet=True).fit().metrics
     assert stopped["stopped_early"] and stopped["steps"] == 4 and stopped["epochs"] == 0
+    assert stopped["best_step"] == 2  # the first evaluation was the best; its weights are kept
 
 
 @pytest.mark.parametrize("stop_at", [3, 8, 13])  # mid-epoch, at an epoch's end, in the second epoch
