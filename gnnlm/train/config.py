@@ -23,6 +23,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+from gnnlm.strategies.config import FinetuningConfig
 from gnnlm.config import (
     AT_LEAST_0,
     AT_LEAST_1,
@@ -156,6 +157,11 @@ class RunConfig(Config):
             config itself); each arm runs with every seed of ``seeds`` and the run directory gets a
             comparison table (:mod:`gnnlm.train.variants`).
         seeds: the seeds of a comparison (``[]``: just ``seed``).
+        finetuning: how the model is updated: frozen parts, LoRA, phases, adversarial training,
+            meta-learning (:mod:`gnnlm.strategies`; the default trains everything).
+        pretraining: a whole config of a pre-training task (``task: kepler``, ``task: dragon``, ...)
+            that runs first, into ``RUN_DIR/pretraining``; this run then starts from its weights (the
+            parameters the two models share, by name): two-stage injection. ``{}``: none.
     """
 
     task: str = "link_prediction"
@@ -166,6 +172,8 @@ class RunConfig(Config):
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=list)
+    finetuning: FinetuningConfig = field(default_factory=FinetuningConfig)
+    pretraining: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, overrides in self.variants.items():

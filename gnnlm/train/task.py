@@ -80,6 +80,9 @@ class Task:
     def __init__(self, config: RunConfig, *, data: Any = None) -> None:
         self.config = config
         self.data = data
+        #: optimizer steps completed so far; the engine sets it before every training step (tasks that
+        #: schedule by step read it, e.g. round-robin multi-task sampling).
+        self.step = 0
 
     # -- before training ---------------------------------------------------------------------------
     def validate(self) -> None:
