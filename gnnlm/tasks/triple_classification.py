@@ -44,6 +44,9 @@ from gnnlm.config import (
     check_kwargs,
     checked,
 )
+from gnnlm.strategies.config import MetaConfig
+from gnnlm.strategies.meta import Episode
+from gnnlm.tasks.episodes import sample_relation_episode
 from gnnlm.train.config import EvaluationConfig, RunConfig, TrainingConfig, check_dataset
 from gnnlm.train.task import StepOutput, Task
 from gnnlm.utils.strict_yaml import quote
@@ -662,6 +665,20 @@ class TripleClassificationTask(Task):
             )
             logs[f"output_norm_{name}"] = norm
         return StepOutput(loss, logs)
+
+    def sample_episode(self, generator: torch.Generator, settings: MetaConfig) -> Episode:
+        """A meta-learning episode: one relation's training examples, ``settings.shots`` true and as
+        many false ones in the support set, ``settings.queries`` of each in the query set
+        (:func:`~gnnlm.tasks.episodes.sample_relation_episode`; 2 ways: true / false)."""
+        if settings.ways != 2:
+            raise ConfigError(
+                f"{self.config.at('finetuning.meta.ways')}finetuning.meta.ways must be 2 for triple "
+                f"classification (true / false), got {settings.ways}"
+            )
+        return sample_relation_episode(
+            self.examples["train"], generator, shots=settings.shots, queries=settings.queries,
+            at=self.config.at("finetuning.meta"),
+        )  # fmt: skip
 
     def _batch(self, model: nn.Module, examples: list):
         device = next(model.parameters()).device
