@@ -15,7 +15,9 @@ from gnnlm.utils.registry import DottedPathResolver
 #: built-in tasks: name -> where the class lives.
 BUILTIN_TASKS = {
     "link_prediction": "gnnlm.tasks.link_prediction.task:LinkPredictionTask",
+    "pretraining": "gnnlm.tasks.pretraining.task:PretrainingTask",
     "triple_classification": "gnnlm.tasks.triple_classification:TripleClassificationTask",
+    "multitask": "gnnlm.tasks.multitask:MultitaskTask",
 }
 
 
