@@ -39,3 +39,26 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     config = task.config_class.load(path, overrides)
     config.check_variants()
     return config
+
+
+def config_from_mapping(data: dict, *, source: str = "<dict>", key: str = "") -> RunConfig:
+    """A config given inline (``pretraining:``, a sub-task) as its task's config class; errors name
+    ``source`` and the key path below ``key``."""
+    from gnnlm.tasks.registry import lookup_task
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {key or 'config'} must be a mapping, got {quote(data)}")
+    name = data.get("task", "link_prediction")
+    try:
+        task = lookup_task(name)
+    except (KeyError, ValueError, TypeError, ImportError) as err:
+        raise ConfigError(
+            f"{source}: {key + '.' if key else ''}task: unknown task {quote(name)} "
+            f"({' '.join(str(err).split())})"
+        ) from None
+    try:
+        config = task.config_class.from_dict(data, source=source)
+    except ConfigError as err:
+        raise ConfigError(f"{err} (in {key})" if key else str(err)) from None
+    config.check_variants()
+    return config

@@ -43,6 +43,7 @@ RUN_FILES = (
     "comparison.json",
     "comparison.md",
     "runs",
+    "pretraining",
 )
 #: files written atomically in a run directory or its ``model/``.
 _ATOMIC_FILES = (*RUN_FILES, "config.json", "model.safetensors", "vocab.json")

@@ -189,3 +189,48 @@ class Task:
         tensors, _ = load_tensors(path)
         load_module_tensors(model, tensors, source=str(path))
         return {"source": str(source), "weights": str(path)}
+
+
+def init_shared_weights(model: nn.Module, source: Path) -> dict[str, Any]:
+    """Copy into ``model`` every tensor of ``source``'s saved model whose name and shape it shares (the
+    hand-over of two-stage training: a pre-training model and a task model share their fused LM).
+
+    Returns the record written to ``init_from.json``: the source, and how many tensors were copied,
+    left at their initialisation (only in ``model``) and not used (only in the source).
+
+    Raises:
+        CheckpointError: no saved weights, or no shared tensor (the models have nothing in common), or a
+            shared name with another shape.
+    """
+    from gnnlm.train.checkpoint import CheckpointError, load_tensors
+
+    source = Path(source)
+    path = next(
+        (p for p in (source / "model" / WEIGHTS_NAME, source / WEIGHTS_NAME) if p.is_file()), None
+    )
+    if path is None:
+        raise CheckpointError(f"{source}: no {WEIGHTS_NAME} (in model/ or the folder itself)")
+    tensors, _ = load_tensors(path)
+    state = model.state_dict()
+    shared = sorted(set(state) & set(tensors))
+    if not shared:
+        raise CheckpointError(
+            f"{path}: shares no parameter name with this model (e.g. {next(iter(state), '')!r} "
+            f"against {next(iter(tensors), '')!r}); pre-train a model with the same model: block"
+        )
+    for key in shared:
+        if tensors[key].shape != state[key].shape:
+            raise CheckpointError(
+                f"{path}: {key} has shape {tuple(tensors[key].shape)}, this model expects "
+                f"{tuple(state[key].shape)}; pre-train with the same model: block"
+            )
+    with torch.no_grad():
+        for key in shared:
+            state[key].copy_(tensors[key])
+    return {
+        "source": str(source),
+        "weights": str(path),
+        "copied": len(shared),
+        "kept_initialisation": sorted(set(state) - set(tensors)),
+        "unused": len(set(tensors) - set(state)),
+    }

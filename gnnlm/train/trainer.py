@@ -27,6 +27,7 @@ import contextlib
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from gnnlm.strategies.partial import apply_partial, has_lora, merge_lora
 from gnnlm.train.checkpoint import (
     CheckpointError,
     load_module_tensors,
@@ -59,7 +61,8 @@ from gnnlm.train.optim import check_training, make_scheduler, param_group_dicts
 from gnnlm.train.run_dir import open_run_dir
 from gnnlm.train.run_log import MetricsLogger
 from gnnlm.train.sparse import make_optimizer
-from gnnlm.train.task import StepOutput, Task
+from gnnlm.train.strategies import Strategies
+from gnnlm.train.task import StepOutput, Task, init_shared_weights
 from gnnlm.utils.atomic import atomic_write_json
 from gnnlm.utils.modules import eval_mode
 from gnnlm.utils.progress import progress
@@ -249,15 +252,21 @@ class Trainer:
         cfg, t = self.config, self.config.training
         seed_everything(cfg.seed)
         self.model = self.task.build_model().to(self.device)
-        groups = param_group_dicts(
-            self.task.parameter_groups(self.model), t, where=cfg.at("training.param_groups")
-        )
+        # partial fine-tuning (LoRA, frozen layers and patterns) decides what the optimizer sees
+        apply_partial(self.model, cfg.finetuning, where=cfg.at("finetuning"))
+        task_groups = self.task.parameter_groups(self.model)
+        groups = param_group_dicts(task_groups, t, where=cfg.at("training.param_groups"))
+        run_lrs = [g.get("lr", t.lr) for g in groups]
         self.optimizer = self.task.configure_optimizer(self.model, groups) or make_optimizer(
             t, groups, sparse=False
         )
         self.scheduler, self._schedule = make_scheduler(
             self.optimizer, t, self.steps_per_epoch * t.epochs, maximize=self.maximize
         )
+        self.strategy = Strategies.build(
+            cfg, self.model, self.task, task_groups, self.steps_per_epoch, run_lrs,
+            self.scheduler, self._schedule,
+        )  # fmt: skip
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.early_stopping = _EarlyStopping()
         self.best_weights: dict[str, Tensor] | None = None
@@ -308,7 +317,31 @@ class Trainer:
             if self.run_dir is not None:
                 stack.enter_context(open_run_dir(self.run_dir, resume=resume, overwrite=overwrite))
             stack.enter_context(deterministic_algorithms(self.config.training.deterministic))
+            if self.config.pretraining and init_from is None:
+                init_from, resume = self._pretrain(resume)
             return self._fit(resume, init_from)
+
+    def _pretrain(self, resume: bool) -> tuple[Path | None, bool]:
+        """Two-stage training: run ``config.pretraining`` into ``RUN_DIR/pretraining`` (or reuse it
+        when finished; resume it when interrupted), then start this run from its weights.
+
+        Returns ``(init_from, resume)`` for this run: a run resumed from its own checkpoint needs no
+        warm start; one interrupted before its first checkpoint starts afresh from the stage-1 weights.
+        """
+        from gnnlm.tasks.loading import config_from_mapping
+
+        if self.run_dir is None:
+            raise ConfigError("pretraining: two-stage training needs a run directory (--out)")
+        stage_dir = self.run_dir / "pretraining"
+        if resume and (self.run_dir / CHECKPOINT_NAME).exists():
+            return None, True  # stage 2 is under way: its checkpoint has everything
+        if not (stage_dir / "metrics.json").is_file():
+            stage = config_from_mapping(
+                self.config.pretraining, source=self.config.at("pretraining"), key="pretraining"
+            )
+            interrupted = (stage_dir / CHECKPOINT_NAME).is_file()
+            Trainer(stage, run_dir=stage_dir, quiet=self.quiet).fit(resume=interrupted)
+        return stage_dir, False
 
     def _fit(self, resume: bool, init_from: str | Path | None = None) -> TrainResult:
         self._build()
@@ -320,6 +353,8 @@ class Trainer:
             self._init_from(init_from)
         if self.run_dir is not None:
             self.config.save(self.run_dir / "config.yaml")
+        if not self.quiet:
+            print(self.strategy.describe(), file=sys.stderr)
         t = self.config.training
         bar = progress(  # a bar in a terminal; a line per epoch in a log file (gnnlm.utils.progress)
             total=t.epochs, initial=self.epoch, desc="epochs", unit="epoch", every=0,
@@ -382,19 +417,18 @@ class Trainer:
                 indices = batches[i]
                 first = i - i % k
                 if i == first:
+                    self.strategy.before_step(self.step, self.optimizer, self.scheduler)
                     self.optimizer.zero_grad(set_to_none=True)
+                # each micro-batch weighs by its share of the step's examples
+                scale = len(indices) / sum(len(b) for b in batches[first : first + k])
+                self.task.step = self.step
                 with autocast:
-                    out = self.task.training_step(self.model, indices, self.generator)
-                loss = out.loss if isinstance(out, StepOutput) else out
-                value = loss.item()
+                    out = self.strategy.gradients(indices, self.generator, scale)
+                value = (out.loss if isinstance(out, StepOutput) else out).item()
                 if not math.isfinite(value):
                     raise FloatingPointError(
                         f"epoch {self.epoch + 1}: loss became {value}; lower training.lr?"
                     )
-                if k > 1:  # each micro-batch weighs by its share of the step's examples
-                    group = sum(len(b) for b in batches[first : first + k])
-                    loss = loss * (len(indices) / group)
-                loss.backward()
                 state.loss_sum += value * len(indices)
                 state.count += len(indices)
                 if isinstance(out, StepOutput):
@@ -518,6 +552,8 @@ class Trainer:
     def _finish(self, *, diverged: str | None = None) -> TrainResult:
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
+        # LoRA adapters fold into the LM: the saved model is the plain architecture, equal outputs
+        merged = merge_lora(self.model) if has_lora(self.model) else 0
         self.model.eval()
         metrics: dict[str, Any] = {}
         eval_seconds = {}
@@ -536,7 +572,10 @@ class Trainer:
             **self.task.run_metrics(epochs=self.epoch, train_seconds=self.train_seconds),
             eval_seconds=eval_seconds,
             num_parameters=sum(p.numel() for p in self.model.parameters()),
+            trainable_parameters=self.strategy.trainable_parameters,
         )
+        if merged:
+            metrics["lora_merged_layers"] = merged
         if self.init_record is not None:
             metrics["init_from"] = self.init_record
         if diverged is not None:
@@ -600,8 +639,13 @@ class Trainer:
         self.train_seconds = float(state.get("train_seconds", 0.0))
 
     def _init_from(self, source: str | Path) -> None:
-        """Warm start: the weights of ``source``'s model, with this run's fresh optimizer and RNGs."""
-        self.init_record = self.task.init_from(self.model, Path(source))
+        """Warm start: the weights of ``source``'s model, with this run's fresh optimizer and RNGs
+        (the parameters the two models share by name when ``source`` is this run's pre-training)."""
+        source = Path(source)
+        if self.run_dir is not None and source == self.run_dir / "pretraining":
+            self.init_record = init_shared_weights(self.model, source)
+        else:
+            self.init_record = self.task.init_from(self.model, source)
         if self.run_dir is not None:
             atomic_write_json(self.run_dir / INIT_FROM_NAME, self.init_record)
 
