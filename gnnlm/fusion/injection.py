@@ -33,7 +33,8 @@ A mode declares its zero-initialised outputs in :meth:`Injection.output_modules`
 A mode that needs GNN node states sets :attr:`Injection.uses_graph_encoder`; a mode that reweights the
 other modes' deltas (adaptive injection) sets :attr:`Injection.gates_deltas` and implements
 :meth:`Injection.combine`; a mode built from a trained KGE model's tables names them in
-:meth:`Injection.required_tensors` and gets them as constructor arguments.
+:meth:`Injection.required_tensors` and gets them as constructor arguments. A mode may return an auxiliary
+loss of the forward pass (:meth:`Injection.regularization_loss`, e.g. a sparsity penalty on its gates).
 
 Modes are chosen by their :attr:`Injection.name` from :data:`gnnlm.fusion.injection_resolver`
 (``injection: [graph, entity]`` in a config). A user-defined subclass is found by name only after
@@ -269,6 +270,15 @@ class Injection(nn.Module):
 
     def finalize(self, output: FusionOutput, state: FusionState) -> None:
         """Add late outputs to ``output`` (default: nothing)."""
+
+    def regularization_loss(self, state: FusionState) -> Tensor | None:
+        """A scalar auxiliary loss of this forward pass, already weighted by the mode's own options
+        (e.g. adaptive injection's gate regulariser), or ``None`` (default).
+
+        The model sums the modes' losses into ``FusionOutput.regularization_loss``; a task adds that
+        sum to its training loss as it is.
+        """
+        return None
 
     def gate_values(self) -> Tensor | None:
         """``[num_fused_layers]`` current ``tanh`` gate values, for inspection (or ``None``)."""

@@ -323,6 +323,9 @@ class FusedLM(nn.Module):
         }
         if state.knowledge_gates:
             output.knowledge_gates = torch.stack(state.knowledge_gates)  # [num_fused, batch, seq]
+        losses = [loss for inj in modes if (loss := inj.regularization_loss(state)) is not None]
+        if losses:
+            output.regularization_loss = sum(losses[1:], losses[0])
         return output
 
     def node_roles(self, batch: TextGraphBatch) -> Tensor:

@@ -29,6 +29,10 @@ class FusionOutput:
         text_embedding: ``[batch, e]`` normalised text-tower embedding (dual tower).
         graph_embedding: ``[batch, e]`` normalised graph-tower embedding of the anchor (dual tower).
         contrastive_loss: scalar InfoNCE text-graph alignment loss (dual tower).
+        regularization_loss: scalar sum of the modes' auxiliary losses
+            (:meth:`~gnnlm.fusion.injection.Injection.regularization_loss`, each already weighted:
+            adaptive injection's gate regulariser), ``None`` when no mode defines one; a task adds it
+            to its loss as it is.
     """
 
     last_hidden_state: Tensor
@@ -41,3 +45,4 @@ class FusionOutput:
     text_embedding: Tensor | None = None
     graph_embedding: Tensor | None = None
     contrastive_loss: Tensor | None = None
+    regularization_loss: Tensor | None = None

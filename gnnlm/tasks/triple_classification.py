@@ -29,7 +29,6 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,15 +40,20 @@ from gnnlm.config import (
     POSITIVE,
     Config,
     ConfigError,
-    check_kwargs,
     checked,
 )
 from gnnlm.strategies.config import MetaConfig
 from gnnlm.strategies.meta import Episode
 from gnnlm.tasks.episodes import sample_relation_episode
+from gnnlm.tasks.fused import (  # noqa: F401 (freeze_bottom_layers: re-exported)
+    build_fused_lm,
+    check_fused_model,
+    freeze_bottom_layers,
+    fused_parameter_groups,
+    node_feature_table,
+)
 from gnnlm.train.config import EvaluationConfig, RunConfig, TrainingConfig, check_dataset
 from gnnlm.train.task import StepOutput, Task
-from gnnlm.utils.strict_yaml import quote
 
 #: ways to draw negatives (see TripleClassificationDataConfig.negatives).
 NEGATIVES = ("matched", "neighbourhood", "uniform")
@@ -459,28 +463,6 @@ class TripleClassifier(nn.Module):
         return logits, loss
 
 
-def freeze_bottom_layers(model, num_layers: int) -> None:
-    """Freeze the embeddings and the bottom ``num_layers`` layers of a fused model's LM."""
-    lm = model.lm
-    if num_layers <= 0:
-        return
-    lm.model.embeddings.requires_grad_(False)
-    for i in range(min(num_layers, lm.num_layers)):
-        lm.layers[i].requires_grad_(False)
-
-
-def hold_injection_at_zero(fused) -> None:
-    """Close every injection gate and freeze the injection modules: the fused LM is then the plain LM
-    and the GNN never reads the text (late fusion, when the head reads both)."""
-    from gnnlm.fusion import TanhGate
-
-    for injection in fused.injections.values():
-        for module in injection.modules():
-            if isinstance(module, TanhGate):
-                nn.init.zeros_(module.weight)
-        injection.requires_grad_(False)
-
-
 # -- task --------------------------------------------------------------------------------------------
 class TripleClassificationTask(Task):
     """Classify KG triples as true or false with a fused LM (see the module docstring).
@@ -507,44 +489,8 @@ class TripleClassificationTask(Task):
     def validate(self) -> None:
         """The text length against the LM's positions, the injection modes and their options, the
         encoder, and the dataset (when the task loads it): all before any data is read."""
-        from gnnlm.fusion import injection_resolver, text_positions
-        from gnnlm.lm import load_lm_config
-
-        c, m = self.config, self.config.model
-        try:
-            positions = text_positions(load_lm_config(m.lm))
-        except (OSError, ValueError) as err:
-            raise ConfigError(
-                f"{c.at('model.lm')}model.lm {quote(m.lm)}: {' '.join(str(err).split())}"
-            ) from None
-        if positions is not None and c.data.max_length > positions:
-            raise ConfigError(
-                f"{c.at('data.max_length')}data.max_length={c.data.max_length} is longer than the "
-                f"{positions} positions of {m.lm!r}; use data.max_length <= {positions}"
-            )
-        graph = False
-        for k, mode in enumerate(m.injection):
-            try:
-                cls = injection_resolver.lookup(mode)
-            except (KeyError, ValueError, TypeError, ImportError):
-                raise ConfigError(
-                    f"{c.at('model.injection')}model.injection[{k}]: unknown mode {quote(mode)}; "
-                    f"valid: {', '.join(sorted(injection_resolver.lookup_dict))}"
-                ) from None
-            graph = graph or cls.uses_graph_encoder
-            kwargs = m.injection_kwargs.get(mode, {})
-            skip = ("context", "entity_embeddings", "relation_embeddings")
-            check_kwargs(c, f"model.injection_kwargs.{mode}", cls, kwargs, skip)
-        if graph:
-            from gnnlm.encoders import lookup_encoder
-
-            try:
-                lookup_encoder(m.encoder)
-            except (KeyError, ValueError, TypeError, ImportError) as err:
-                raise ConfigError(
-                    f"{c.at('model.encoder')}model.encoder {quote(m.encoder)}: "
-                    f"{' '.join(str(err).split())}"
-                ) from None
+        c = self.config
+        check_fused_model(c, c.data.max_length)
         if self.kg is None:
             check_dataset(c)
 
@@ -576,70 +522,21 @@ class TripleClassificationTask(Task):
         )  # fmt: skip
 
     def build_model(self) -> TripleClassifier:
-        from gnnlm.fusion import FusedLM, FusionConfig
-        from gnnlm.lm import load_lm
-
+        """The fused LM of ``model:`` (:func:`~gnnlm.tasks.fused.build_fused_lm`) and the head."""
         c, m = self.config, self.config.model
-        fusion = FusionConfig(
-            lm=m.lm,
-            gate_init=m.gate_init,
-            node_features=m.node_features,
-            node_features_trainable=m.node_features_trainable,
-            injection=list(m.injection),
-            injection_kwargs={mode: dict(m.injection_kwargs.get(mode, {})) for mode in m.injection},
-            num_fused_layers=m.num_fused_layers,
-            encoder=m.encoder,
-            encoder_kwargs=dict(m.encoder_kwargs),
-            node_channels=m.node_channels,
-            num_entities=self.kg.num_entities,
-            num_relations=2 * self.kg.num_relations,
-        )
-        lm = load_lm(m.lm, seed=c.seed)
-        fused = FusedLM(fusion, lm=lm, node_feature_table=self.node_feature_table())
-        model = TripleClassifier(fused, m.head_inputs, seed=c.seed)
-        freeze_bottom_layers(model.fused, m.freeze_lm_layers)
-        if m.freeze_injection:
-            hold_injection_at_zero(model.fused)
-        return model
+        fused = build_fused_lm(m, self.kg, seed=c.seed, node_features=self.node_feature_table())
+        return TripleClassifier(fused, m.head_inputs, seed=c.seed)
 
     def node_feature_table(self) -> Tensor | None:
-        """The ``[num_entities, d]`` table of ``node_features: text | kge`` (``None`` for learned)."""
-        m = self.config.model
-        if m.node_features == "text":
-            if self._node_table is None:
-                from gnnlm.fusion.node_features import entity_texts, text_node_features
-
-                self._node_table = text_node_features(m.lm, entity_texts(self.kg), quiet=True)
-            return self._node_table
-        if m.node_features == "kge":
-            if self._node_table is None:
-                from gnnlm.fusion.kge_source import kge_tables
-                from gnnlm.train.pretrained import from_pretrained
-
-                folder = Path(m.kge_run)
-                folder = folder / "model" if (folder / "model").is_dir() else folder
-                self._node_table = kge_tables(from_pretrained(folder, kg=self.kg))[0]
-            return self._node_table
-        return None
+        """The ``[num_entities, d]`` table of ``node_features: text | kge`` (``None`` for learned),
+        computed once per task."""
+        if self._node_table is None:
+            self._node_table = node_feature_table(self.config.model, self.kg)
+        return self._node_table
 
     def parameter_groups(self, model: TripleClassifier) -> dict[str, list[nn.Parameter]]:
         """``lm``, ``gnn``, ``fusion``, ``gates`` (every :class:`~gnnlm.fusion.TanhGate`) and ``head``."""
-        from gnnlm.fusion import TanhGate, injection_parameters
-
-        groups = injection_parameters(model.fused)
-        gates = {
-            id(p)
-            for module in model.fused.modules()
-            if isinstance(module, TanhGate)
-            for p in module.parameters()
-        }
-        return {
-            "lm": groups["lm"],
-            "gnn": groups["gnn"],
-            "fusion": [p for p in groups["fusion"] if id(p) not in gates],
-            "gates": [p for p in groups["fusion"] if id(p) in gates],
-            "head": list(model.head.parameters()),
-        }
+        return {**fused_parameter_groups(model.fused), "head": list(model.head.parameters())}
 
     # -- training ----------------------------------------------------------------------------------
     def num_train_examples(self) -> int:

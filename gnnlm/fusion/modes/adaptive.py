@@ -10,6 +10,22 @@ from torch import Tensor, nn
 from gnnlm.fusion.injection import FusionState, Injection, InjectionContext
 
 GRANULARITIES = ("token", "layer")
+#: ``regularizer`` values: none, the mean gate (sparsity) or its squared distance to ``target``.
+REGULARIZERS = (None, "sparsity", "target")
+
+
+def masked_layer_means(gates: Tensor, attention_mask: Tensor) -> Tensor:
+    """Mean gate of each fused layer over the batch's real tokens (padding left out).
+
+    Args:
+        gates: ``[num_fused_layers, batch, seq]`` adaptive gates (``FusionOutput.knowledge_gates``).
+        attention_mask: ``[batch, seq]``, 1 for real tokens.
+
+    Returns:
+        ``[num_fused_layers]`` means (0 for a batch without a real token).
+    """
+    mask = attention_mask.to(gates.dtype)  # [batch, seq]
+    return (gates * mask).sum((1, 2)) / mask.sum().clamp_min(1)
 
 
 class AdaptiveInjection(Injection):
@@ -26,22 +42,59 @@ class AdaptiveInjection(Injection):
     lets the model ignore knowledge where it does not help. It produces no knowledge itself, so it is
     combined with other modes (``injection: [graph, adaptive]``).
 
+    **Regulariser** (:meth:`regularization_loss`, added to the task's loss through
+    ``FusionOutput.regularization_loss``), over the real tokens of the batch (padding never counts),
+    with :math:`\bar\alpha_i` the mean gate of fused layer :math:`i` and :math:`K` fused layers:
+
+    * ``sparsity``: :math:`\lambda \cdot \frac1K \sum_i \bar\alpha_i`, the L1 norm of the (positive)
+      gates per token: every gate pays for being open, so knowledge stays on only where it lowers the
+      task loss by more than it costs.
+    * ``target``: :math:`\lambda \cdot \frac1K \sum_i (\bar\alpha_i - \tau)^2`, a budget of openness
+      :math:`\tau` per layer. The *mean* is pulled to :math:`\tau`, not each token's gate, so a layer
+      stays free to open for some tokens and close for others (a per-token penalty would push every
+      gate to :math:`\tau` and erase the selectivity the gate is for); per layer rather than over all
+      layers, so the budget cannot be met by one layer wide open and another shut.
+
+    Neither changes the forward pass: a fresh model is still exactly the LM.
+
     Args:
         context: sizes.
         granularity: ``token`` or ``layer``.
         bias: initial :math:`b` (``sigmoid(2) ~ 0.88``: knowledge mostly let through at start).
+        regularizer: ``None``, ``"sparsity"`` or ``"target"`` (above).
+        target: the openness :math:`\tau \in (0, 1)` of ``regularizer="target"`` (required there,
+            refused otherwise).
+        regularizer_weight: :math:`\lambda \ge 0`, applied here: ``regularization_loss`` is the
+            weighted value.
     """
 
     name: ClassVar[str] = "adaptive"
     gates_deltas: ClassVar[bool] = True
 
     def __init__(
-        self, context: InjectionContext, *, granularity: str = "token", bias: float = 2.0
+        self,
+        context: InjectionContext,
+        *,
+        granularity: str = "token",
+        bias: float = 2.0,
+        regularizer: str | None = None,
+        target: float | None = None,
+        regularizer_weight: float = 0.1,
     ) -> None:
         super().__init__(context)
         if granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+        if regularizer not in REGULARIZERS:
+            raise ValueError(f"regularizer must be one of {REGULARIZERS}, got {regularizer!r}")
+        if regularizer == "target" and (target is None or not 0.0 < target < 1.0):
+            raise ValueError(f"regularizer 'target' needs a target in (0, 1), got {target!r}")
+        if regularizer != "target" and target is not None:
+            raise ValueError(f"target={target} is used only with regularizer: target")
+        if not regularizer_weight >= 0.0:
+            raise ValueError(f"regularizer_weight must be >= 0, got {regularizer_weight!r}")
         self.granularity, self.bias_init = granularity, bias
+        self.regularizer, self.target = regularizer, target
+        self.regularizer_weight = regularizer_weight
         k, d = len(context.fused_layers), context.hidden_size
         self.norm = nn.ModuleList(nn.LayerNorm(d) for _ in range(k))
         self.weight = nn.Parameter(torch.empty(k, 2 * d))
@@ -68,11 +121,27 @@ class AdaptiveInjection(Injection):
                 -1
             )  # [batch, seq, 1]
         state.knowledge_gates.append(alpha.squeeze(-1))
+        own = state.cache.setdefault(self.name, [])  # this mode's gates, for the regulariser
+        own.append(alpha.squeeze(-1))
         return alpha * delta
+
+    def regularization_loss(self, state: FusionState) -> Tensor | None:
+        """The weighted regulariser of the gates of this forward pass (class docstring), or ``None``
+        without a regulariser (or when no knowledge was gated)."""
+        gates = state.cache.get(self.name)
+        if self.regularizer is None or not gates:
+            return None
+        means = masked_layer_means(torch.stack(gates), state.batch.attention_mask)  # [K]
+        if self.regularizer == "sparsity":
+            value = means.mean()
+        else:
+            value = (means - self.target).pow(2).mean()
+        return self.regularizer_weight * value
 
     def gate_values(self) -> Tensor | None:
         """``[num_fused_layers]`` ``sigmoid(b)``, the gate of a token with no features."""
         return torch.sigmoid(self.bias.detach())
 
     def extra_repr(self) -> str:
-        return f"granularity={self.granularity}, layers={list(self.context.fused_layers)}"
+        extra = f", regularizer={self.regularizer}" if self.regularizer else ""
+        return f"granularity={self.granularity}, layers={list(self.context.fused_layers)}{extra}"

@@ -1,0 +1,186 @@
+"""The fused LM of every text + graph task, built from a task's ``model:`` block.
+
+Triple classification and pre-training build their :class:`~gnnlm.fusion.FusedLM` here, from the same
+``model:`` keys (:class:`~gnnlm.tasks.triple_classification.TripleClassificationModelConfig`), and hold it
+under the attribute ``fused``: a model pre-trained with one ``model:`` block and a downstream model built
+from the same block share every ``fused.*`` parameter name and shape, so the second stage of a two-stage
+run can start from the first stage's weights by name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor, nn
+
+from gnnlm.config import ConfigError, check_kwargs
+from gnnlm.utils.strict_yaml import quote
+
+if TYPE_CHECKING:
+    from gnnlm.data import KnowledgeGraph
+    from gnnlm.fusion import FusedLM
+    from gnnlm.train.config import RunConfig
+
+__all__ = [
+    "build_fused_lm",
+    "check_fused_model",
+    "freeze_bottom_layers",
+    "fused_parameter_groups",
+    "hold_injection_at_zero",
+    "node_feature_table",
+]
+
+
+def check_fused_model(
+    config: RunConfig, max_length: int, length_key: str = "data.max_length"
+) -> None:
+    """Check ``config.model`` before any data loads: the LM loads its config, ``max_length`` (set at
+    ``length_key``) fits its positions, every injection mode exists and takes its options, and the
+    encoder exists when a mode needs one.
+
+    Raises:
+        ConfigError: naming the file and line of the offending key.
+    """
+    from gnnlm.fusion import injection_resolver, text_positions
+    from gnnlm.lm import load_lm_config
+
+    c, m = config, config.model
+    try:
+        positions = text_positions(load_lm_config(m.lm))
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"{c.at('model.lm')}model.lm {quote(m.lm)}: {' '.join(str(err).split())}"
+        ) from None
+    if positions is not None and max_length > positions:
+        raise ConfigError(
+            f"{c.at(length_key)}{length_key}={max_length} is longer than the "
+            f"{positions} positions of {m.lm!r}; use {length_key} <= {positions}"
+        )
+    graph = False
+    for k, mode in enumerate(m.injection):
+        try:
+            cls = injection_resolver.lookup(mode)
+        except (KeyError, ValueError, TypeError, ImportError):
+            raise ConfigError(
+                f"{c.at('model.injection')}model.injection[{k}]: unknown mode {quote(mode)}; "
+                f"valid: {', '.join(sorted(injection_resolver.lookup_dict))}"
+            ) from None
+        graph = graph or cls.uses_graph_encoder
+        kwargs = m.injection_kwargs.get(mode, {})
+        skip = ("context", "entity_embeddings", "relation_embeddings")
+        check_kwargs(c, f"model.injection_kwargs.{mode}", cls, kwargs, skip)
+    if graph:
+        from gnnlm.encoders import lookup_encoder
+
+        try:
+            lookup_encoder(m.encoder)
+        except (KeyError, ValueError, TypeError, ImportError) as err:
+            raise ConfigError(
+                f"{c.at('model.encoder')}model.encoder {quote(m.encoder)}: "
+                f"{' '.join(str(err).split())}"
+            ) from None
+
+
+def node_feature_table(model_config: Any, kg: KnowledgeGraph) -> Tensor | None:
+    """The ``[num_entities, d]`` initial node-feature table of ``node_features: text | kge`` (``None``
+    for ``learned``): the LM's pooled encoding of each entity's text (cached on disk), or the entity
+    table of the KGE run ``kge_run``."""
+    m = model_config
+    if m.node_features == "text":
+        from gnnlm.fusion.node_features import entity_texts, text_node_features
+
+        return text_node_features(m.lm, entity_texts(kg), quiet=True)
+    if m.node_features == "kge":
+        from gnnlm.fusion.kge_source import kge_tables
+        from gnnlm.train.pretrained import from_pretrained
+
+        folder = Path(m.kge_run)
+        folder = folder / "model" if (folder / "model").is_dir() else folder
+        return kge_tables(from_pretrained(folder, kg=kg))[0]
+    return None
+
+
+def build_fused_lm(
+    model_config: Any, kg: KnowledgeGraph, *, seed: int, node_features: Tensor | None = None
+) -> FusedLM:
+    """The fused LM of a ``model:`` block over ``kg`` (relations and their inverses), its bottom LM
+    layers frozen (``freeze_lm_layers``) and its injections held at zero (``freeze_injection``).
+
+    Random draws: the LM's (tiny models) from ``seed``, the fusion modules' from torch's global
+    generator (which the engine seeds before :meth:`~gnnlm.train.task.Task.build_model`), so two tasks
+    built from the same block and seed start from the same fused weights.
+
+    Args:
+        model_config: the ``model:`` section (``lm``, ``injection``, ``encoder``, ...).
+        kg: the graph (entity and relation counts).
+        seed: the run's seed.
+        node_features: the table of :func:`node_feature_table` (``None`` for learned features).
+    """
+    from gnnlm.fusion import FusedLM, FusionConfig
+    from gnnlm.lm import load_lm
+
+    m = model_config
+    fusion = FusionConfig(
+        lm=m.lm,
+        gate_init=m.gate_init,
+        node_features=m.node_features,
+        node_features_trainable=m.node_features_trainable,
+        injection=list(m.injection),
+        injection_kwargs={mode: dict(m.injection_kwargs.get(mode, {})) for mode in m.injection},
+        num_fused_layers=m.num_fused_layers,
+        encoder=m.encoder,
+        encoder_kwargs=dict(m.encoder_kwargs),
+        node_channels=m.node_channels,
+        num_entities=kg.num_entities,
+        num_relations=2 * kg.num_relations,
+    )
+    lm = load_lm(m.lm, seed=seed)
+    fused = FusedLM(fusion, lm=lm, node_feature_table=node_features)
+    freeze_bottom_layers(fused, m.freeze_lm_layers)
+    if m.freeze_injection:
+        hold_injection_at_zero(fused)
+    return fused
+
+
+def freeze_bottom_layers(model, num_layers: int) -> None:
+    """Freeze the embeddings and the bottom ``num_layers`` layers of a fused model's LM."""
+    lm = model.lm
+    if num_layers <= 0:
+        return
+    lm.model.embeddings.requires_grad_(False)
+    for i in range(min(num_layers, lm.num_layers)):
+        lm.layers[i].requires_grad_(False)
+
+
+def hold_injection_at_zero(fused) -> None:
+    """Close every injection gate and freeze the injection modules: the fused LM is then the plain LM
+    and the GNN never reads the text (late fusion, when the head reads both)."""
+    from gnnlm.fusion import TanhGate
+
+    for injection in fused.injections.values():
+        for module in injection.modules():
+            if isinstance(module, TanhGate):
+                nn.init.zeros_(module.weight)
+        injection.requires_grad_(False)
+
+
+def fused_parameter_groups(fused: FusedLM) -> dict[str, list[nn.Parameter]]:
+    """The fused LM's parameters in the groups every fused task names in ``training.param_groups``:
+    ``lm`` (the transformer), ``gnn`` (encoder, node/role/relation embeddings), ``fusion`` (the
+    injection modules) and ``gates`` (their :class:`~gnnlm.fusion.TanhGate` parameters)."""
+    from gnnlm.fusion import TanhGate, injection_parameters
+
+    groups = injection_parameters(fused)
+    gates = {
+        id(p)
+        for module in fused.modules()
+        if isinstance(module, TanhGate)
+        for p in module.parameters()
+    }
+    return {
+        "lm": groups["lm"],
+        "gnn": groups["gnn"],
+        "fusion": [p for p in groups["fusion"] if id(p) not in gates],
+        "gates": [p for p in groups["fusion"] if id(p) in gates],
+    }

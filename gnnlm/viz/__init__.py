@@ -1,0 +1,12 @@
+"""Plots of runs and models (matplotlib, the optional ``bench`` extra, is imported only when drawing).
+
+* :mod:`gnnlm.viz.gates`: injection gates over training (:func:`plot_gate_history`) and the adaptive
+  gate of every token at every fused layer for one example (:func:`token_gate_matrix`,
+  :func:`plot_token_gates`).
+"""
+
+from __future__ import annotations
+
+from gnnlm.viz.gates import gate_series, plot_gate_history, plot_token_gates, token_gate_matrix
+
+__all__ = ["gate_series", "plot_gate_history", "plot_token_gates", "token_gate_matrix"]
