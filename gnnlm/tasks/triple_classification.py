@@ -446,7 +446,7 @@ class TripleClassifier(nn.Module):
 
     def forward(self, batch) -> tuple[Tensor, Tensor | None]:
         """``(logits [batch], loss)``; the loss (``None`` without labels) adds the dual tower's
-        contrastive loss when present."""
+        contrastive loss and the modes' (already weighted) regularisation loss when present."""
         out = self.fused(batch)
         text = out.pooled_output  # [batch, hidden]
         graph = out.graph_pooled_output  # [batch, node_channels] or None
@@ -460,6 +460,8 @@ class TripleClassifier(nn.Module):
         loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels.float())
         if out.contrastive_loss is not None:
             loss = loss + CONTRASTIVE_WEIGHT * out.contrastive_loss
+        if out.regularization_loss is not None:  # e.g. adaptive gates' sparsity / target openness
+            loss = loss + out.regularization_loss
         return logits, loss
 
 
@@ -547,11 +549,18 @@ class TripleClassificationTask(Task):
     ) -> StepOutput:
         """The loss of the training examples ``indices`` (dropout draws from torch's global generator,
         which the engine's checkpoints save)."""
+        from gnnlm.fusion.gate_stats import knowledge_gate_stats, record_outputs
+
         examples = self.examples["train"]
         batch = self._batch(model, [examples[i] for i in indices.tolist()])
-        logits, loss = model(batch)
+        with record_outputs(model.fused) as outputs:  # the adaptive gates, for the logs
+            logits, loss = model(batch)
         accuracy = ((logits.detach() > 0).float() == batch.labels).float().mean()
         logs = {"accuracy": float(accuracy)}
+        # adaptive injection: knowledge_gate_<layer> (mean over real tokens), knowledge_open_<layer>
+        logs.update(knowledge_gate_stats(outputs, batch.attention_mask).logs())
+        if outputs and outputs[-1].regularization_loss is not None:
+            logs["regularization"] = float(outputs[-1].regularization_loss.detach())
         for name, injection in model.fused.injections.items():
             values = injection.gate_values()
             if values is not None:  # the gates' path over training, for a plot
@@ -587,14 +596,21 @@ class TripleClassificationTask(Task):
         return len(self.examples.get(split, ())) > 0
 
     def evaluate(self, model: TripleClassifier, split: str) -> dict[str, Any]:
-        """Accuracy (logit > 0 means true), mean BCE loss and the number of examples on ``split``, and
-        the injection gates (``{mode: [per fused layer]}``)."""
+        """Accuracy (logit > 0 means true), mean BCE loss and the number of examples on ``split``, the
+        injection gates (``{mode: [per fused layer]}``) and, with adaptive injection, its gates over the
+        split's real tokens: ``knowledge_gates`` (mean per fused layer) and ``knowledge_open`` (share
+        above 0.5 per fused layer)."""
+        from gnnlm.fusion.gate_stats import KnowledgeGateStats, record_outputs
+
         examples = self.examples[split]
         size = self.config.evaluation.batch_size
         correct, loss, outcomes = 0, 0.0, []
+        knowledge = KnowledgeGateStats()
         for i in range(0, len(examples), size):
             batch = self._batch(model, examples[i : i + size])
-            logits, _ = model(batch)
+            with record_outputs(model.fused) as outputs:
+                logits, _ = model(batch)
+            knowledge.update(outputs[-1].knowledge_gates, batch.attention_mask)
             labels = batch.labels.float()
             right = (logits > 0).float() == labels
             outcomes += right.int().tolist()
@@ -610,12 +626,18 @@ class TripleClassificationTask(Task):
             for name, inj in model.fused.injections.items()
             if (values := inj.gate_values()) is not None
         }
+        adaptive = (
+            {"knowledge_gates": knowledge.means(), "knowledge_open": knowledge.open_shares()}
+            if knowledge
+            else {}
+        )
         return {
             "accuracy": correct / n,
             "loss": loss / n,
             "num_examples": n,
             "connectivity_rule_accuracy": self.connectivity_rule_accuracy(split),
             "gates": gates,
+            **adaptive,
             "correct": outcomes,  # per example, in order: paired comparisons between runs
         }
 
