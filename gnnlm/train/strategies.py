@@ -74,7 +74,7 @@ class Strategies:
 
             self.adversarial = AdversarialTraining(f.adversarial, model)
         if f.meta.method:
-            if not callable(getattr(task, "sample_episode", None)):
+            if type(task).sample_episode is Task.sample_episode:
                 raise ConfigError(
                     f"{where}finetuning.meta: task {task.name or type(task).__name__} draws no "
                     "episodes (it has no sample_episode method)"

@@ -123,6 +123,17 @@ class Task:
         """
         raise NotImplementedError
 
+    def sample_episode(self, generator: torch.Generator, settings: Any) -> Any:
+        """A meta-learning episode (``finetuning.meta``): a
+        :class:`~gnnlm.strategies.meta.Episode` of support and query indices into
+        ``range(num_train_examples())``, disjoint, drawn from ``generator`` only (same seed, same
+        episode). Tasks with classes draw ``settings.ways`` classes, ``settings.shots`` support and
+        ``settings.queries`` query examples per class. The default has no episodes."""
+        raise ConfigError(
+            f"finetuning.meta: task {self.name or type(self).__name__} draws no episodes "
+            "(it does not implement sample_episode)"
+        )
+
     def after_step(self, model: nn.Module) -> None:
         """Called after every optimizer step (e.g. parameter constraints such as unit norms)."""
 
