@@ -318,6 +318,8 @@ def apply_overrides(config: C, overrides: list[str] | tuple[str, ...] | dict[str
         if isinstance(overrides, dict)
         else [_parse_override(item) for item in overrides]
     )
+    if not items:  # still a new config: callers change the result (a variant clears its variants)
+        return copy.deepcopy(config)
     data = config.to_dict()
     origins = dict(getattr(config, "_origins", {}))
     cls = type(config)

@@ -159,9 +159,11 @@ class RunConfig(Config):
         seeds: the seeds of a comparison (``[]``: just ``seed``).
         finetuning: how the model is updated: frozen parts, LoRA, phases, adversarial training,
             meta-learning (:mod:`gnnlm.strategies`; the default trains everything).
-        pretraining: a whole config of a pre-training task (``task: kepler``, ``task: dragon``, ...)
-            that runs first, into ``RUN_DIR/pretraining``; this run then starts from its weights (the
-            parameters the two models share, by name): two-stage injection. ``{}``: none.
+        pretraining: a whole config of a pre-training task (``task: pretraining`` with ``objectives:
+            [mlm, kepler, link_prediction]``, see :mod:`gnnlm.tasks.pretraining`) that runs first, into
+            ``RUN_DIR/pretraining``; this run then starts from its weights (the parameters the two
+            models share, by name: the fused LM): two-stage injection. Its ``model:`` and ``dataset``
+            default to this run's, so the two models match. ``{}``: none.
     """
 
     task: str = "link_prediction"

@@ -336,8 +336,13 @@ class Trainer:
         if resume and (self.run_dir / CHECKPOINT_NAME).exists():
             return None, True  # stage 2 is under way: its checkpoint has everything
         if not (stage_dir / "metrics.json").is_file():
+            mapping = dict(self.config.pretraining)
+            own = self.config.to_dict()
+            for key in ("dataset", "dataset_kwargs", "model"):  # the same model, on the same data
+                if key in own and key not in mapping:
+                    mapping[key] = own[key]
             stage = config_from_mapping(
-                self.config.pretraining, source=self.config.at("pretraining"), key="pretraining"
+                mapping, source=self.config.at("pretraining"), key="pretraining"
             )
             interrupted = (stage_dir / CHECKPOINT_NAME).is_file()
             Trainer(stage, run_dir=stage_dir, quiet=self.quiet).fit(resume=interrupted)

@@ -325,3 +325,14 @@ def test_log_steps_writes_running_training_means_between_epochs(tmp_path):
     assert [r["step"] for r in step_rows] == [3, 6, 9, 12, 15]
     assert all("train_mean_target" in r and "valid_mse" not in r for r in step_rows)
     assert [r["step"] for r in rows if "valid_mse" in r] == [8, 16]
+
+
+def test_an_empty_variant_leaves_the_comparison_intact():
+    """``full: {}`` (the config itself) between other arms: checking it must not clear the variants
+    (apply_overrides with nothing to apply returned the config itself, which variant() then changed)."""
+    from gnnlm.train.config import RunConfig
+
+    config = RunConfig(variants={"a": {"seed": 1}, "full": {}, "b": {"seed": 2}})
+    config.check_variants()
+    assert list(config.variants) == ["a", "full", "b"]
+    assert config.variant("full").variants == {} and config.variant("full") is not config
