@@ -47,6 +47,8 @@ from pathlib import Path
 
 import torch
 
+from gnnlm.train.variants import paired_bootstrap
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -74,23 +76,6 @@ def _mean_std(values: list[float]) -> dict:
 
     summary = summarize(values)
     return {"mean": summary["mean"], "std": summary["std"]}
-
-
-def paired_bootstrap(a: list[list[int]], b: list[list[int]], *, rounds: int, seed: int = 0) -> dict:
-    """95% percentile interval of mean(accuracy of a - accuracy of b) over seeds, resampling the test
-    examples within each seed (a[s][i], b[s][i]: outcome of example i under seed s)."""
-    g = torch.Generator().manual_seed(seed)
-    diffs = [
-        torch.tensor(x, dtype=torch.float) - torch.tensor(y, dtype=torch.float)
-        for x, y in zip(a, b)
-    ]
-    means = torch.zeros(rounds)
-    for d in diffs:
-        index = torch.randint(0, len(d), (rounds, len(d)), generator=g)
-        means += d[index].mean(1)
-    means /= len(diffs)
-    low, high = torch.quantile(means, torch.tensor([0.025, 0.975])).tolist()
-    return {"mean": float(sum(d.mean() for d in diffs) / len(diffs)), "low": low, "high": high}
 
 
 def kge_baseline(args: argparse.Namespace, config, quiet: bool) -> dict:

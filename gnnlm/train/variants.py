@@ -47,6 +47,29 @@ def summarize(values: list[float]) -> dict[str, Any]:
     return {"mean": mean, "std": std, "ci95": ci, "n": n, "values": values}
 
 
+def paired_bootstrap(
+    a: list[list[int]], b: list[list[int]], *, rounds: int = 10000, seed: int = 0
+) -> dict[str, float]:
+    """``{"mean", "low", "high"}``: the mean over seeds of (accuracy of ``a`` - accuracy of ``b``) and
+    its 95% percentile interval, resampling the test examples within each seed (``a[s][i]``,
+    ``b[s][i]``: the outcome, 0 or 1, of example ``i`` under seed ``s``; both arms saw the same
+    examples of a seed)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    diffs = [
+        torch.tensor(x, dtype=torch.float) - torch.tensor(y, dtype=torch.float)
+        for x, y in zip(a, b)
+    ]
+    means = torch.zeros(rounds)
+    for d in diffs:
+        index = torch.randint(0, len(d), (rounds, len(d)), generator=g)
+        means += d[index].mean(1)
+    means /= len(diffs)
+    low, high = torch.quantile(means, torch.tensor([0.025, 0.975])).tolist()
+    return {"mean": float(sum(d.mean() for d in diffs) / len(diffs)), "low": low, "high": high}
+
+
 @dataclass
 class Comparison:
     """The outcome of :func:`run_variants`.
