@@ -188,7 +188,9 @@ class Trainer:
         callbacks: functions ``callback(trainer, row)`` called after every epoch (after its checkpoint is
             written) with the epoch's log row; raising from one interrupts training.
         step_callbacks: functions ``callback(trainer)`` called after every optimizer step (after a
-            step checkpoint is written); raising from one interrupts training mid-epoch.
+            step checkpoint is written); raising from one interrupts training mid-epoch. Both kinds
+            also run in the pre-training stage of a two-stage run (``trainer.config.task`` tells
+            which stage is calling).
     """
 
     def __init__(
@@ -345,7 +347,10 @@ class Trainer:
                 mapping, source=self.config.at("pretraining"), key="pretraining"
             )
             interrupted = (stage_dir / CHECKPOINT_NAME).is_file()
-            Trainer(stage, run_dir=stage_dir, quiet=self.quiet).fit(resume=interrupted)
+            Trainer(
+                stage, run_dir=stage_dir, quiet=self.quiet, callbacks=self.callbacks,
+                step_callbacks=self.step_callbacks,
+            ).fit(resume=interrupted)  # fmt: skip
         return stage_dir, False
 
     def _fit(self, resume: bool, init_from: str | Path | None = None) -> TrainResult:

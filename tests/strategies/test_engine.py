@@ -24,7 +24,9 @@ def graph(tmp_path_factory) -> Path:
     return write_graph(tmp_path_factory.mktemp("kg") / "g", 20, 110)
 
 
-def config(graph: Path, finetuning: dict[str, Any] | None = None, **top: Any):
+def config(
+    graph: Path, finetuning: dict[str, Any] | None = None, model: dict | None = None, **top: Any
+):
     mapping = {
         **subtask(graph, num_train=12),
         "training": {"epochs": 2, "batch_size": 4, "optimizer": "adamw", "lr": 3e-3,
@@ -33,7 +35,7 @@ def config(graph: Path, finetuning: dict[str, Any] | None = None, **top: Any):
         "finetuning": finetuning or {},
         **top,
     }  # fmt: skip
-    mapping["model"] = {**mapping["model"], "freeze_lm_layers": 0}
+    mapping["model"] = {**mapping["model"], "freeze_lm_layers": 0, **(model or {})}
     return config_from_mapping(mapping)
 
 
@@ -239,16 +241,34 @@ STRATEGIES = {
 }
 
 
-@pytest.mark.parametrize("name", list(STRATEGIES))
+ADAPTIVE = {
+    "injection": ["graph", "adaptive"],
+    "injection_kwargs": {"adaptive": {"regularizer": "target", "target": 0.5}},
+}
+
+
+@pytest.mark.parametrize("name", [*STRATEGIES, "adaptive", "two_stage", "two_stage_in_stage_1"])
 def test_every_strategy_resumes_bit_for_bit(graph, tmp_path, name):
     """2 epochs of 3 steps with a checkpoint after every step, killed after step 4 (mid-epoch, in the
-    second phase where there are phases): the resumed run's weights, logs and metrics equal an
-    uninterrupted run's."""
-    cfg = config(graph, STRATEGIES[name], training={"epochs": 2, "batch_size": 4,
-                                                    "checkpoint_steps": 1})  # fmt: skip
+    second phase where there are phases; for two-stage, in either stage): the resumed run's weights,
+    logs and metrics equal an uninterrupted run's."""
+    top: dict[str, Any] = {}
+    if name.startswith("two_stage"):
+        top["pretraining"] = {
+            "task": "pretraining", "objectives": ["mlm", "link_prediction"],
+            "data": {"num_train": 12, "num_valid": 4, "max_length": 24},
+            "training": {"epochs": 2, "batch_size": 4, "checkpoint_steps": 1},
+            "evaluation": {"frequency": 0, "metric": "loss"},
+        }  # fmt: skip
+    cfg = config(
+        graph, STRATEGIES.get(name), ADAPTIVE if name == "adaptive" else None,
+        training={"epochs": 2, "batch_size": 4, "checkpoint_steps": 1}, **top,
+    )  # fmt: skip
+
+    stage = "pretraining" if name == "two_stage_in_stage_1" else cfg.task
 
     def kill_after(trainer):
-        if trainer.step == 4:
+        if trainer.step == 4 and trainer.config.task == stage:
             raise Killed
 
     Trainer(cfg, run_dir=tmp_path / "a", quiet=True).fit()
