@@ -78,9 +78,7 @@ def run_multitask(config, seeds: list[int], out: Path, *, resume: bool, quiet: b
     for seed in seeds:
         folder = out / "runs" / "multitask" / f"seed-{seed}"
         if not (resume and (folder / "metrics.json").is_file()):
-            Trainer(multitask_config(config, seed), run_dir=folder, quiet=quiet).fit(
-                overwrite=True
-            )
+            Trainer(multitask_config(config, seed), run_dir=folder, quiet=quiet).fit(overwrite=True)
         metrics = json.loads((folder / "metrics.json").read_text())
         # the matched-negatives sub-task is the other arms' task: same examples, same test set
         metrics["test"] = metrics["test"]["matched"]
@@ -133,11 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "strategies")
     parser.add_argument("--results", type=Path, default=RESULTS / "strategies.json")
     parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
-    parser.add_argument("--quick", action="store_true", help="tiny-bert, a few examples: a smoke run")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny-bert, a few examples: a smoke run"
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from gnnlm.config import apply_overrides
     from gnnlm.tasks.loading import load_config
     from gnnlm.train.variants import run_variants
 

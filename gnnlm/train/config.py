@@ -23,7 +23,6 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-from gnnlm.strategies.config import FinetuningConfig
 from gnnlm.config import (
     AT_LEAST_0,
     AT_LEAST_1,
@@ -39,6 +38,7 @@ from gnnlm.config import (
     config_diff,
     constructor_keywords,
 )
+from gnnlm.strategies.config import FinetuningConfig
 
 __all__ = [
     "ConfigError",

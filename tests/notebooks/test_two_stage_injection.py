@@ -36,7 +36,9 @@ def test_the_notebook_pretrains_fine_tunes_and_draws_the_gates(tmp_path, capsys)
     for old, new in TINY.items():
         assert old in script, old  # the settings the notebook documents are still there
         script = script.replace(old, new)
-    script = script.replace('OUT = Path("runs/notebook-two-stage")', f"OUT = Path({str(tmp_path)!r})")
+    script = script.replace(
+        'OUT = Path("runs/notebook-two-stage")', f"OUT = Path({str(tmp_path)!r})"
+    )
     namespace: dict = {}
     exec(compile(script, NOTEBOOK.name, "exec"), namespace)
     result = namespace["result"]

@@ -235,7 +235,8 @@ STRATEGIES = {
     "reptile": {"meta": {"method": "reptile", "shots": 1, "queries": 1, "meta_batch_size": 2}},
     "fomaml": {"meta": {"method": "fomaml", "shots": 1, "queries": 1, "meta_batch_size": 2}},
     "staged+fgm+lora": {
-        "lora": {"r": 2}, "adversarial": {"method": "fgm"},
+        "lora": {"r": 2},
+        "adversarial": {"method": "fgm"},
         "phases": [{"steps": 3, "trainable": ["head"]}, {"trainable": ["all"]}],
     },  # fmt: skip
 }
