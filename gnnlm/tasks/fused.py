@@ -102,7 +102,13 @@ def node_feature_table(model_config: Any, kg: KnowledgeGraph) -> Tensor | None:
 
 
 def build_fused_lm(
-    model_config: Any, kg: KnowledgeGraph, *, seed: int, node_features: Tensor | None = None
+    model_config: Any,
+    kg: KnowledgeGraph,
+    *,
+    seed: int,
+    node_features: Tensor | None = None,
+    fused_class: type[FusedLM] | None = None,
+    **fusion_options: Any,
 ) -> FusedLM:
     """The fused LM of a ``model:`` block over ``kg`` (relations and their inverses), its bottom LM
     layers frozen (``freeze_lm_layers``) and its injections held at zero (``freeze_injection``).
@@ -116,6 +122,9 @@ def build_fused_lm(
         kg: the graph (entity and relation counts).
         seed: the run's seed.
         node_features: the table of :func:`node_feature_table` (``None`` for learned features).
+        fused_class: a :class:`~gnnlm.fusion.FusedLM` subclass to build (default ``FusedLM``), e.g.
+            one whose ``node_roles`` reads task-specific node types.
+        **fusion_options: further :class:`~gnnlm.fusion.FusionConfig` fields (``num_roles``).
     """
     from gnnlm.fusion import FusedLM, FusionConfig
     from gnnlm.lm import load_lm
@@ -134,9 +143,10 @@ def build_fused_lm(
         node_channels=m.node_channels,
         num_entities=kg.num_entities,
         num_relations=2 * kg.num_relations,
+        **fusion_options,
     )
     lm = load_lm(m.lm, seed=seed)
-    fused = FusedLM(fusion, lm=lm, node_feature_table=node_features)
+    fused = (fused_class or FusedLM)(fusion, lm=lm, node_feature_table=node_features)
     freeze_bottom_layers(fused, m.freeze_lm_layers)
     if m.freeze_injection:
         hold_injection_at_zero(fused)

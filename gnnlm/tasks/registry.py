@@ -18,6 +18,7 @@ BUILTIN_TASKS = {
     "pretraining": "gnnlm.tasks.pretraining.task:PretrainingTask",
     "triple_classification": "gnnlm.tasks.triple_classification:TripleClassificationTask",
     "multitask": "gnnlm.tasks.multitask:MultitaskTask",
+    "multiple_choice": "gnnlm.tasks.multiple_choice.task:MultipleChoiceTask",
 }
 
 
