@@ -19,6 +19,7 @@ BUILTIN_TASKS = {
     "triple_classification": "gnnlm.tasks.triple_classification:TripleClassificationTask",
     "multitask": "gnnlm.tasks.multitask:MultitaskTask",
     "multiple_choice": "gnnlm.tasks.multiple_choice.task:MultipleChoiceTask",
+    "metaqa": "gnnlm.tasks.metaqa.task:MetaQATask",
 }
 
 

@@ -1,0 +1,255 @@
+"""Node ranking for KG question answering: every node of a question's subgraph is scored as its
+answer.
+
+The question is encoded by the fused LM (:class:`~gnnlm.fusion.FusedLM`); the candidates are the
+nodes of its subgraph other than the topic. Three arms (``model.arm``) differ only in where a
+candidate's vector ``h_v`` comes from; the question vector ``q`` (the LM's pooled output), the
+candidates, the budget and the head are the same:
+
+* ``lm``: the LM-only baseline. ``h_v`` is a projection of the LM's encoding of the candidate's
+  *name* (a frozen table, computed once and cached): the model sees which entities are candidates
+  but no edge.
+* ``gnn``: a GNN over the subgraph whose initial node features include the question
+  (``x_v = feature(v) + role(v) + W_q q``); no injection into the LM.
+* ``fused``: the fused LM's own GNN states (``FusionOutput.node_states``), with graph injection
+  exchanging information between tokens and nodes in both directions.
+
+Head (:class:`NodeRankingHead`): ``score(v) = w^T GELU(W [h_v ; q ; h_v * P q] + b) + c``, an MLP
+over the candidate, the question and their elementwise interaction (``P`` maps the question to node
+width). A softmax over each example's candidates (other examples' nodes, the topic and padding
+masked) gives ``p(v)``; with several gold answers the loss is ``-log sum_{v gold} p(v)``
+(:func:`ranking_loss`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.utils import to_dense_batch
+
+#: the arms of a comparison
+ARMS = ("lm", "gnn", "fused")
+
+
+class NodeRankingHead(nn.Module):
+    """``score(v) = MLP([h_v ; q ; h_v * P q])``.
+
+    Args:
+        node_channels: width of the candidate vectors ``h_v``.
+        hidden_size: width of the question vector ``q``.
+        channels: the MLP's hidden width.
+        seed: the head's initialisation depends on this seed only (every arm starts from the same
+            head).
+    """
+
+    def __init__(self, node_channels: int, hidden_size: int, channels: int, seed: int = 0) -> None:
+        super().__init__()
+        self.query = nn.Linear(hidden_size, node_channels)
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * node_channels + hidden_size, channels), nn.GELU(), nn.Linear(channels, 1)
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for module in (self.query, self.mlp[0], self.mlp[2]):
+                module.reset_parameters()
+
+    def forward(self, nodes: Tensor, question: Tensor, batch: Tensor) -> Tensor:
+        """Scores of nodes.
+
+        Args:
+            nodes: ``[num_nodes, node_channels]`` candidate vectors (PyG layout).
+            question: ``[batch, hidden_size]`` question vectors.
+            batch: ``[num_nodes]`` the example of each node.
+
+        Returns:
+            ``[num_nodes]`` scores.
+        """
+        q = question[batch]  # [num_nodes, hidden]
+        interaction = nodes * self.query(q)  # [num_nodes, node_channels]
+        return self.mlp(torch.cat([nodes, q, interaction], -1)).squeeze(-1)
+
+
+def candidate_scores(scores: Tensor, graph) -> tuple[Tensor, Tensor]:
+    """Per-node scores in a dense ``[batch, max_nodes]`` layout with the candidate mask.
+
+    Args:
+        scores: ``[num_nodes]`` scores in PyG layout.
+        graph: the batch's PyG ``Batch`` (``batch``, ``ptr``, ``num_seeds``; seeds come first).
+
+    Returns:
+        ``(scores [batch, max_nodes], candidates [batch, max_nodes])``: non-candidates (the topic
+        and the other seeds, padding) are ``-inf`` and ``False``.
+    """
+    size = int(graph.num_seeds.numel())
+    dense, real = to_dense_batch(scores, graph.batch, batch_size=size)  # [B, M], [B, M]
+    local = torch.arange(dense.size(1), device=dense.device)  # [M]
+    candidates = real & (local.unsqueeze(0) >= graph.num_seeds.unsqueeze(1))
+    return dense.masked_fill(~candidates, float("-inf")), candidates
+
+
+def ranking_loss(scores: Tensor, gold: Tensor) -> Tensor:
+    """``-log sum_{v gold} p(v)`` per example, ``p`` the softmax over the example's candidates.
+
+    Args:
+        scores: ``[batch, max_nodes]`` with ``-inf`` at non-candidates.
+        gold: ``[batch, max_nodes]`` gold answers among the candidates (at least one per example, or
+            the example's loss is ``inf``).
+
+    Returns:
+        ``[batch]`` losses.
+    """
+    log_p = torch.log_softmax(scores.float(), -1)  # [B, M]
+    return -torch.logsumexp(log_p.masked_fill(~gold, float("-inf")), -1)
+
+
+class NameTable(nn.Module):
+    """Candidates as their names: a frozen ``[num_entities, d]`` table of the LM's name encodings
+    (not saved with the model: :meth:`~gnnlm.tasks.metaqa.task.MetaQATask.build_model` recomputes it
+    from its cache) and a trained projection to ``node_channels``."""
+
+    def __init__(self, table: Tensor, node_channels: int) -> None:
+        super().__init__()
+        self.register_buffer("table", table.detach().float(), persistent=False)
+        self.projection = nn.Linear(table.size(1), node_channels)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """``[n]`` entity ids -> ``[n, node_channels]``."""
+        return self.projection(self.table[ids])
+
+
+class QuestionGNN(nn.Module):
+    """A GNN conditioned on the question: ``x_v = feature(v) + role(v) + W_q q``, then the encoder's
+    layers.
+
+    Args:
+        encoder: a :class:`~gnnlm.encoders.GraphEncoder` of width ``node_channels``.
+        features: ``[num_entities] -> [*, node_channels]`` initial node features (a learned table or
+            a projected text / KGE table).
+        channels: ``node_channels``.
+        hidden_size: width of the question vector.
+        num_relations: relation ids of the graph (with inverses), for encoders with relation
+            vectors.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        features: nn.Module,
+        *,
+        channels: int,
+        hidden_size: int,
+        num_relations: int,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.features = features
+        self.role = nn.Embedding(2, channels)  # 1: a seed (the topic), 0: other nodes
+        nn.init.normal_(self.role.weight, std=0.02)
+        self.question = nn.Linear(hidden_size, channels)
+        self.relation: nn.Parameter | None = None
+        if encoder.updates_relations or encoder.supports_edge_attr:
+            self.relation = nn.Parameter(torch.empty(num_relations, channels))
+            nn.init.normal_(self.relation, std=0.02)
+
+    def forward(self, graph, question: Tensor) -> Tensor:
+        """``[num_nodes, node_channels]`` node states of the batch's subgraphs, given ``question:
+        [batch, hidden]``."""
+        local = torch.arange(graph.num_nodes, device=graph.batch.device) - graph.ptr[graph.batch]
+        seed = (local < graph.num_seeds[graph.batch]).long()  # [num_nodes]
+        x = self.features(graph.n_id) + self.role(seed) + self.question(question)[graph.batch]
+        return self.encoder(x, graph.edge_index, graph.edge_type, None, self.relation).x
+
+
+@dataclass
+class RankerOutput:
+    """What :class:`MetaQARanker` returns.
+
+    Attributes:
+        scores: ``[batch, max_nodes]`` candidate scores, ``-inf`` at non-candidates.
+        candidates: ``[batch, max_nodes]`` the candidate mask.
+        regularization_loss: the fused LM's auxiliary loss (adaptive gates), or ``None``.
+    """
+
+    scores: Tensor
+    candidates: Tensor
+    regularization_loss: Tensor | None = None
+
+
+class MetaQARanker(nn.Module):
+    """The fused LM, the candidate vectors of one arm and the node-ranking head (module docstring).
+
+    Args:
+        fused: the fused LM (with graph injection for ``fused``, the plain LM for the other arms).
+        head: the node-ranking head.
+        arm: ``lm``, ``gnn`` or ``fused``.
+        gnn: the question-conditioned GNN (``gnn`` arm).
+        names: the name table (``lm`` arm).
+    """
+
+    def __init__(
+        self,
+        fused: nn.Module,
+        head: NodeRankingHead,
+        arm: str,
+        *,
+        gnn: QuestionGNN | None = None,
+        names: NameTable | None = None,
+    ) -> None:
+        super().__init__()
+        if arm not in ARMS:
+            raise ValueError(f"arm must be one of {', '.join(ARMS)}, got {arm!r}")
+        if (arm == "gnn") != (gnn is not None) or (arm == "lm") != (names is not None):
+            raise ValueError(
+                f"arm {arm!r}: pass gnn= exactly for 'gnn' and names= exactly for 'lm'"
+            )
+        if arm == "fused" and fused.encoder is None:
+            raise ValueError(
+                "arm 'fused' needs an injection mode with a GNN (e.g. injection: [graph])"
+            )
+        self.fused, self.head, self.arm = fused, head, arm
+        self.gnn, self.names = gnn, names
+
+    def forward(self, batch) -> RankerOutput:
+        """Scores of every candidate of a :class:`~gnnlm.fusion.TextGraphBatch`."""
+        out = self.fused(batch)
+        question, graph = out.pooled_output, batch.graph  # [B, hidden]
+        if self.arm == "fused":
+            nodes = out.node_states  # [N, node_channels]
+        elif self.arm == "gnn":
+            nodes = self.gnn(graph, question)
+        else:
+            nodes = self.names(graph.n_id)
+        scores, candidates = candidate_scores(self.head(nodes, question, graph.batch), graph)
+        return RankerOutput(scores, candidates, out.regularization_loss)
+
+
+def gold_mask(graph, answers: list[frozenset[int]], candidates: Tensor) -> Tensor:
+    """``[batch, max_nodes]``: which candidates are gold answers.
+
+    Args:
+        graph: the batch's PyG ``Batch`` (``n_id`` global entity ids).
+        answers: per example, the gold entity ids.
+        candidates: ``[batch, max_nodes]`` the candidate mask of :func:`candidate_scores`.
+    """
+    n_id, _ = to_dense_batch(graph.n_id, graph.batch, fill_value=-1, batch_size=len(answers))
+    gold = torch.zeros_like(candidates)
+    for i, gold_ids in enumerate(answers):
+        if gold_ids:
+            wanted = torch.tensor(sorted(gold_ids), dtype=n_id.dtype, device=n_id.device)
+            gold[i] = torch.isin(n_id[i], wanted)
+    return gold & candidates
+
+
+__all__ = [
+    "ARMS",
+    "MetaQARanker",
+    "NameTable",
+    "NodeRankingHead",
+    "QuestionGNN",
+    "RankerOutput",
+    "candidate_scores",
+    "gold_mask",
+    "ranking_loss",
+]
