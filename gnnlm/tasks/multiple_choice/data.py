@@ -10,12 +10,14 @@ extractor's tie-break seed is fixed for the same reason: every arm and seed read
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from gnnlm.config import ConfigError
@@ -193,7 +195,8 @@ class QAData:
         """The (question, choice) pairs of question ``index`` of ``split`` (built once, cached)."""
         key = (split, index)
         if key not in self._pairs:
-            self._pairs[key] = self.make_pairs(self.questions[split][index])
+            with single_thread():
+                self._pairs[key] = self.make_pairs(self.questions[split][index])
         return self._pairs[key]
 
     def make_pairs(self, grounded: GroundedQuestion) -> list[ChoicePair]:
@@ -225,6 +228,18 @@ class QAData:
             "edges": sum(g.edge_index.size(1) for g in graphs) / k,
             "with_bridge": sum(g.num_nodes > g.num_seeds for g in graphs) / k,
         }
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """torch on one intra-op thread: extraction is hundreds of ops on tensors of a few hundred
+    elements, where a second thread only adds synchronisation (5x slower on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _stamp(path: Path) -> list[int]:
