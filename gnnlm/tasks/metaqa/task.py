@@ -160,7 +160,6 @@ class MetaQATask(Task):
     def setup(self) -> None:
         """Load the KB and the questions, split dev, link every question and count what is
         answerable; build the subgraph sampler and the collator."""
-        from gnnlm.data.subgraph import SubgraphSampler
         from gnnlm.fusion import TextGraphCollator, text_positions
         from gnnlm.lm import load_lm_config, load_tokenizer
 
@@ -176,7 +175,7 @@ class MetaQATask(Task):
         # uniform weights: the sampler's ties fall to its fixed random rank (plain BFS order)
         weight = torch.zeros(graph.num_relations) if d.pruning == "uniform" else None
         # split_seed, not the run's seed: every arm and seed sees the same subgraphs
-        sampler = SubgraphSampler(
+        sampler = memo_sampler(
             graph, num_hops=d.radius, max_nodes=d.max_nodes, inverse_offset=kg.num_relations,
             seed=d.split_seed, relation_weight=weight,
         )  # fmt: skip
@@ -223,6 +222,8 @@ class MetaQATask(Task):
             m = self.config.model
             if kind == "features":
                 table = node_feature_table(m, self.kg)
+            elif m.node_features == "text":
+                table = self.table("features")
             else:
                 from gnnlm.fusion import entity_texts, text_node_features
 
@@ -404,32 +405,53 @@ def _example(q: LinkedQuestion):
     return TextGraphExample(q.question.text, [(*q.question.span, q.topic)], id=q.question.source)
 
 
+def memo_sampler(*args: Any, **kwargs: Any):
+    """A :class:`~gnnlm.data.subgraph.SubgraphSampler` that remembers each seed set's node set: the
+    sampler is deterministic, questions share topics and every epoch and evaluation reads the same
+    subgraphs again."""
+    from gnnlm.data.subgraph import SubgraphSampler
+
+    class MemoSubgraphSampler(SubgraphSampler):
+        def __init__(self) -> None:
+            super().__init__(*args, **kwargs)
+            self.memo: dict[tuple[int, ...], Tensor] = {}
+
+        def node_set(self, seeds: Tensor) -> Tensor:
+            key = tuple(torch.as_tensor(seeds).reshape(-1).tolist())
+            nodes = self.memo.get(key)
+            if nodes is None:
+                nodes = self.memo[key] = super().node_set(seeds)
+            return nodes
+
+    return MemoSubgraphSampler()
+
+
 class _Reach:
     """``(topic, k, answers) -> bool``: whether an answer lies within ``k`` hops of the topic in the
-    whole graph (no budget), with the ``k``-hop node sets of recent topics cached."""
+    whole graph (no budget). Meets in the middle on Python adjacency sets: the ``ceil(k/2)``-hop set
+    of the topic against the ``floor(k/2)``-hop set of the answers, so a hub topic's 2-hop set
+    (thousands of nodes) is never built; tens of thousands of questions take seconds."""
 
     def __init__(self, graph) -> None:
-        from gnnlm.data.subgraph import SubgraphSampler
+        self.adjacency: list[set[int]] = [set() for _ in range(int(graph.num_nodes))]
+        for a, b in graph.edge_index.t().tolist():
+            self.adjacency[a].add(b)
+            self.adjacency[b].add(a)
 
-        self.graph = graph
-        self.samplers: dict[int, SubgraphSampler] = {}
-        self.cache: dict[tuple[int, int], Tensor] = {}
+    def within(self, seeds: Iterable[int], hops: int) -> set[int]:
+        """The nodes within ``hops`` hops of ``seeds`` (the seeds included)."""
+        reached = set(seeds)
+        frontier = set(reached)
+        for _ in range(hops):
+            frontier = {n for v in frontier for n in self.adjacency[v]} - reached
+            reached |= frontier
+        return reached
 
     def __call__(self, topic: int, k: int, answers: frozenset[int]) -> bool:
         if not answers:
             return False
-        from gnnlm.data.subgraph import SubgraphSampler
-
-        nodes = self.cache.get((topic, k))
-        if nodes is None:
-            if k not in self.samplers:
-                self.samplers[k] = SubgraphSampler(
-                    self.graph, num_hops=k, max_nodes=int(self.graph.num_nodes)
-                )
-            if len(self.cache) > 4096:
-                self.cache.clear()
-            nodes = self.cache[(topic, k)] = self.samplers[k].node_set(torch.tensor([topic]))
-        return bool(torch.isin(torch.tensor(sorted(answers)), nodes).any())
+        near = self.within([topic], (k + 1) // 2)
+        return not near.isdisjoint(self.within(answers, k // 2))
 
 
 __all__ = ["MetaQATask"]
