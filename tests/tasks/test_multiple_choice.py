@@ -375,6 +375,8 @@ def test_an_engine_run_writes_accuracy_for_dev_and_in_house_test(
         assert len(metrics[split]["correct"]) == n
         assert metrics[split]["coverage"]["questions_with_concept"] == 1.0
         assert metrics[split]["subgraphs"]["with_bridge"] > 0
+        # every hand-made answer is one or two edges from its question's concepts
+        assert metrics[split]["subgraphs"]["answer_linked"] == 1.0
     assert metrics["steps"] == 6  # 10 questions in batches of 4, twice
     assert metrics["splits"] == {"train": 10, "valid": 5, "test": 4}
 

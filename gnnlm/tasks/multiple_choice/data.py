@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from gnnlm.config import ConfigError
 from gnnlm.tasks.multiple_choice.batch import ChoicePair
 from gnnlm.tasks.multiple_choice.config import MultipleChoiceConfig
+from gnnlm.tasks.multiple_choice.extraction import ANSWER, QUESTION
 from gnnlm.tasks.multiple_choice.grounding import ConceptMatcher, Match
 from gnnlm.tasks.multiple_choice.reader import Question, question_counts, read_questions
 
@@ -218,16 +219,35 @@ class QAData:
         return out
 
     def subgraph_stats(self, split: str) -> dict[str, float]:
-        """Mean nodes, grounded concepts and edges per pair of ``split``, and the share of pairs whose
-        subgraph has a bridge node (a node on a question-answer path)."""
-        graphs = [p.graph for i in range(len(self.questions[split])) for p in self.pairs(split, i)]
+        """Per pair of ``split``: mean nodes, grounded concepts and edges; the share of pairs whose
+        subgraph has a bridge node (``with_bridge``) and whose question and answer concepts are joined
+        at all (``linked``: a bridge or a direct edge); and the share of questions whose correct
+        choice is linked (``answer_linked``)."""
+        questions = self.questions[split]
+        graphs = [p.graph for i in range(len(questions)) for p in self.pairs(split, i)]
         k = max(len(graphs), 1)
+        answers = [
+            linked(self.pairs(split, i)[g.question.answer].graph)
+            for i, g in enumerate(questions)
+            if g.question.answer is not None
+        ]
         return {
             "nodes": sum(g.num_nodes for g in graphs) / k,
             "grounded": sum(int(g.num_seeds) for g in graphs) / k,
             "edges": sum(g.edge_index.size(1) for g in graphs) / k,
             "with_bridge": sum(g.num_nodes > g.num_seeds for g in graphs) / k,
+            "linked": sum(linked(g) for g in graphs) / k,
+            "answer_linked": sum(answers) / max(len(answers), 1),
         }
+
+
+def linked(graph) -> bool:
+    """Whether a pair's subgraph joins a question concept to an answer concept: it has a bridge node
+    (every non-grounded node lies on such a path) or an edge between the two kinds."""
+    if graph.num_nodes > graph.num_seeds:
+        return True
+    kinds = graph.node_type[graph.edge_index]  # [2, e]
+    return bool(((kinds[0] == QUESTION) & (kinds[1] == ANSWER)).any())
 
 
 @contextlib.contextmanager
