@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gnnlm.config import apply_overrides
+from gnnlm.config import ConfigError, apply_overrides
 from gnnlm.data.errors import DataFormatError
 from gnnlm.tasks.metaqa import MetaQAConfig, MetaQATask
 from gnnlm.tasks.metaqa.data import hop_folders, read_hops, read_questions, split_dev
@@ -136,6 +136,18 @@ def test_hop_folders_are_found_by_name_and_a_3_hop_folder_reads_unchanged(tmp_pa
     assert [(q.text, q.hops) for q in questions] == [("q3 Kismet", 3), ("q1 Kismet", 1)]
     with pytest.raises(FileNotFoundError, match="2-hop"):
         read_hops(tmp_path, [2], "dev")
+
+
+def test_a_missing_hop_folder_is_a_config_error_naming_what_exists(movie_kb):
+    task = MetaQATask(tiny_config(movie_kb, **{"data.hops": [1, 3]}))
+    with pytest.raises(ConfigError, match=r"no 3-hop folder in .* \(found: 1-hop, 2-hop\)"):
+        task.setup()
+
+
+def test_an_arm_without_its_injection_is_refused_before_any_data(movie_kb):
+    task = MetaQATask(tiny_config(movie_kb, **{"model.arm": "gnn"}))  # injection: [graph]
+    with pytest.raises(ConfigError, match="model.injection: \\[\\]"):
+        task.validate()
 
 
 def test_the_dev_split_is_disjoint_complete_and_fixed_by_its_seed():

@@ -190,17 +190,7 @@ class MetaQATask(Task):
         limits = {"train": d.max_train, "valid": d.max_valid, "test": d.max_test}
         for split, questions in raw.items():
             questions = sample_in_order(questions, limits[split], d.split_seed)
-            linked, counts = link_questions(questions, self.entity_id, reach)
-            inside = [
-                q.topic is not None and bool(q.answers & set(sampler.node_set([q.topic]).tolist()))
-                for q in linked
-            ]
-            counts["answers_in_subgraph"] = sum(inside)
-            for k in d.hops:
-                mine = [i for i, q in enumerate(linked) if q.question.hops == k]
-                hop_counts: dict[str, Any] = count_linked([linked[i] for i in mine])
-                hop_counts["answers_in_subgraph"] = sum(inside[i] for i in mine)
-                counts[f"{k}hop"] = hop_counts
+            linked, inside, counts = self._link(questions, sampler, reach)
             self.questions[split], self.in_subgraph[split], self.counts[split] = (
                 linked,
                 inside,
@@ -212,6 +202,26 @@ class MetaQATask(Task):
             load_tokenizer(c.model.lm), sampler, max_length=d.max_length,
             max_positions=text_positions(load_lm_config(c.model.lm)),
         )  # fmt: skip
+
+    def _link(
+        self, questions: list, sampler: Any, reach: _Reach
+    ) -> tuple[list[LinkedQuestion], list[bool], dict[str, Any]]:
+        """Link ``questions`` to the KB: ``(linked, inside, counts)`` where ``inside[i]`` says whether
+        question ``i``'s budgeted subgraph holds a gold answer, and ``counts`` are those of
+        :func:`~gnnlm.tasks.metaqa.data.link_questions` plus ``answers_in_subgraph``, over all
+        questions and per hop (``counts["1hop"]``)."""
+        linked, counts = link_questions(questions, self.entity_id, reach)
+        inside = [
+            q.topic is not None and bool(q.answers & set(sampler.node_set([q.topic]).tolist()))
+            for q in linked
+        ]
+        counts["answers_in_subgraph"] = sum(inside)
+        for k in self.config.data.hops:
+            mine = [i for i, q in enumerate(linked) if q.question.hops == k]
+            hop_counts: dict[str, Any] = count_linked([linked[i] for i in mine])
+            hop_counts["answers_in_subgraph"] = sum(inside[i] for i in mine)
+            counts[f"{k}hop"] = hop_counts
+        return linked, inside, counts
 
     # -- model -------------------------------------------------------------------------------------
     def table(self, kind: str) -> Tensor | None:
