@@ -3,7 +3,13 @@
 * ``link_prediction`` (:class:`~gnnlm.tasks.link_prediction.LinkPredictionTask`): KG embeddings and GNN
   encoders, ranked against every entity;
 * ``triple_classification`` (:class:`~gnnlm.tasks.triple_classification.TripleClassificationTask`): a
-  fused LM classifies triples as true or false from entity names and the KG subgraph.
+  fused LM classifies triples as true or false from entity names and the KG subgraph;
+* ``pretraining`` (:mod:`gnnlm.tasks.pretraining`): knowledge pre-training of the fused LM on a KG's
+  entity texts and subgraphs (MLM, DRAGON-style link prediction, KEPLER), stage 1 of two-stage runs;
+* ``multitask`` (:mod:`gnnlm.tasks.multitask`): several tasks sharing one fused model, one head each;
+* ``metaqa`` (:mod:`gnnlm.tasks.metaqa`): multi-hop KGQA, ranking the nodes of the topic's subgraph;
+* ``multiple_choice`` (:mod:`gnnlm.tasks.multiple_choice`): CommonsenseQA-style questions grounded in
+  ConceptNet, one score per (question, choice) pair.
 
 ``task:`` in a config picks one by name, class or ``pkg.mod:MyTask`` (see :class:`gnnlm.train.task.Task`);
 :func:`load_config` reads a config file as its task's config class.
