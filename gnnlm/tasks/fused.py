@@ -9,12 +9,14 @@ run can start from the first stage's weights by name.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
-from gnnlm.config import ConfigError, check_kwargs
+from gnnlm.config import AT_LEAST_1, POSITIVE, ConfigError, check_kwargs, checked
+from gnnlm.train.config import TrainingConfig
 from gnnlm.utils.strict_yaml import quote
 
 if TYPE_CHECKING:
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from gnnlm.train.config import RunConfig
 
 __all__ = [
+    "FusedTrainingConfig",
     "build_fused_lm",
     "check_fused_model",
     "freeze_bottom_layers",
@@ -30,6 +33,23 @@ __all__ = [
     "hold_injection_at_zero",
     "node_feature_table",
 ]
+
+
+@dataclass
+class FusedTrainingConfig(TrainingConfig):
+    """The engine's options with the defaults of every task that fine-tunes a fused LM: AdamW with
+    weight decay at ``lr`` for the GNN, fusion modules and heads, the pretrained LM slower (``lm``
+    group) and the injection gates faster (``gates``), so knowledge can enter within a short run.
+    Tasks subclass it to change a default (triple classification: ``lr: 3.0e-3``)."""
+
+    epochs: int = checked(1, AT_LEAST_1, "1")
+    batch_size: int = checked(32, AT_LEAST_1, "32")
+    lr: float = checked(1e-3, POSITIVE, "0.001")
+    optimizer: str = "adamw"
+    optimizer_kwargs: dict[str, Any] = field(default_factory=lambda: {"weight_decay": 0.01})
+    param_groups: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {"lm": {"lr": 5e-5}, "gates": {"lr": 2e-2}}
+    )
 
 
 def check_fused_model(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gnnlm.config import AT_LEAST_0, AT_LEAST_1, POSITIVE, UNIT_INTERVAL, Config, checked
+from gnnlm.config import AT_LEAST_0, AT_LEAST_1, UNIT_INTERVAL, Config, checked
+from gnnlm.tasks.fused import FusedTrainingConfig
 from gnnlm.tasks.metaqa.model import ARMS
-from gnnlm.train.config import EvaluationConfig, RunConfig, TrainingConfig
+from gnnlm.train.config import EvaluationConfig, RunConfig
 
 #: how a subgraph is cut to its budget (see MetaQADataConfig.pruning)
 PRUNING = ("uniform", "idf")
@@ -121,17 +122,9 @@ class MetaQADataConfig(Config):
 
 
 @dataclass
-class MetaQATrainingConfig(TrainingConfig):
-    """AdamW; the LM slower and the injection gates faster than the GNN, fusion modules and head."""
-
-    epochs: int = checked(1, AT_LEAST_1, "1")
-    batch_size: int = checked(32, AT_LEAST_1, "32")
-    lr: float = checked(1e-3, POSITIVE, "0.001")
-    optimizer: str = "adamw"
-    optimizer_kwargs: dict[str, Any] = field(default_factory=lambda: {"weight_decay": 0.01})
-    param_groups: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: {"lm": {"lr": 5e-5}, "gates": {"lr": 2e-2}}
-    )
+class MetaQATrainingConfig(FusedTrainingConfig):
+    """:class:`~gnnlm.tasks.fused.FusedTrainingConfig`: AdamW; the LM slower and the injection gates
+    faster than the GNN, fusion modules and head."""
 
 
 @dataclass

@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from gnnlm.config import AT_LEAST_0, AT_LEAST_1, POSITIVE, Config, checked
+from gnnlm.config import AT_LEAST_0, AT_LEAST_1, Config, checked
+from gnnlm.tasks.fused import FusedTrainingConfig
 from gnnlm.tasks.triple_classification import TripleClassificationModelConfig
-from gnnlm.train.config import EvaluationConfig, RunConfig, TrainingConfig
+from gnnlm.train.config import EvaluationConfig, RunConfig
 
 #: ways to score a concept's relevance to its question (see MultipleChoiceDataConfig.relevance)
 RELEVANCE = ("lm", "none")
@@ -107,18 +107,11 @@ class MultipleChoiceDataConfig(Config):
 
 
 @dataclass
-class MultipleChoiceTrainingConfig(TrainingConfig):
-    """As triple classification's: AdamW, the LM slower and the gates faster; a batch is
-    ``batch_size`` questions (all their choices)."""
+class MultipleChoiceTrainingConfig(FusedTrainingConfig):
+    """:class:`~gnnlm.tasks.fused.FusedTrainingConfig` (AdamW, the LM slower and the gates faster);
+    a batch is ``batch_size`` questions (all their choices)."""
 
-    epochs: int = checked(1, AT_LEAST_1, "1")
     batch_size: int = checked(8, AT_LEAST_1, "8")
-    lr: float = checked(1e-3, POSITIVE, "0.001")
-    optimizer: str = "adamw"
-    optimizer_kwargs: dict[str, Any] = field(default_factory=lambda: {"weight_decay": 0.01})
-    param_groups: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: {"lm": {"lr": 5e-5}, "gates": {"lr": 2e-2}}
-    )
 
 
 @dataclass

@@ -19,7 +19,6 @@ only by the downstream head) and both stages build the same fused LM.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from gnnlm.config import (
     AT_LEAST_0,
@@ -30,8 +29,9 @@ from gnnlm.config import (
     Config,
     checked,
 )
+from gnnlm.tasks.fused import FusedTrainingConfig
 from gnnlm.tasks.triple_classification import TripleClassificationModelConfig
-from gnnlm.train.config import EvaluationConfig, RunConfig, TrainingConfig
+from gnnlm.train.config import EvaluationConfig, RunConfig
 
 #: the objectives a run may combine (``objectives:``).
 OBJECTIVES = ("mlm", "kepler", "link_prediction")
@@ -124,18 +124,9 @@ class PretrainingDataConfig(Config):
 
 
 @dataclass
-class PretrainingTrainingConfig(TrainingConfig):
-    """The engine's options with defaults for continued training of a fused LM (as triple
-    classification's: the LM slower, the gates faster)."""
-
-    epochs: int = checked(1, AT_LEAST_1, "1")
-    batch_size: int = checked(32, AT_LEAST_1, "32")
-    lr: float = checked(1e-3, POSITIVE, "0.001")
-    optimizer: str = "adamw"
-    optimizer_kwargs: dict[str, Any] = field(default_factory=lambda: {"weight_decay": 0.01})
-    param_groups: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: {"lm": {"lr": 5e-5}, "gates": {"lr": 2e-2}}
-    )
+class PretrainingTrainingConfig(FusedTrainingConfig):
+    """:class:`~gnnlm.tasks.fused.FusedTrainingConfig`: continued training of a fused LM (the LM
+    slower, the gates faster)."""
 
 
 @dataclass
