@@ -61,7 +61,9 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
     from gnnlm.train.variants import run_variants
 
     spec = TASKS[name]
-    overrides = list(spec["quick"] if args.quick else spec["small"] if args.budget == "small" else [])
+    overrides = list(
+        spec["quick"] if args.quick else spec["small"] if args.budget == "small" else []
+    )
     overrides += getattr(args, f"set_{name}")
     if args.seeds:
         overrides.append(f"seeds={args.seeds}")
@@ -108,19 +110,20 @@ def markdown(record: dict) -> str:
         lines += [
             f"### {name} ({budget}; seeds {t['seeds']})",
             "",
-            "| arm | " + " | ".join(f"test {m}" for m in metrics)
+            "| arm | "
+            + " | ".join(f"test {m}" for m in metrics)
             + f" | vs {ref} (test, 95% paired bootstrap CI) | train s/run |",
             "|---" * (len(metrics) + 3) + "|",
         ]
         for arm, a in t["arms"].items():
             diff = a[f"vs_{ref}"]
-            ci = "—" if diff is None else (
-                f"{diff['mean']:+.4f} [{diff['low']:+.4f}, {diff['high']:+.4f}]"
+            ci = (
+                "—"
+                if diff is None
+                else (f"{diff['mean']:+.4f} [{diff['low']:+.4f}, {diff['high']:+.4f}]")
             )
             cells = " | ".join(_cell(a["test"].get(m)) for m in metrics)
-            lines.append(
-                f"| {arm} | {cells} | {ci} | {statistics.fmean(a['train_seconds']):.0f} |"
-            )
+            lines.append(f"| {arm} | {cells} | {ci} | {statistics.fmean(a['train_seconds']):.0f} |")
         lines += ["", f"Published anchors: {t['anchors']}.",
                   f"Wall clock: {t['wall_seconds'] / 60:.1f} min.", ""]  # fmt: skip
     return "\n".join(lines)
@@ -141,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "qa")
     parser.add_argument("--results", type=Path, default=RESULTS / "qa.json")
     parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
-    parser.add_argument("--quick", action="store_true", help="tiny-bert, a few questions: a smoke run")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny-bert, a few questions: a smoke run"
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
