@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor, nn
 
 from gnnlm.config import AT_LEAST_1, POSITIVE, ConfigError, check_kwargs, checked
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FusedTrainingConfig",
+    "seeded_linear",
     "build_fused_lm",
     "check_fused_model",
     "freeze_bottom_layers",
@@ -50,6 +52,16 @@ class FusedTrainingConfig(TrainingConfig):
     param_groups: dict[str, dict[str, Any]] = field(
         default_factory=lambda: {"lm": {"lr": 5e-5}, "gates": {"lr": 2e-2}}
     )
+
+
+def seeded_linear(in_features: int, out_features: int, seed: int) -> nn.Linear:
+    """A ``Linear`` whose initial weights depend on ``seed`` alone, not on what was built before it, so
+    every arm of a comparison (with or without a GNN) starts from the same head."""
+    layer = nn.Linear(in_features, out_features)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        layer.reset_parameters()
+    return layer
 
 
 def check_fused_model(

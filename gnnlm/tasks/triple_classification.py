@@ -45,13 +45,14 @@ from gnnlm.config import (
 from gnnlm.strategies.config import MetaConfig
 from gnnlm.strategies.meta import Episode
 from gnnlm.tasks.episodes import sample_relation_episode
-from gnnlm.tasks.fused import (  # noqa: F401 (freeze_bottom_layers: re-exported)
+from gnnlm.tasks.fused import (
     FusedTrainingConfig,
     build_fused_lm,
     check_fused_model,
-    freeze_bottom_layers,
+    freeze_bottom_layers,  # noqa: F401 (re-exported)
     fused_parameter_groups,
     node_feature_table,
+    seeded_linear,
 )
 from gnnlm.train.config import EvaluationConfig, RunConfig, check_dataset
 from gnnlm.train.task import StepOutput, Task
@@ -432,10 +433,7 @@ class TripleClassifier(nn.Module):
         self.fused = fused
         self.head_inputs = tuple(head_inputs)
         self.node_channels = fused.config.node_channels
-        self.head = nn.Linear(fused.lm.hidden_size + self.node_channels, 1)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.head.reset_parameters()
+        self.head = seeded_linear(fused.lm.hidden_size + self.node_channels, 1, seed)
 
     def forward(self, batch) -> tuple[Tensor, Tensor | None]:
         """``(logits [batch], loss)``; the loss (``None`` without labels) adds the dual tower's

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from gnnlm.fusion import FusedLM, TextGraphBatch
+from gnnlm.tasks.fused import seeded_linear
 from gnnlm.tasks.multiple_choice.batch import MultipleChoiceBatch
 from gnnlm.tasks.multiple_choice.extraction import ANSWER
 
@@ -73,10 +74,7 @@ class MultipleChoiceModel(nn.Module):
         self.fused = fused
         self.head_inputs = tuple(head_inputs)
         self.node_channels = fused.config.node_channels
-        self.head = nn.Linear(fused.lm.hidden_size + self.node_channels, 1)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.head.reset_parameters()
+        self.head = seeded_linear(fused.lm.hidden_size + self.node_channels, 1, seed)
 
     def pair_scores(self, pairs: TextGraphBatch) -> tuple[Tensor, Tensor | None]:
         """``([num_pairs] scores, extra loss or None)`` of flattened pairs; the extra loss is the dual
