@@ -186,13 +186,11 @@ def build_fused_lm(
 
 
 def freeze_bottom_layers(model, num_layers: int) -> None:
-    """Freeze the embeddings and the bottom ``num_layers`` layers of a fused model's LM."""
-    lm = model.lm
-    if num_layers <= 0:
-        return
-    lm.model.embeddings.requires_grad_(False)
-    for i in range(min(num_layers, lm.num_layers)):
-        lm.layers[i].requires_grad_(False)
+    """Freeze the embeddings and the bottom ``num_layers`` layers of a fused model's LM (``model:
+    freeze_lm_layers``; the same as ``finetuning.freeze_lm_layers``, which works on any model)."""
+    from gnnlm.strategies.partial import freeze_lm_layers
+
+    freeze_lm_layers(model, num_layers)
 
 
 def hold_injection_at_zero(fused) -> None:

@@ -330,7 +330,7 @@ class Trainer:
         Returns ``(init_from, resume)`` for this run: a run resumed from its own checkpoint needs no
         warm start; one interrupted before its first checkpoint starts afresh from the stage-1 weights.
         """
-        from gnnlm.tasks.loading import config_from_mapping
+        from gnnlm.tasks.loading import config_from_mapping, task_class
 
         if self.run_dir is None:
             raise ConfigError("pretraining: two-stage training needs a run directory (--out)")
@@ -340,9 +340,15 @@ class Trainer:
         if not (stage_dir / "metrics.json").is_file():
             mapping = dict(self.config.pretraining)
             own = self.config.to_dict()
-            for key in ("dataset", "dataset_kwargs", "model"):  # the same model, on the same data
-                if key in own and key not in mapping:
-                    mapping[key] = own[key]
+            for key in ("dataset", "dataset_kwargs"):  # the same data
+                mapping.setdefault(key, own[key])
+            # the same model, where the stage's task reads the same model: block as this one
+            stage_class = task_class(mapping.get("task", "link_prediction"), "pretraining.task")
+            stage_model = getattr(stage_class.config_class(), "model", None)
+            if "model" not in mapping and type(stage_model) is type(
+                getattr(self.config, "model", None)
+            ):
+                mapping["model"] = own["model"]
             stage = config_from_mapping(
                 mapping, source=self.config.at("pretraining"), key="pretraining"
             )
