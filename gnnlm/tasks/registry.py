@@ -20,6 +20,9 @@ BUILTIN_TASKS = {
     "multitask": "gnnlm.tasks.multitask:MultitaskTask",
     "multiple_choice": "gnnlm.tasks.multiple_choice.task:MultipleChoiceTask",
     "metaqa": "gnnlm.tasks.metaqa.task:MetaQATask",
+    "relation_classification": "gnnlm.tasks.relation_classification.task:RelationClassificationTask",
+    "fewrel": "gnnlm.tasks.fewrel.task:FewRelTask",
+    "entity_linking": "gnnlm.tasks.entity_linking.task:EntityLinkingTask",
 }
 
 
