@@ -2,6 +2,10 @@
 
     GNNLM_DATA_DIR=/path/to/datasets python benchmarks/injection.py [--lm minilm] [--seeds 0 1 2] \
         [--num-train 1000] [--epochs 1] [--threads 2] [--kge-epochs 20] [--quick]
+    GNNLM_DATA_DIR=/path/to/datasets python benchmarks/injection.py --task metaqa [...]
+
+``--task metaqa`` runs the same ablation on MetaQA question answering instead
+(``benchmarks/injection_metaqa.py``, which documents its own flags).
 
 One task (triple classification on WN18RR, matched negatives: connected in their subgraph exactly when
 their positive is, so the connectivity rule scores 0.5; each triple's own edge and its symmetric twin
@@ -186,8 +190,21 @@ def gate_plot(runs: dict, path: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    task = argparse.ArgumentParser(add_help=False)
+    task.add_argument("--task", choices=("triple_classification", "metaqa"))
+    known, rest = task.parse_known_args(argv)
+    if known.task == "metaqa":  # the same ablation on MetaQA: its own arms and baseline
+        from injection_metaqa import main as metaqa_main
+
+        return metaqa_main(rest)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--task",
+        choices=("triple_classification", "metaqa"),
+        default="triple_classification",
+        help="metaqa: benchmarks/injection_metaqa.py (its own flags)",
     )
     parser.add_argument("--dataset", default="wn18rr")
     parser.add_argument("--lm", default="minilm")

@@ -212,9 +212,9 @@ def test_the_loss_is_minus_log_of_the_gold_probability_mass():
     assert ranking_loss(scores, gold).item() == pytest.approx(expected, abs=1e-6)
 
 
-@pytest.mark.parametrize("arm", ["lm", "gnn", "fused"])
+@pytest.mark.parametrize("arm", ["lm", "gnn", "fused", "inject"])
 def test_batched_scores_equal_one_question_at_a_time(movie_kb, arm):
-    injection = ["graph"] if arm == "fused" else []
+    injection = ["graph"] if arm in ("fused", "inject") else []
     task = load_task(tiny_config(movie_kb, **{"model.arm": arm, "model.injection": injection}))
     torch.manual_seed(0)
     model = task.build_model().eval()
@@ -296,3 +296,51 @@ def test_every_real_1_hop_test_question_links_to_the_kb_with_its_answer_one_hop_
         ("num_questions", "topic_found", "answers_in_kb", "all_answers_in_kb",
          "answers_reachable_within_k_hops"), 9947,
     )  # fmt: skip
+
+
+# -- the injection ablation's arms and baseline ----------------------------------------------------
+def test_the_inject_arm_needs_an_injection_mode(movie_kb):
+    task = MetaQATask(tiny_config(movie_kb, **{"model.arm": "inject", "model.injection": []}))
+    with pytest.raises(ConfigError, match="inject ranks the names"):
+        task.validate()
+
+
+def test_the_inject_arm_starts_as_the_plain_lm_and_its_fusion_gets_gradients(movie_kb):
+    """Injection only: the head reads names and the question; at initialisation the injection is
+    the identity (closing its gates changes no score), yet the loss reaches the fusion modules."""
+    import copy
+
+    from gnnlm.tasks.fused import hold_injection_at_zero
+
+    task = load_task(tiny_config(movie_kb, **{"model.arm": "inject"}))
+    torch.manual_seed(0)
+    model = task.build_model()
+    assert model.names is not None and model.gnn is None
+    questions = task.questions["test"][:6]
+    closed = copy.deepcopy(model)
+    hold_injection_at_zero(closed.fused)
+    model.eval(), closed.eval()
+    scores, gold, _, _ = task._forward(model, questions)
+    with torch.no_grad():
+        reference, _, _, _ = task._forward(closed, questions)
+    assert torch.equal(scores, reference)
+    ranking_loss(scores, gold)[gold.any(-1)].mean().backward()
+    fusion = task.parameter_groups(model)["fusion"]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in fusion)
+
+
+def test_the_hop_rule_is_uniform_over_the_ring_at_the_question_s_distance(movie_kb):
+    from gnnlm.tasks.metaqa.rule import distances, hop_rule
+
+    edge_index = torch.tensor([[0, 1, 0, 3], [1, 2, 3, 4]])  # 0-1-2 and 0-3-4, node 5 alone
+    assert distances(edge_index, 6) == [0, 1, 2, 1, 2, None]
+    task = load_task(tiny_config(movie_kb, **{"data.max_nodes": 64}))
+    rule = hop_rule(task, "test")
+    questions = task.questions["test"]
+    assert len(rule["expected"]) == len(questions)
+    for q, e in zip(questions, rule["expected"]):
+        if q.question.text.startswith("who directed ") and q.question.hops == 1:
+            # a movie's 4 neighbours: 2 actors, its director, its year
+            assert e == pytest.approx(1 / 4)
+    ones = [e for e, q in zip(rule["expected"], questions) if q.question.hops == 1]
+    assert rule["hits@1_1hop"] == pytest.approx(sum(ones) / len(ones))

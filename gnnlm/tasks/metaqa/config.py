@@ -21,9 +21,11 @@ class MetaQAModelConfig(Config):
 
     Attributes:
         arm: where a candidate's vector comes from: ``lm`` (its name encoded by the LM: LM-only),
-            ``gnn`` (a GNN conditioned on the question) or ``fused`` (the fused LM's GNN states,
-            with graph injection). ``lm`` and ``gnn`` need ``injection: []``; ``fused`` a mode with
-            a GNN (checked by the task's ``validate``: a variant sets both keys).
+            ``gnn`` (a GNN conditioned on the question), ``fused`` (the fused LM's GNN states,
+            with graph injection; late fusion only with ``freeze_injection``) or ``inject`` (the
+            names again, scored against the question vector of the fused LM: injection only).
+            ``lm`` and ``gnn`` need ``injection: []``; ``fused`` a mode with a GNN; ``inject`` any
+            mode (checked by the task's ``validate``: a variant sets both keys).
         head_channels: hidden width of the head's MLP.
         lm, injection, injection_kwargs, encoder, encoder_kwargs, node_channels, num_fused_layers,
         freeze_lm_layers, freeze_injection, gate_init, node_features, node_features_trainable,

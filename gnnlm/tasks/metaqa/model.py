@@ -12,7 +12,12 @@ candidates, the budget and the head are the same:
 * ``gnn``: a GNN over the subgraph whose initial node features include the question
   (``x_v = feature(v) + role(v) + W_q q``); no injection into the LM.
 * ``fused``: the fused LM's own GNN states (``FusionOutput.node_states``), with graph injection
-  exchanging information between tokens and nodes in both directions.
+  exchanging information between tokens and nodes in both directions. With ``freeze_injection``
+  (injection held at zero) the GNN never reads the text and the LM never reads the graph: late
+  fusion only, the head alone combines them.
+* ``inject``: injection only: the fused LM (graph injection) encodes the question, and the candidates
+  are the ``lm`` arm's name vectors: the head reads text only, so any gain over ``lm`` comes through
+  the question vector that injection changed.
 
 Head (:class:`NodeRankingHead`): ``score(v) = w^T GELU(W [h_v ; q ; h_v * P q] + b) + c``, an MLP
 over the candidate, the question and their elementwise interaction (``P`` maps the question to node
@@ -30,7 +35,7 @@ from torch import Tensor, nn
 from torch_geometric.utils import to_dense_batch
 
 #: the arms of a comparison
-ARMS = ("lm", "gnn", "fused")
+ARMS = ("lm", "gnn", "fused", "inject")
 
 
 class NodeRankingHead(nn.Module):
@@ -183,9 +188,9 @@ class MetaQARanker(nn.Module):
     Args:
         fused: the fused LM (with graph injection for ``fused``, the plain LM for the other arms).
         head: the node-ranking head.
-        arm: ``lm``, ``gnn`` or ``fused``.
+        arm: ``lm``, ``gnn``, ``fused`` or ``inject``.
         gnn: the question-conditioned GNN (``gnn`` arm).
-        names: the name table (``lm`` arm).
+        names: the name table (``lm`` and ``inject`` arms).
     """
 
     def __init__(
@@ -200,14 +205,16 @@ class MetaQARanker(nn.Module):
         super().__init__()
         if arm not in ARMS:
             raise ValueError(f"arm must be one of {', '.join(ARMS)}, got {arm!r}")
-        if (arm == "gnn") != (gnn is not None) or (arm == "lm") != (names is not None):
+        if (arm == "gnn") != (gnn is not None) or (arm in ("lm", "inject")) != (names is not None):
             raise ValueError(
-                f"arm {arm!r}: pass gnn= exactly for 'gnn' and names= exactly for 'lm'"
+                f"arm {arm!r}: pass gnn= exactly for 'gnn' and names= exactly for 'lm' and 'inject'"
             )
         if arm == "fused" and fused.encoder is None:
             raise ValueError(
                 "arm 'fused' needs an injection mode with a GNN (e.g. injection: [graph])"
             )
+        if arm == "inject" and not fused.injections:
+            raise ValueError("arm 'inject' needs an injection mode (e.g. injection: [graph])")
         self.fused, self.head, self.arm = fused, head, arm
         self.gnn, self.names = gnn, names
 

@@ -30,8 +30,12 @@ Comparison of arms (``configs/tasks/metaqa.yaml``)::
       gnn: {model.arm: gnn, model.injection: []}
       fused: {model.arm: fused, model.injection: [graph]}
 
+The injection ablation (``configs/tasks/injection_ablation_metaqa.yaml``) adds ``late`` (``fused`` with
+``model.freeze_injection: true``: the head alone combines text and graph) and ``inject``
+(``model.arm: inject``: injection, and the head reads the name vectors and the question only).
+
 Parameter groups: ``lm``, ``gnn`` (the fused LM's GNN, or the ``gnn`` arm's GNN), ``fusion``,
-``gates`` and ``head`` (the ranking head and the ``lm`` arm's name projection).
+``gates`` and ``head`` (the ranking head and the ``lm`` and ``inject`` arms' name projection).
 """
 
 from __future__ import annotations
@@ -112,7 +116,7 @@ class MetaQATask(Task):
 
         c, m = self.config, self.config.model
         check_fused_model(c, c.data.max_length)
-        if m.arm != "fused" and m.injection:
+        if m.arm in ("lm", "gnn") and m.injection:
             raise ConfigError(
                 f"{c.at('model.arm')}model.arm: {m.arm} ranks without injection into the LM; set "
                 f"model.injection: [] (got {m.injection})"
@@ -123,6 +127,11 @@ class MetaQATask(Task):
             raise ConfigError(
                 f"{c.at('model.injection')}model.arm: fused reads the fused LM's GNN states; "
                 f"model.injection needs a mode with a GNN, e.g. [graph] (got {m.injection})"
+            )
+        if m.arm == "inject" and not m.injection:
+            raise ConfigError(
+                f"{c.at('model.injection')}model.arm: inject ranks the names with a question "
+                f"vector that injection changed; model.injection needs a mode, e.g. [graph]"
             )
         if self.kg is None:
             check_dataset(c)
@@ -227,7 +236,7 @@ class MetaQATask(Task):
     def table(self, kind: str) -> Tensor | None:
         """``[num_entities, d]`` tables, computed once per task: ``features``
         (``model.node_features``: ``None`` for learned) and ``names`` (the LM's encodings of the
-        entity names, for the ``lm`` arm; the same table as ``node_features: text``)."""
+        entity names, for the ``lm`` and ``inject`` arms; the same table as ``node_features: text``)."""
         if kind not in self._tables:
             m = self.config.model
             if kind == "features":
@@ -251,7 +260,7 @@ class MetaQATask(Task):
         c, m, kg = self.config, self.config.model, self.kg
         features = self.table("features")
         fused = build_fused_lm(
-            m, kg, seed=c.seed, node_features=features if m.arm == "fused" else None
+            m, kg, seed=c.seed, node_features=features if m.arm in ("fused", "inject") else None
         )
         gnn = names = None
         if m.arm == "gnn":
@@ -269,7 +278,7 @@ class MetaQATask(Task):
                 encoder, table, channels=m.node_channels, hidden_size=fused.lm.hidden_size,
                 num_relations=2 * kg.num_relations,
             )  # fmt: skip
-        elif m.arm == "lm":
+        elif m.arm in ("lm", "inject"):  # the candidates are their names
             names = NameTable(self.table("names"), m.node_channels)
         head = NodeRankingHead(m.node_channels, fused.lm.hidden_size, m.head_channels, seed=c.seed)
         return MetaQARanker(fused, head, m.arm, gnn=gnn, names=names)
