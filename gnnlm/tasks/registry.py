@@ -23,6 +23,8 @@ BUILTIN_TASKS = {
     "relation_classification": "gnnlm.tasks.relation_classification.task:RelationClassificationTask",
     "fewrel": "gnnlm.tasks.fewrel.task:FewRelTask",
     "entity_linking": "gnnlm.tasks.entity_linking.task:EntityLinkingTask",
+    "text_link_prediction": "gnnlm.tasks.text_link_prediction.task:TextLinkPredictionTask",
+    "generative_qa": "gnnlm.tasks.generative_qa.task:GenerativeQATask",
 }
 
 
