@@ -18,7 +18,7 @@ import sys
 import warnings
 
 #: sub-command modules, in the order ``gnnlm --help`` lists them.
-COMMANDS = ("datasets", "train", "evaluate", "predict", "task")
+COMMANDS = ("datasets", "train", "evaluate", "predict", "generate", "task")
 
 
 def build_parser() -> argparse.ArgumentParser:
