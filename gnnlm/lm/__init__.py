@@ -1,4 +1,5 @@
-"""The one door to HuggingFace ``transformers``: loading encoders and running them layer by layer.
+"""The one door to HuggingFace ``transformers``: loading encoders and decoders (:mod:`gnnlm.lm.causal`)
+and running them layer by layer.
 
 No other gnnlm package imports ``transformers``; a version change touches only this package.
 """
@@ -6,6 +7,14 @@ No other gnnlm package imports ``transformers``; a version change touches only t
 from __future__ import annotations
 
 from gnnlm.lm.backbone import TransformerBackbone, find_layers, pool
+from gnnlm.lm.causal import (
+    TINY_DECODERS,
+    CausalBackbone,
+    CausalInputs,
+    load_causal_config,
+    load_causal_lm,
+    load_causal_tokenizer,
+)
 from gnnlm.lm.loading import (
     DEFAULT_LM,
     TINY_ARCHITECTURES,
@@ -18,7 +27,13 @@ from gnnlm.lm.loading import (
 )
 
 __all__ = [
+    "CausalBackbone",
+    "CausalInputs",
     "DEFAULT_LM",
+    "TINY_DECODERS",
+    "load_causal_config",
+    "load_causal_lm",
+    "load_causal_tokenizer",
     "TINY_ARCHITECTURES",
     "TransformerBackbone",
     "find_layers",
