@@ -64,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.run_dir}: gnnlm predict ranks entities of a link-prediction run; this run's "
                 f"task is {task.name!r}"
             )
+        if getattr(type(model), "supports_text_queries", False):
+            # a text model (task: text_link_prediction) also reads a head / tail given as new text
+            from gnnlm.tasks.text_link_prediction import predict as text
+
+            predict_tails, predict_heads = text.predict_tails_text, text.predict_heads_text
         if args.head is not None:
             prediction = predict_tails(model, kg, args.head, args.relation, args.k, exclude=exclude)
         else:

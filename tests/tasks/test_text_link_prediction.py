@@ -415,3 +415,35 @@ def test_wn18rr_has_210_test_triples_with_an_entity_unseen_in_training():
     assert int(mask.sum()) == 210
     unseen = torch.unique(kg.test[mask][:, [0, 2]].reshape(-1))
     assert int((~seen[unseen]).sum()) == 209
+
+
+def test_gnnlm_predict_on_a_trained_text_run_reads_new_text(cache_dir, tmp_path, capsys):
+    from gnnlm.cli import main
+    from gnnlm.train import Trainer
+
+    kg, root = geo_kg(), tmp_path / "geo"
+    root.mkdir()
+    for split in ("train", "valid", "test"):
+        rows = kg.splits[split].tolist()
+        (root / f"{split}.txt").write_text(
+            "".join(f"e{h}\t{kg.relations.name(r)}\te{t}\n" for h, r, t in rows)
+        )
+    names = kg.entity_text.names
+    (root / "names.tsv").write_text("".join(f"e{i}\t{n}\n" for i, n in enumerate(names)))
+    config = apply_overrides(
+        TextLinkPredictionConfig(),
+        {"dataset": f"tsv:{root}", "model.lm": "tiny-bert", "model.max_length": 16,
+         "model.key_encoder": "shared", "model.graph": True,
+         "dataset_kwargs": {"files": {s: f"{s}.txt" for s in ("train", "valid", "test")},
+                            "entity_text": "names.tsv", "cache": False},
+         "training.batch_size": 8},
+    )  # fmt: skip
+    Trainer(config, run_dir=tmp_path / "run", quiet=True).fit()
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "run"), "--head", "toulouse", "--relation",
+                 "located_in", "--k", "3", "--json"]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert out["query"] == ["toulouse", "located_in", "?"] and len(out["predictions"]) == 3
+    assert main(["predict", str(tmp_path / "run"), "--tail", "france", "--relation",
+                 "located_in", "--k", "2"]) == 0  # fmt: skip
+    assert "(?, located_in, france)" in capsys.readouterr().out
