@@ -10,7 +10,9 @@
   ``learned``, ``kge`` or ``text`` (:func:`text_node_features`, cached LM encodings of entity texts);
 * data: :class:`TextGraphCollator` making a :class:`TextGraphBatch` (tokenizer tensors + one PyG
   ``Batch``) with a :class:`~gnnlm.data.SubgraphSampler` (re-exported here; it lives in
-  :mod:`gnnlm.data.subgraph`, so tasks sample subgraphs without importing fusion).
+  :mod:`gnnlm.data.subgraph`, so tasks sample subgraphs without importing fusion);
+* decoders (:mod:`gnnlm.fusion.decoder`): :class:`GraphDecoder`, a causal LM with gated cross-attention
+  to the subgraph's nodes and / or graph soft prompts, batches from :class:`DecoderCollator`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from gnnlm.data.subgraph import SubgraphSampler
 from gnnlm.fusion.attention import MaskedCrossAttention, TanhGate
 from gnnlm.fusion.batch import TextGraphBatch, TextGraphCollator, TextGraphExample, text_positions
 from gnnlm.fusion.config import FusionConfig
+from gnnlm.fusion.decoder import DecoderFusionConfig, DecoderOutput, GraphDecoder, GraphPrompt
+from gnnlm.fusion.decoder_batch import DecoderCollator, DecoderExample
 from gnnlm.fusion.injection import FusionState, Injection, InjectionContext
 from gnnlm.fusion.kge_source import kge_tables
 from gnnlm.fusion.model import FusedLM, injection_parameters
@@ -28,6 +32,12 @@ from gnnlm.fusion.outputs import FusionOutput
 from gnnlm.fusion.registry import injection_resolver
 
 __all__ = [
+    "DecoderCollator",
+    "DecoderExample",
+    "DecoderFusionConfig",
+    "DecoderOutput",
+    "GraphDecoder",
+    "GraphPrompt",
     "FusedLM",
     "FusionConfig",
     "FusionOutput",
