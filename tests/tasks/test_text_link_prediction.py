@@ -447,3 +447,13 @@ def test_gnnlm_predict_on_a_trained_text_run_reads_new_text(cache_dir, tmp_path,
     assert main(["predict", str(tmp_path / "run"), "--tail", "france", "--relation",
                  "located_in", "--k", "2"]) == 0  # fmt: skip
     assert "(?, located_in, france)" in capsys.readouterr().out
+
+
+def test_samples_are_seeded_and_the_counts_say_what_was_used(cache_dir):
+    task = make_task(**{"data.max_train": 4, "data.max_test": 2, "data.sample_seed": 3})
+    again = make_task(**{"data.max_train": 4, "data.max_test": 2, "data.sample_seed": 3})
+    assert torch.equal(task.train_triples, again.train_triples) and len(task.train_triples) == 4
+    assert task.num_train_examples() == 8 and len(task.eval_triples["test"]) == 2
+    counts = task.run_metrics(epochs=1, train_seconds=2.0)["counts"]
+    assert counts["train_triples"] == 4 and counts["train_triples_in_graph"] == len(task.kg.train)
+    assert counts["evaluated_test_triples"] == 2 and counts["entities_unseen_in_training"] == 3

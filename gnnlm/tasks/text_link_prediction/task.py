@@ -134,7 +134,9 @@ class TextLinkPredictionTask(Task):
         self.train_triples = _sample(kg.train, d.max_train, d.sample_seed)
         limits = {"valid": d.max_valid, "test": d.max_test}
         self.eval_triples = {
-            s: _sample(kg.splits[s], limits.get(s, 0), d.sample_seed) for s in kg.splits
+            s: _sample(kg.splits[s], limits.get(s, 0), d.sample_seed)
+            for s in kg.splits
+            if s != "train"
         }
         self.seen = seen_entities(kg)
         self.queue = PreBatchQueue(c.model.pre_batch)
@@ -201,14 +203,12 @@ class TextLinkPredictionTask(Task):
         head = [model.log_inverse_temperature]
         if model.key_map is not None:
             head += list(model.key_map.parameters())
-        groups = {"lm": lm, "head": head}
-        if model.graph is not None:
+        gates: list[nn.Parameter] = []
+        graph: list[nn.Parameter] = []
+        if model.graph is not None:  # empty without a tower: every arm reads one param_groups
             gates = [model.graph.key_gate, model.graph.query_gate]
-            groups["gates"] = gates
-            groups["graph"] = [
-                p for p in model.graph.parameters() if all(p is not g for g in gates)
-            ]
-        return groups
+            graph = [p for p in model.graph.parameters() if all(p is not g for g in gates)]
+        return {"lm": lm, "head": head, "gates": gates, "graph": graph}
 
     # -- training ----------------------------------------------------------------------------------
     def num_train_examples(self) -> int:
@@ -334,7 +334,7 @@ class TextLinkPredictionTask(Task):
         counts = {
             "train_triples": len(self.train_triples),
             "train_triples_in_graph": len(self.kg.train),
-            **{f"{s}_triples": len(t) for s, t in self.eval_triples.items()},
+            **{f"evaluated_{s}_triples": len(t) for s, t in self.eval_triples.items()},
             "entities_unseen_in_training": int((~self.seen).sum()),
         }
         if "inductive" in self.kg.extra:
