@@ -105,8 +105,11 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     kg = load_dataset("umls" if args.quick else name)
     # 1. KGE-only: the shipped config, few epochs at the small budget
-    epochs = 1 if args.quick else spec["kge_epochs"] if args.budget == "small" else None
-    kge_overrides = ["evaluation.frequency=0"] + ([f"training.epochs={epochs}"] if epochs else [])
+    epochs = args.kge_epochs or (
+        1 if args.quick else spec["kge_epochs"] if args.budget == "small" else None
+    )
+    kge_overrides = ["evaluation.frequency=0"] if epochs else []
+    kge_overrides += ([f"training.epochs={epochs}"] if epochs else []) + list(args.kge_set)
     kge_config_path = (
         ROOT / "configs" / "umls" / "complex.yaml" if args.quick else spec["kge_config"]
     )
@@ -245,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override of the text config (every dataset)")  # fmt: skip
+    parser.add_argument("--kge-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override of the KGE config (e.g. training.device=cuda)")  # fmt: skip
+    parser.add_argument("--kge-epochs", type=int, default=None,
+                        help="KGE epochs (default: per dataset at --budget small, the config's at full)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "text_kgc")
     parser.add_argument("--results", type=Path, default=RESULTS / "text_kgc.json")
     parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
