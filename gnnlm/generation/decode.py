@@ -11,6 +11,7 @@ plain LM's path through HF's own ``generate`` (KV cache, the same trie through
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -37,12 +38,12 @@ class Generation:
     finished: bool = False
 
 
-def _mask_to_trie(logits: Tensor, generated: list[list[int]], trie: NameTrie) -> Tensor:
-    """``[batch, vocab]`` logits with every token the trie does not allow after each row's prefix at
-    ``-inf`` (a row that left the trie may only end)."""
+def _mask_to_trie(logits: Tensor, generated: list[list[int]], tries: Sequence[NameTrie]) -> Tensor:
+    """``[batch, vocab]`` logits with every token row ``i``'s trie does not allow after its prefix at
+    ``-inf`` (a row that left its trie may only end)."""
     allowed = torch.full_like(logits, float("-inf"))
     for i, prefix in enumerate(generated):
-        tokens = trie.allowed(prefix) or [trie.eos_id]
+        tokens = tries[i].allowed(prefix) or [tries[i].eos_id]
         allowed[i, tokens] = 0.0
     return logits + allowed
 
@@ -54,7 +55,7 @@ def generate(
     *,
     eos_id: int,
     max_new_tokens: int = 16,
-    trie: NameTrie | None = None,
+    trie: NameTrie | Sequence[NameTrie] | None = None,
     tokenizer=None,
 ) -> list[Generation]:
     """Greedy continuations of a left-padded batch of prompts.
@@ -65,7 +66,8 @@ def generate(
             (every row's last token is real) and no targets.
         eos_id: the end-of-sequence token.
         max_new_tokens: the most tokens generated per row.
-        trie: restrict every continuation to the trie's names.
+        trie: restrict every continuation to the trie's names (or one trie per row, e.g. the names of
+            each question's subgraph).
         tokenizer: decode the generations to text.
 
     Returns:
@@ -80,13 +82,16 @@ def generate(
     try:
         graph = model.encode_graph(batch)
         b = batch.batch_size
+        tries = [trie] * b if isinstance(trie, NameTrie) else trie
+        if tries is not None and len(tries) != b:
+            raise ValueError(f"{len(tries)} tries for a batch of {b}")
         generated: list[list[int]] = [[] for _ in range(b)]
         done = torch.zeros(b, dtype=torch.bool)
         current = batch
         for _ in range(max_new_tokens):
             logits = model(current, graph=graph).logits[:, -1].float()  # [batch, vocab]
-            if trie is not None:
-                logits = _mask_to_trie(logits, generated, trie)
+            if tries is not None:
+                logits = _mask_to_trie(logits, generated, tries)
             token = logits.argmax(-1).cpu()  # [batch]
             token = torch.where(done, torch.full_like(token, eos_id), token)
             for i in range(b):
@@ -110,7 +115,7 @@ def generate(
         Generation(
             token_ids=ids,
             text=tokenizer.decode(ids, skip_special_tokens=True) if tokenizer is not None else None,
-            names=trie.lookup(ids) if trie is not None and bool(done[i]) else [],
+            names=tries[i].lookup(ids) if tries is not None and bool(done[i]) else [],
             finished=bool(done[i]),
         )
         for i, ids in enumerate(generated)

@@ -75,6 +75,10 @@ def load_lm_config(name_or_path: str = DEFAULT_LM):
     """The HF config of :func:`load_lm`'s model, without loading its weights (e.g. to read its
     ``max_position_embeddings`` before tokenizing)."""
     if name_or_path.startswith("tiny-"):
+        from gnnlm.lm.causal import TINY_DECODERS, load_causal_config  # decoders: tiny-gpt2, ...
+
+        if name_or_path.removeprefix("tiny-") in TINY_DECODERS:
+            return load_causal_config(name_or_path)
         vocab_size = len(load_tokenizer(name_or_path))
         return tiny_config(name_or_path.removeprefix("tiny-"), vocab_size=vocab_size)
     if name_or_path == DEFAULT_LM:
