@@ -315,7 +315,8 @@ def test_the_ensemble_at_weight_1_ranks_as_the_text_model_and_at_0_as_the_kge_mo
     assert torch.allclose(z, torch.tensor([[-1.0, 0.0, 1.0]]))
 
 
-def test_a_kge_run_folder_adds_kge_and_hybrid_metrics(cache_dir, tmp_path):
+def save_kge(folder: Path):
+    """A (random) DistMult saved as a run folder over geo_kg's ids."""
     from gnnlm.tasks.link_prediction.config import ModelConfig
     from gnnlm.train.pretrained import PretrainedConfig, save_pretrained
 
@@ -325,7 +326,12 @@ def test_a_kge_run_folder_adds_kge_and_hybrid_metrics(cache_dir, tmp_path):
         model=ModelConfig(interaction="distmult", embedding_dim=8),
         num_entities=kg.num_entities, num_relations=kg.num_relations, dataset="geo",
     )  # fmt: skip
-    save_pretrained(kge, tmp_path / "kge" / "model", config, kg=kg)
+    save_pretrained(kge, folder / "model", config, kg=kg)
+    return kge
+
+
+def test_a_kge_run_folder_adds_kge_and_hybrid_metrics(cache_dir, tmp_path):
+    kge = save_kge(tmp_path / "kge")
     task = make_task(**{"model.key_encoder": "frozen", "hybrid.kge_run": str(tmp_path / "kge"),
                         "hybrid.weights": [0.0, 1.0]})  # fmt: skip
     model = build(task)
@@ -457,3 +463,74 @@ def test_samples_are_seeded_and_the_counts_say_what_was_used(cache_dir):
     counts = task.run_metrics(epochs=1, train_seconds=2.0)["counts"]
     assert counts["train_triples"] == 4 and counts["train_triples_in_graph"] == len(task.kg.train)
     assert counts["evaluated_test_triples"] == 2 and counts["entities_unseen_in_training"] == 3
+
+
+# -- KG-BERT-style re-ranking ----------------------------------------------------------------------
+def test_reranking_puts_a_shortlisted_answer_first_and_leaves_the_others_at_their_kge_rank():
+    from gnnlm.eval import RankBasedEvaluator
+    from gnnlm.tasks.text_link_prediction.rerank import RerankRanker
+
+    kg = geo_kg()
+    kge, triples, k = kge_model(kg), torch.cat([kg.train, kg.test]), 4
+    evaluator = RankBasedEvaluator(kg.filter_index)
+    answers: dict[tuple[int, int], set[int]] = {}  # the oracle knows every answer of a query
+    r_count = kg.num_relations
+    for h, r, t in torch.cat([kg.train, kg.valid, kg.test]).tolist():
+        answers.setdefault((h, r), set()).add(t)
+        answers.setdefault((t, r + r_count), set()).add(h)
+
+    def oracle(entities, relations, candidates):
+        return torch.tensor(
+            [[10.0 * (int(c) in answers.get((int(e), int(r)), ())) for c in row]
+             for e, r, row in zip(entities, relations, candidates)]
+        )  # fmt: skip
+
+    with torch.no_grad():
+        kge_ranks = evaluator.ranks(kge, triples)
+        unchanged = evaluator.ranks(RerankRanker(kge, oracle, 0, r_count), triples)
+        assert all(torch.equal(unchanged[s], kge_ranks[s]) for s in kge_ranks)
+        ranks = evaluator.ranks(RerankRanker(kge, oracle, k, r_count), triples)
+        # the shortlist is the top-k of the unfiltered scores
+        tail_rows = kge.score_t(triples[:, :2])
+        head_rows = kge.score_h(triples[:, 1:])
+    for side, rows, target in (
+        ("tail", tail_rows, triples[:, 2]),
+        ("head", head_rows, triples[:, 0]),
+    ):
+        in_top = (rows.topk(k, dim=1).indices == target[:, None]).any(1)
+        assert in_top.any() and (ranks[side][in_top] == 1).all()  # other answers are filtered
+        assert (~in_top).any() and torch.equal(ranks[side][~in_top], kge_ranks[side][~in_top])
+
+
+def test_hard_negatives_come_from_the_kge_shortlist_and_are_never_answers():
+    from gnnlm.tasks.text_link_prediction.rerank import hard_negatives
+
+    kg = geo_kg()
+    kge, known = kge_model(kg), KnownTriples(kg.train, kg.num_entities, kg.num_relations)
+    heads, relations, tails = kg.train[:, 0], kg.train[:, 1], kg.train[:, 2]
+    relations = torch.cat([relations[:4], relations[4:] + kg.num_relations])  # some inverse queries
+    negatives = hard_negatives(kge, heads, relations, tails, known, k=5, num=3,
+                               generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert negatives.shape == (len(heads), 3)
+    assert not known.contains(heads, relations, negatives).any()
+    assert not (negatives == tails[:, None]).any()
+
+
+def test_the_rerank_option_trains_a_cross_encoder_and_reports_rerank_metrics(cache_dir, tmp_path):
+    save_kge(tmp_path / "kge")
+    task = make_task(**{"model.key_encoder": "frozen", "hybrid.kge_run": str(tmp_path / "kge"),
+                        "hybrid.rerank_k": 3, "hybrid.weights": [0.5]})  # fmt: skip
+    model = build(task).train()
+    out = task.training_step(model, torch.arange(6), torch.Generator().manual_seed(0))
+    out.loss.backward()
+    assert out.logs["cross_entropy"] > 0 and model.cross.linear.weight.grad.abs().sum() > 0
+    assert any(p is model.cross.linear.weight for p in task.parameter_groups(model)["head"])
+    model.eval()
+    with torch.no_grad():
+        task.evaluate(model, "valid")
+        test = task.evaluate(model, "test")
+    assert test["rerank"]["num_queries"] == 8 and math.isfinite(test["rerank"]["mrr"])
+    config = apply_overrides(TextLinkPredictionConfig(), {"model.lm": "tiny-bert",
+                                                          "hybrid.rerank_k": 3})  # fmt: skip
+    with pytest.raises(ConfigError, match="kge_run"):
+        TextLinkPredictionTask(config, data=geo_kg()).validate()

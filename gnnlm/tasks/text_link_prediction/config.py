@@ -119,10 +119,17 @@ class TextKGCHybridConfig(Config):
             set, every evaluation also reports ``kge`` (that model alone, same triples and filter) and
             ``hybrid`` (``w * z(text) + (1 - w) * z(kge)``, per-query standardised scores).
         weights: the grid of ``w`` tried on validation (the best MRR is kept for test).
+        rerank_k: if > 0 (with ``kge_run``), also train a KG-BERT-style cross-encoder (the query LM
+            reading the whole triple, a linear head; :mod:`~gnnlm.tasks.text_link_prediction.rerank`)
+            and report ``rerank``: the KGE model's top ``rerank_k`` of every query re-ordered by it.
+        rerank_negatives: negatives per positive for the cross-encoder, drawn from the KGE model's
+            top ``rerank_k`` (known answers excluded).
     """
 
     kge_run: str | None = None
     weights: list[float] = field(default_factory=lambda: [i / 10 for i in range(11)])
+    rerank_k: int = checked(0, AT_LEAST_0, "10, or 0 for no re-ranking")
+    rerank_negatives: int = checked(2, AT_LEAST_1, "2")
 
     def __post_init__(self) -> None:
         if not self.weights or any(not 0.0 <= w <= 1.0 for w in self.weights):

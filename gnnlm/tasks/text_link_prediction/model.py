@@ -137,6 +137,9 @@ class TextKGCModel(nn.Module):
         key_table: ``[N, H]`` fixed entity encodings (``frozen``): keys are ``key_table @ W`` with a
             trainable ``W`` initialised to the identity.
         graph: the optional :class:`GraphTower`.
+        cross: the optional cross-encoder head of KG-BERT-style re-ranking
+            (:class:`~gnnlm.tasks.text_link_prediction.rerank.CrossEncoderHead`; it reads the query
+            LM).
         max_length: tokens per text.
         temperature: initial ``tau``; ``learn_temperature`` trains ``log(1 / tau)``, clamped to
             ``1 / tau <= max_inverse_temperature``.
@@ -156,6 +159,7 @@ class TextKGCModel(nn.Module):
         key_lm: TransformerBackbone | None = None,
         key_table: Tensor | None = None,
         graph: GraphTower | None = None,
+        cross: nn.Module | None = None,
         max_length: int = 50,
         temperature: float = 0.05,
         learn_temperature: bool = True,
@@ -188,6 +192,7 @@ class TextKGCModel(nn.Module):
         else:
             self.key_table, self.key_map = None, None
         self.graph = graph
+        self.cross = cross
         self.log_inverse_temperature = nn.Parameter(
             torch.tensor(1.0 / temperature).log(), requires_grad=learn_temperature
         )

@@ -11,7 +11,8 @@ and the ranks are those of :class:`~gnnlm.eval.RankBasedEvaluator` (both sides, 
 valid + test, realistic ties: the protocol of the KGE models, so the numbers sit in one table). Triples
 with an entity that never occurs in training are ranked like any other and also reported on their own
 (``unseen``). With ``hybrid.kge_run`` the same evaluation reports the KGE run alone (``kge``) and the
-score ensemble (``hybrid``, its weight chosen on validation).
+score ensemble (``hybrid``, its weight chosen on validation), and with ``hybrid.rerank_k`` the KGE
+model's top-k re-ordered by a cross-encoder trained beside the bi-encoder (``rerank``).
 
 The pre-batch queue is the run's state between steps: a resumed run starts with an empty queue (its
 first ``pre_batch`` steps differ from the uninterrupted run's).
@@ -98,6 +99,11 @@ class TextLinkPredictionTask(Task):
                 f"{c.at('model.composition')}model.composition must be one of "
                 f"{', '.join(COMPOSITIONS)}, got {m.composition!r}"
             )
+        if c.hybrid.rerank_k and c.hybrid.kge_run is None:
+            raise ConfigError(
+                f"{c.at('hybrid.rerank_k')}hybrid.rerank_k re-ranks a KGE model's top-k: set "
+                "hybrid.kge_run too"
+            )
         if c.hybrid.kge_run is not None and not Path(c.hybrid.kge_run).is_dir():
             raise ConfigError(
                 f"{c.at('hybrid.kge_run')}hybrid.kge_run: no such run folder {c.hybrid.kge_run!r}"
@@ -168,7 +174,8 @@ class TextLinkPredictionTask(Task):
 
     def build_model(self) -> TextKGCModel:
         """The bi-encoder of ``model:``: the query LM, the key side (a second LM, the same LM or the
-        frozen table) and, with ``model.graph``, the graph tower."""
+        frozen table), with ``model.graph`` the graph tower, with ``hybrid.rerank_k`` the
+        cross-encoder's head."""
         from gnnlm.lm import load_lm
         from gnnlm.tasks.text_link_prediction.model import GraphTower, TextKGCModel, relation_texts
 
@@ -184,11 +191,16 @@ class TextLinkPredictionTask(Task):
                 out_channels=query_lm.hidden_size, num_layers=m.graph_layers,
                 dropout=m.graph_dropout, composition=m.composition,
             )  # fmt: skip
+        cross = None
+        if c.hybrid.rerank_k:
+            from gnnlm.tasks.text_link_prediction.rerank import CrossEncoderHead
+
+            cross = CrossEncoderHead(query_lm.hidden_size)
         return TextKGCModel(
             query_lm, self.tokenizer, self.entity_texts(),
             relation_texts(kg.relations.names, kg.relation_text),
             key_lm=key_lm, key_table=self.table() if m.key_encoder == "frozen" else None,
-            graph=graph, max_length=m.max_length, temperature=m.temperature,
+            graph=graph, cross=cross, max_length=m.max_length, temperature=m.temperature,
             learn_temperature=m.learn_temperature,
             max_inverse_temperature=m.max_inverse_temperature,
             encode_batch_size=c.evaluation.batch_size,
@@ -196,13 +208,16 @@ class TextLinkPredictionTask(Task):
 
     def parameter_groups(self, model: TextKGCModel) -> dict[str, list[nn.Parameter]]:
         """``lm`` (the LMs), ``gates`` (the graph tower's two gates), ``graph`` (the rest of the
-        tower) and ``head`` (the temperature and the frozen keys' linear map)."""
+        tower) and ``head`` (the temperature, the frozen keys' linear map and the cross-encoder's
+        classifier)."""
         lm = list(model.query_lm.parameters())
         if model.key_lm is not None:
             lm += list(model.key_lm.parameters())
         head = [model.log_inverse_temperature]
         if model.key_map is not None:
             head += list(model.key_map.parameters())
+        if model.cross is not None:
+            head += list(model.cross.parameters())
         gates: list[nn.Parameter] = []
         graph: list[nn.Parameter] = []
         if model.graph is not None:  # empty without a tower: every arm reads one param_groups
@@ -260,13 +275,22 @@ class TextLinkPredictionTask(Task):
         loss = info_nce(logits)
         self.queue.push(keys, tails)
         accuracy = (logits.detach().argmax(1).cpu() == torch.arange(len(indices))).float().mean()
-        return StepOutput(
-            loss,
-            {
-                "inverse_temperature": float(model.inverse_temperature.detach()),
-                "accuracy": float(accuracy),
-            },
-        )
+        logs = {
+            "inverse_temperature": float(model.inverse_temperature.detach()),
+            "accuracy": float(accuracy),
+        }
+        if model.cross is not None:  # KG-BERT-style re-ranker: the KGE model's hard negatives
+            from gnnlm.tasks.text_link_prediction.rerank import cross_entropy_loss, hard_negatives
+
+            h = self.config.hybrid
+            negatives = hard_negatives(
+                self.kge, heads, relations, tails, self.known, k=h.rerank_k,
+                num=h.rerank_negatives, generator=generator,
+            )  # fmt: skip
+            cross = cross_entropy_loss(model, heads, relations, tails, negatives)
+            loss = loss + cross
+            logs["cross_entropy"] = float(cross.detach())
+        return StepOutput(loss, logs)
 
     # -- evaluation --------------------------------------------------------------------------------
     def has_split(self, split: str) -> bool:
@@ -314,6 +338,15 @@ class TextLinkPredictionTask(Task):
                 "weight": self.hybrid_weight,
                 **self.breakdown(hybrid, triples),
             }
+            if model.cross is not None:
+                from gnnlm.tasks.text_link_prediction.rerank import RerankRanker, model_scorer
+
+                ranker = RerankRanker(
+                    self.kge, model_scorer(model, self.config.evaluation.batch_size),
+                    self.config.hybrid.rerank_k, self.kg.num_relations,
+                )  # fmt: skip
+                rerank = self.evaluator.evaluate(ranker, triples)
+                metrics["rerank"] = {**_flat(rerank), **self.breakdown(rerank, triples)}
         return metrics
 
     def breakdown(self, result: RankBasedMetrics, triples: Tensor) -> dict[str, Any]:
