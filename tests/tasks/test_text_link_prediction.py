@@ -534,3 +534,19 @@ def test_the_rerank_option_trains_a_cross_encoder_and_reports_rerank_metrics(cac
                                                           "hybrid.rerank_k": 3})  # fmt: skip
     with pytest.raises(ConfigError, match="kge_run"):
         TextLinkPredictionTask(config, data=geo_kg()).validate()
+
+
+@pytest.mark.parametrize("name", ["text_kgc_wn18rr", "text_kgc_fb15k237"])
+def test_the_shipped_configs_pass_the_engine_s_checks(name):
+    from gnnlm.config import check_values
+    from gnnlm.tasks.loading import load_config
+    from gnnlm.train.optim import check_training
+
+    root = Path(__file__).resolve().parents[2]
+    config = load_config(root / "configs" / "tasks" / f"{name}.yaml")
+    assert set(config.variants) == {"text", "text_graph"}
+    for arm in config.variants:
+        single = config.variant(arm, 0)
+        check_values(single)
+        check_training(single)
+        TextLinkPredictionTask(single, data=geo_kg()).validate()
