@@ -145,7 +145,8 @@ class DecoderOutput:
 
     Attributes:
         logits: ``[batch, seq, vocab]`` next-token logits at the text's positions (soft prompts
-            dropped).
+            dropped); ``[batch, 1, vocab]`` or ``[num_targets, vocab]`` as ``forward(logits=...)``
+            asks.
         loss: mean cross-entropy of the shifted ``batch.labels`` (``None`` without labels).
         node_states: ``[num_nodes, node_channels]`` final GNN states, or ``None``.
         gates: ``[num_xattn_layers]`` current ``tanh`` gates of the cross-attention, or ``None``.
@@ -329,13 +330,19 @@ class GraphDecoder(nn.Module):
         return context
 
     # -- forward -------------------------------------------------------------------------------------
-    def forward(self, batch: TextGraphBatch, *, graph: GraphContext | None = None) -> DecoderOutput:
+    def forward(
+        self, batch: TextGraphBatch, *, graph: GraphContext | None = None, logits: str = "all"
+    ) -> DecoderOutput:
         """Next-token logits of a text + subgraph batch.
 
         Args:
             batch: ``input_ids`` / ``attention_mask`` ``[batch, seq]`` (left or right padded), the
                 subgraphs, and optionally ``labels`` ``[batch, seq]`` (``-100`` where no loss).
             graph: :meth:`encode_graph`'s output for this batch's subgraphs (computed when ``None``).
+            logits: which positions get vocabulary logits (the LM head over a 30k-150k vocabulary is
+                most of a small decoder's cost): ``"all"`` (``[batch, seq, vocab]``), ``"last"``
+                (``[batch, 1, vocab]``, for generation) or ``"loss"`` (only the positions with a
+                target, ``[num_targets, vocab]``: the same loss, a fraction of the cost).
 
         Returns:
             :class:`DecoderOutput`.
@@ -365,12 +372,25 @@ class GraphDecoder(nn.Module):
                 hidden = (
                     hidden + self.gate(j) * ctx
                 )  # out of place: never write into the LM's states
-        logits = lm.lm_logits(hidden)[:, k:]  # [batch, seq, vocab]
-        loss = None
-        if batch.labels is not None:
-            loss = causal_lm_loss(logits, batch.labels)
+        hidden = hidden[:, k:]  # [batch, seq, hidden]: the soft prompts predict nothing
+        loss = out = None
+        if logits == "loss":
+            if batch.labels is None:
+                raise ValueError('logits="loss" needs a batch with labels')
+            targets = batch.labels[:, 1:]  # position t predicts labels[t + 1]
+            keep = targets != IGNORE_INDEX  # [batch, seq - 1]
+            out = lm.lm_logits(hidden[:, :-1][keep])  # [num_targets, vocab]
+            loss = F.cross_entropy(out.float(), targets[keep])
+        elif logits in ("all", "last"):
+            out = lm.lm_logits(
+                hidden if logits == "all" else hidden[:, -1:]
+            )  # [batch, seq|1, vocab]
+            if batch.labels is not None and logits == "all":
+                loss = causal_lm_loss(out, batch.labels)
+        else:
+            raise ValueError(f"logits must be 'all', 'last' or 'loss', got {logits!r}")
         gates = None if self.gate is None else self.gate.weight.detach().tanh()
-        return DecoderOutput(logits, loss, graph.node_states, gates)
+        return DecoderOutput(out, loss, graph.node_states, gates)
 
     # -- parameters ----------------------------------------------------------------------------------
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:

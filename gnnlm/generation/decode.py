@@ -89,7 +89,9 @@ def generate(
         done = torch.zeros(b, dtype=torch.bool)
         current = batch
         for _ in range(max_new_tokens):
-            logits = model(current, graph=graph).logits[:, -1].float()  # [batch, vocab]
+            logits = (
+                model(current, graph=graph, logits="last").logits[:, -1].float()
+            )  # [batch, vocab]
             if tries is not None:
                 logits = _mask_to_trie(logits, generated, tries)
             token = logits.argmax(-1).cpu()  # [batch]

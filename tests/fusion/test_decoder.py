@@ -162,3 +162,24 @@ def test_config_errors_name_the_value():
 def test_repr_names_sizes():
     model = build("gpt2", ["xattn", "prompt"])
     assert "knowledge=['xattn', 'prompt']" in repr(model) and "tokens=4" in repr(model.prompt)
+
+
+@pytest.mark.parametrize("knowledge", [["xattn"], ["prompt"]])
+def test_target_only_and_last_only_logits_equal_the_full_ones(knowledge):
+    model = build("llama", knowledge)
+    if model.xattn is not None:
+        perturb(model)
+    batch = collator()(EXAMPLES)
+    with torch.no_grad():
+        full = model(batch)
+        cheap = model(batch, logits="loss")
+        last = model(collator("left")(EXAMPLES), logits="last")
+        left = model(collator("left")(EXAMPLES))
+    torch.testing.assert_close(cheap.loss, full.loss)
+    assert cheap.logits.shape == (
+        int((batch.labels[:, 1:] != IGNORE_INDEX).sum()),
+        full.logits.size(-1),
+    )
+    torch.testing.assert_close(last.logits[:, 0], left.logits[:, -1])
+    with pytest.raises(ValueError, match="'all', 'last' or 'loss'"):
+        model(batch, logits="some")

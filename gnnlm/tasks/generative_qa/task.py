@@ -199,7 +199,7 @@ class GenerativeQATask(MetaQATask):
             names = self.gold_names(q)
             pick = int(torch.randint(len(names), (1,), generator=generator))
             examples.append(self.example(q, names[pick]))
-        out = model(self._to_device(self.collate(examples), model))
+        out = model(self._to_device(self.collate(examples), model), logits="loss")
         return StepOutput(out.loss)
 
     @staticmethod
@@ -274,7 +274,7 @@ class GenerativeQATask(MetaQATask):
             with_answer = [q for q in chosen if q.answers]
             if with_answer:
                 examples = [self.example(q, self.gold_names(q)[0]) for q in with_answer]
-                out = model(self._to_device(self.collate(examples), model))
+                out = model(self._to_device(self.collate(examples), model), logits="loss")
                 loss += float(out.loss.detach()) * len(with_answer)
                 answerable += len(with_answer)
         metrics: dict[str, Any] = {
