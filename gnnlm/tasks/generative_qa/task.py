@@ -90,8 +90,11 @@ class GenerativeQATask(MetaQATask):
         from gnnlm.fusion import DecoderCollator, text_positions
         from gnnlm.lm import load_causal_config, load_causal_tokenizer
 
-        super().setup()
         c, d, m = self.config, self.config.data, self.config.model
+        key = (repr(d), m.lm, repr(m.lm_kwargs), m.style, m.num_prompt_tokens)
+        if getattr(self, "_setup_key", None) == key:
+            return  # already set up for this data (e.g. the same task trained with another seed)
+        super().setup()
         self.sampler = self.collate.sampler
         self.tokenizer = load_causal_tokenizer(m.lm)
         positions = text_positions(load_causal_config(m.lm, **m.lm_kwargs))
@@ -107,6 +110,7 @@ class GenerativeQATask(MetaQATask):
         self.prompt_collate = DecoderCollator(
             self.tokenizer, self.sampler, padding_side="left", **options
         )
+        self._setup_key = key
 
     # -- prompts -----------------------------------------------------------------------------------
     def verbalised(self, topic: int) -> str:
