@@ -77,7 +77,8 @@ def small_overrides(args: argparse.Namespace) -> dict:
     if args.lora_r:
         values["finetuning.lora.r"] = args.lora_r
     if not args.lm.startswith("tiny-"):  # a pretrained decoder: a gentler rate for its own weights
-        values["training.param_groups"] = {"lm": {"lr": 2e-5}, "gates": {"lr": 2e-2}}
+        lm_lr = 2e-4 if args.lora_r else 2e-5  # (the lm group holds the adapters under LoRA)
+        values["training.param_groups"] = {"lm": {"lr": lm_lr}, "gates": {"lr": 2e-2}}
     return values
 
 
