@@ -73,7 +73,7 @@ def official_scores(gold: Sequence[int], predicted: Sequence[int]) -> dict[str, 
     Returns:
         ``{"macro_f1", "accuracy", "micro_f1", "per_relation": {relation: {"precision", "recall",
         "f1", "correct", "predicted", "gold", "wrong_direction"}}}``; ``micro_f1`` is the scorer's
-        micro-average over the 9 types (``Other`` excluded).
+        micro-average over the relation types of the gold labels (``Other`` excluded).
     """
     if not gold:
         raise ValueError("no examples to score")
@@ -90,8 +90,10 @@ def official_scores(gold: Sequence[int], predicted: Sequence[int]) -> dict[str, 
             "correct": int(correct[r]), "predicted": int(pred[r]), "gold": int(gold_n[r]),
             "wrong_direction": int(wrong[r]),
         }  # fmt: skip
-    micro_p = float(correct.sum() / pred.sum()) if pred.sum() > 0 else 0.0
-    micro_r = float(correct.sum() / gold_n.sum()) if gold_n.sum() > 0 else 0.0
+    present = gold_n > 0  # the scorer sums over the types in the gold labels only
+    hits, guesses, truths = (float(x[present].sum()) for x in (correct, pred, gold_n))
+    micro_p = hits / guesses if guesses > 0 else 0.0
+    micro_r = hits / truths if truths > 0 else 0.0
     micro = 2 * micro_p * micro_r / (micro_p + micro_r) if micro_p + micro_r > 0 else 0.0
     accuracy = sum(int(a) == int(b) for a, b in zip(gold, predicted)) / len(gold)
     return {"macro_f1": float(macro), "accuracy": accuracy, "micro_f1": micro, "per_relation": per}

@@ -166,12 +166,17 @@ class RelationClassificationTask(Task):
         """The official scores of ``split`` (see the module docstring for every key)."""
         items = self.prepared.items[split]
         size = self.config.evaluation.batch_size
-        predictions: list[int] = []
+        # batches of similar length pad less (a third of the time on the test file); the predictions
+        # go back to split order
+        order = sorted(range(len(items)), key=lambda i: (len(items[i].example.text), i))
+        predictions = [0] * len(items)
         loss, truncated = 0.0, 0
-        for i in range(0, len(items), size):
-            batch = self._batch(model, split, range(i, min(i + size, len(items))))
+        for start in range(0, len(items), size):
+            chunk = order[start : start + size]
+            batch = self._batch(model, split, chunk)
             logits, _ = model(batch)
-            predictions += logits.argmax(-1).tolist()
+            for i, label in zip(chunk, logits.argmax(-1).tolist()):
+                predictions[i] = label
             loss += float(
                 nn.functional.cross_entropy(logits.float(), batch.labels, reduction="sum")
             )
