@@ -6,7 +6,8 @@ only? (``benchmarks/injection.py --task metaqa`` runs this file.)
 
 The arms are the variants of ``configs/tasks/injection_ablation_metaqa.yaml`` (its header says what each
 reads): ``lm`` (LM-only), ``gnn`` (a question-conditioned GNN), ``late`` (late fusion only, injection
-held at zero), ``inject`` (injection only: the head reads the names and the question), ``both``. One
+held at zero), ``inject`` (injection only: the head reads the names and the question), ``both``,
+``gnn_reads_text`` (``both`` with graph injection one way: nodes read tokens, the LM stays plain). One
 head, the same candidates, questions, data order, seeds and budget for every arm, run by the engine.
 
 Beside them, a rule with no parameters on the same test questions and subgraphs: a uniformly random
@@ -40,7 +41,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 CONFIG = ROOT / "configs" / "tasks" / "injection_ablation_metaqa.yaml"
 METRICS = ("hits@1", "hits@1_1hop", "hits@1_2hop")
 #: further paired comparisons (arm, against)
-PAIRS = [("both", "late"), ("both", "inject"), ("inject", "gnn")]
+PAIRS = [("both", "late"), ("both", "inject"), ("both", "gnn_reads_text"), ("inject", "gnn")]
 QUICK = ["model.lm=tiny-bert", "data.max_train=32", "data.max_valid=16", "data.max_test=32",
          "data.max_nodes=32", "seeds=[0, 1]"]  # fmt: skip
 
@@ -75,7 +76,8 @@ def markdown(record: dict) -> str:
     reads = {"lm": "question (LM) + names", "gnn": "question (LM) + question-conditioned GNN",
              "late": "question (LM) + GNN states, injection held at zero",
              "inject": "question (LM + injection) + names",
-             "both": "question (LM + injection) + fused GNN states"}  # fmt: skip
+             "both": "question (LM + injection) + fused GNN states",
+             "gnn_reads_text": "question (LM) + GNN states, nodes reading the tokens"}  # fmt: skip
     for arm, a in record["arms"].items():
         cells = " | ".join(
             f"{a['test'][m]['mean']:.4f} ± {a['test'][m]['std']:.4f}" for m in METRICS

@@ -467,3 +467,35 @@ def test_from_pretrained_refuses_a_saved_dotted_path_encoder_unless_trusted(tmp_
         FusedLM.from_pretrained(tmp_path / "m", trust_remote_code=True)
     assert marker.exists()
     sys.modules.pop("planted_encoder_mod", None)
+
+
+def test_one_way_graph_injection_keeps_the_other_side_plain():
+    """``directions: [graph]``: nodes read tokens, the LM stays the plain LM whatever the weights;
+    ``[text]``: tokens read nodes, the node states stay the plain GNN's."""
+    import copy
+
+    batch = collator()(EXAMPLES)
+    with torch.no_grad():
+        lm_only = build(injection=())(batch).last_hidden_state
+    for directions in (["graph"], ["text"]):
+        model = build(injection=("graph",), injection_kwargs={"graph": {"directions": directions}})
+        perturb(model)
+        injection = model.injections["graph"]
+        silent = copy.deepcopy(model)  # the same weights, the one direction's gates closed
+        for gate in (silent.injections["graph"].gate, silent.injections["graph"].node_gate):
+            if gate is not None:
+                torch.nn.init.zeros_(gate.weight)
+        with torch.no_grad():
+            out, plain = model(batch), silent(batch)
+        if directions == ["graph"]:
+            assert injection.gate is None and len(injection.token_to_node) == 0
+            assert torch.allclose(out.last_hidden_state, lm_only, atol=1e-6)
+            assert not torch.allclose(out.node_states, plain.node_states, atol=1e-4)
+        else:
+            assert injection.node_gate is None and len(injection.node_to_token) == 0
+            assert torch.equal(out.node_states, plain.node_states)
+            assert not torch.allclose(out.last_hidden_state, lm_only, atol=1e-4)
+            assert torch.allclose(plain.last_hidden_state, lm_only, atol=1e-6)
+        assert f"directions={directions}" in repr(model)
+    with pytest.raises(ValueError, match="directions must be a non-empty subset"):
+        build(injection=("graph",), injection_kwargs={"graph": {"directions": ["nodes"]}})

@@ -34,38 +34,58 @@ class GraphInjection(Injection):
     GreaseLM's single interaction token/node MLP (Zhang et al., 2022, https://arxiv.org/abs/2201.08860)
     with full cross-attention in both directions, as in QA-GNN/DRAGON-style variants.
 
+    ``directions`` keeps one side only, for ablations: ``[text]`` is injection proper (tokens read
+    nodes; the GNN never reads the text), ``[graph]`` the other way (nodes read tokens; the LM is
+    the plain LM, so only a head that reads the node states can gain).
+
     Args:
         context: sizes (:class:`~gnnlm.fusion.injection.InjectionContext`).
         num_heads: cross-attention heads (default: the LM's).
         dropout: attention dropout.
+        directions: which side receives: ``text`` (:math:`H'`), ``graph`` (:math:`X'`) or both
+            (default).
     """
 
     name: ClassVar[str] = "graph"
     uses_graph_encoder: ClassVar[bool] = True
 
     def __init__(
-        self, context: InjectionContext, *, num_heads: int | None = None, dropout: float = 0.0
+        self,
+        context: InjectionContext,
+        *,
+        num_heads: int | None = None,
+        dropout: float = 0.0,
+        directions: list[str] | tuple[str, ...] = ("text", "graph"),
     ):
         super().__init__(context)
+        directions = tuple(directions)
+        if not directions or not set(directions) <= {"text", "graph"}:
+            raise ValueError(
+                f"graph injection: directions must be a non-empty subset of [text, graph], got "
+                f"{list(directions)}"
+            )
+        self.directions = directions
         heads = num_heads or context.num_heads
         k = len(context.fused_layers)
         d, dn = context.hidden_size, context.node_channels
+        to_text, to_graph = "text" in directions, "graph" in directions
         self.token_to_node = nn.ModuleList(
-            MaskedCrossAttention(d, dn, heads, dropout=dropout) for _ in range(k)
+            MaskedCrossAttention(d, dn, heads, dropout=dropout) for _ in range(k * to_text)
         )
         self.node_to_token = nn.ModuleList(
             MaskedCrossAttention(dn, d, heads, head_channels=max(d // heads, 1), dropout=dropout)
-            for _ in range(k)
+            for _ in range(k * to_graph)
         )
-        self.gate = TanhGate(k, init=context.gate_value)
-        self.node_gate = TanhGate(k, init=context.gate_value)
+        self.gate = TanhGate(k, init=context.gate_value) if to_text else None
+        self.node_gate = TanhGate(k, init=context.gate_value) if to_graph else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for attn in (*self.token_to_node, *self.node_to_token):
             attn.reset_parameters()
-        self.gate.reset_parameters()
-        self.node_gate.reset_parameters()
+        for gate in (self.gate, self.node_gate):
+            if gate is not None:
+                gate.reset_parameters()
         self.zero_outputs()
 
     def output_modules(self) -> list[nn.Module]:
@@ -80,11 +100,14 @@ class GraphInjection(Injection):
         token_mask = state.cache.get("token_mask")  # [batch, seq], once per batch
         if token_mask is None:
             token_mask = state.cache["token_mask"] = state.batch.attention_mask.bool()
-        token_ctx = self.token_to_node[j](hidden, nodes, node_mask)  # [batch, seq, d]
-        node_ctx = self.node_to_token[j](nodes, hidden, token_mask)  # [batch, max_nodes, dn]
-        state.add_node_update(state.from_dense(self.node_gate(j) * node_ctx))  # [num_nodes, dn]
-        return self.gate(j) * token_ctx
+        if self.node_gate is not None:
+            node_ctx = self.node_to_token[j](nodes, hidden, token_mask)  # [batch, max_nodes, dn]
+            state.add_node_update(state.from_dense(self.node_gate(j) * node_ctx))  # [num_nodes, dn]
+        if self.gate is None:
+            return None
+        return self.gate(j) * self.token_to_node[j](hidden, nodes, node_mask)  # [batch, seq, d]
 
     def extra_repr(self) -> str:
         c = self.context
-        return f"layers={list(c.fused_layers)}, hidden={c.hidden_size}, node_channels={c.node_channels}"
+        out = f"layers={list(c.fused_layers)}, hidden={c.hidden_size}, node_channels={c.node_channels}"
+        return out if len(self.directions) == 2 else f"{out}, directions={list(self.directions)}"
