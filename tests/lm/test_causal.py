@@ -85,3 +85,17 @@ def test_tokenizer_has_eos_and_pad():
 def test_missing_folder_is_named():
     with pytest.raises(FileNotFoundError, match="no/such/folder"):
         load_causal_lm("./no/such/folder")
+
+
+def test_a_saved_folder_loads_through_the_pretrained_path(tmp_path):
+    """The real-checkpoint code path (``AutoModelForCausalLM.from_pretrained`` of a folder)."""
+    lm = load_causal_lm("tiny-llama").eval()
+    tokenizer = load_causal_tokenizer("tiny-llama")
+    lm.model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    again = load_causal_lm(str(tmp_path)).eval()
+    assert again.name_or_path == str(tmp_path)
+    ids = tokenizer(TEXTS[1:], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    assert torch.equal(again(ids), lm(ids))
+    loaded = load_causal_tokenizer(str(tmp_path))
+    assert loaded.eos_token_id == tokenizer.eos_token_id and loaded.pad_token_id is not None
