@@ -31,7 +31,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gnnlm.config import AT_LEAST_0, AT_LEAST_1, Config, checked
+from gnnlm.config import AT_LEAST_0, AT_LEAST_1, POSITIVE, Config, checked
 from gnnlm.tasks.fused import FusedTrainingConfig
 from gnnlm.tasks.triple_classification import TripleClassificationModelConfig
 from gnnlm.train.config import EvaluationConfig, RunConfig
@@ -42,9 +42,14 @@ class FewRelModelConfig(TripleClassificationModelConfig):
     """The encoder: a fused LM (triple classification's ``model:`` keys; ``head_inputs`` is unused,
     the representation is the two start markers' final states). ``injection: []`` is the LM alone;
     ``[entity]`` with ``injection_kwargs: {entity: {source: gnn}}`` injects each linked entity's GNN
-    state (over its subgraph of the KG) into the tokens of its marked mention."""
+    state (over its subgraph of the KG) into the tokens of its marked mention.
+
+    Attributes:
+        temperature: squared distances are divided by it (:class:`~gnnlm.tasks.fewrel.model.ProtoEncoder`).
+    """
 
     injection: list[str] = field(default_factory=list)
+    temperature: float = checked(1.0, POSITIVE, "1.0")
 
 
 @dataclass
@@ -78,18 +83,6 @@ class FewRelDataConfig(Config):
     num_hops: int = checked(1, AT_LEAST_0, "1")
     max_nodes: int = checked(16, AT_LEAST_1, "16")
     max_length: int = checked(96, AT_LEAST_1, "96")
-
-    def __post_init__(self) -> None:
-        if bool(self.train_relations) != bool(self.test_relations):
-            raise ValueError(
-                "data.train_relations and data.test_relations are listed together (or neither, "
-                "for the split drawn with data.split_seed)"
-            )
-        shared = sorted(set(self.train_relations) & set(self.test_relations))
-        if shared:
-            raise ValueError(
-                f"data.train_relations and data.test_relations must be disjoint; both list {shared}"
-            )
 
     def files(self) -> dict[str, Path | None]:
         """``{"fewrel", "kg_mapping"}`` paths, defaults resolved from ``$GNNLM_DATA_DIR`` (``None``:

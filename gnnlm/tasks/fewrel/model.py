@@ -28,11 +28,16 @@ class ProtoEncoder(nn.Module):
 
     Args:
         fused: the fused LM (:func:`~gnnlm.tasks.fused.build_fused_lm`).
+        temperature: the embedding is divided by ``sqrt(temperature)``, so squared distances (the
+            logits) are divided by ``temperature``. 1 is Snell et al.'s; a larger value keeps the
+            softmax of an encoder whose states are not yet discriminative (a random LM) out of
+            saturation, where shrinking every embedding to one point is the easiest way down.
     """
 
-    def __init__(self, fused: FusedLM) -> None:
+    def __init__(self, fused: FusedLM, *, temperature: float = 1.0) -> None:
         super().__init__()
         self.fused = fused
+        self.temperature = float(temperature)
 
     @property
     def out_channels(self) -> int:
@@ -44,7 +49,10 @@ class ProtoEncoder(nn.Module):
         rows = torch.arange(hidden.size(0), device=hidden.device)
         head = hidden[rows, batch.head_position]  # [batch, hidden]
         tail = hidden[rows, batch.tail_position]  # [batch, hidden]
-        return torch.cat([head, tail], -1)
+        return torch.cat([head, tail], -1) / self.temperature**0.5
+
+    def extra_repr(self) -> str:
+        return f"out_channels={self.out_channels}, temperature={self.temperature}"
 
 
 def prototypes(support: Tensor, labels: Tensor, ways: int) -> Tensor:

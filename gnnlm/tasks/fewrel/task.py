@@ -110,6 +110,17 @@ class FewRelTask(Task):
                 raise ConfigError(f"{c.at(key)}{key} is not set and $GNNLM_DATA_DIR is not either")
             if not path.is_file():
                 raise ConfigError(f"{c.at(key)}{key}: {path} does not exist")
+        if bool(d.train_relations) != bool(d.test_relations):
+            raise ConfigError(
+                f"{c.at('data.test_relations')}data.train_relations and data.test_relations are "
+                "listed together (or neither, for the split drawn with data.split_seed)"
+            )
+        shared = sorted(set(d.train_relations) & set(d.test_relations))
+        if shared:
+            raise ConfigError(
+                f"{c.at('data.test_relations')}data.train_relations and data.test_relations must "
+                f"be disjoint; both list {shared}"
+            )
         meta = c.finetuning.meta
         if meta.method and min(meta.shots, meta.queries) < 2:
             raise ConfigError(
@@ -172,7 +183,7 @@ class FewRelTask(Task):
         )  # fmt: skip
         self.collate = FewRelCollator(
             load_tokenizer(c.model.lm), sampler, max_length=d.max_length,
-            max_positions=text_positions(load_lm_config(c.model.lm)),
+            max_positions=text_positions(load_lm_config(c.model.lm)), placeholder=self.injects,
         )  # fmt: skip
 
     def _split(self, relations: list[str]) -> tuple[list[str], list[str]]:
@@ -198,9 +209,8 @@ class FewRelTask(Task):
         c = self.config
         if self._node_table is None:
             self._node_table = node_feature_table(c.model, self.kg)
-        return ProtoEncoder(
-            build_fused_lm(c.model, self.kg, seed=c.seed, node_features=self._node_table)
-        )
+        fused = build_fused_lm(c.model, self.kg, seed=c.seed, node_features=self._node_table)
+        return ProtoEncoder(fused, temperature=c.model.temperature)
 
     def parameter_groups(self, model: ProtoEncoder) -> dict[str, list[nn.Parameter]]:
         """``lm``, ``gnn``, ``fusion`` and ``gates`` (the model has no head)."""
@@ -250,13 +260,20 @@ class FewRelTask(Task):
 
     def embed(self, model: ProtoEncoder, split: str, indices: Sequence[int]) -> tuple[Tensor, int]:
         """``([len(indices), 2 * hidden] embeddings, markers truncated)``, ``evaluation.batch_size``
-        sentences at a time."""
-        size, out, truncated = self.config.evaluation.batch_size, [], 0
-        for i in range(0, len(indices), size):
-            batch = self.batch(model, split, indices[i : i + size])
-            out.append(model(batch).float().cpu())
+        sentences at a time, in order of length (batches pad little), returned in ``indices`` order."""
+        size, truncated = self.config.evaluation.batch_size, 0
+        instances = self.instances[split]
+        order = sorted(range(len(indices)), key=lambda k: len(instances[indices[k]].tokens))
+        out = torch.empty(0)
+        for i in range(0, len(order), size):
+            rows = order[i : i + size]
+            batch = self.batch(model, split, [indices[k] for k in rows])
+            vectors = model(batch).float().cpu()  # [rows, 2 * hidden]
+            if out.numel() == 0:
+                out = vectors.new_empty(len(indices), vectors.size(-1))
+            out[torch.tensor(rows)] = vectors
             truncated += int(batch.truncated.sum())
-        return torch.cat(out), truncated
+        return out, truncated
 
     def evaluate(self, model: ProtoEncoder, split: str) -> dict[str, Any]:
         """Episode accuracy per setting on the fixed episodes of ``split`` (see the module docstring);
@@ -283,7 +300,7 @@ class FewRelTask(Task):
                     embeddings[row[ep.support]], ep.support_labels, embeddings[row[ep.query]], ways
                 )  # [ways * queries, ways]
                 accuracies.append(float((logits.argmax(-1) == ep.query_labels).float().mean()))
-                losses.append(float(nn.functional.cross_entropy(logits, ep.query_labels)))
+                losses.append(float(nn.functional.cross_entropy(logits, ep.query_labels).detach()))
             per_episode[name] = accuracies
             mean = statistics.fmean(accuracies)
             spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
