@@ -198,7 +198,7 @@ def test_cached_key_ranking_equals_scoring_each_triple_one_by_one(cache_dir, key
     if graph:
         open_gates(model)
     kg = task.kg
-    triples = kg.test
+    triples = kg.test[2:]  # (naples, located_in, italy): unseen; (spain, borders, france): seen
     with torch.no_grad():
         ranks = task.evaluator.ranks(task.text_ranker(model, triples), triples)
         direct = task.evaluator.ranks(model, triples)  # model.score_t / score_h, uncached
@@ -287,6 +287,7 @@ def test_an_engine_run_learns_to_rank_unseen_cities_by_their_text(cache_dir, tmp
     # 12 candidates: a random order gives MRR ~ 0.26; the tail side (a city's country) is in its text
     assert test["per_side"]["tail"]["mrr"] >= 0.6, test["per_side"]
     assert test["unseen"]["num_triples"] == 3
+    assert metrics["test_unseen"]["num_triples"] == 3 and metrics["test_unseen"]["num_queries"] == 6
 
 
 # -- hybrid ----------------------------------------------------------------------------------------
@@ -463,6 +464,9 @@ def test_samples_are_seeded_and_the_counts_say_what_was_used(cache_dir):
     counts = task.run_metrics(epochs=1, train_seconds=2.0)["counts"]
     assert counts["train_triples"] == 4 and counts["train_triples_in_graph"] == len(task.kg.train)
     assert counts["evaluated_test_triples"] == 2 and counts["entities_unseen_in_training"] == 3
+    # the unseen-entity split is every such test triple, not a sample
+    assert counts["evaluated_test_unseen_triples"] == 3
+    assert task.final_splits() == ("valid", "test", "test_unseen")
 
 
 # -- KG-BERT-style re-ranking ----------------------------------------------------------------------

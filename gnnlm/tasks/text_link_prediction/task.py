@@ -10,7 +10,7 @@ Evaluation: every entity's key is encoded once per evaluation, every distinct qu
 and the ranks are those of :class:`~gnnlm.eval.RankBasedEvaluator` (both sides, filtered by train +
 valid + test, realistic ties: the protocol of the KGE models, so the numbers sit in one table). Triples
 with an entity that never occurs in training are ranked like any other and also reported on their own
-(``unseen``). With ``hybrid.kge_run`` the same evaluation reports the KGE run alone (``kge``) and the
+(``unseen`` in each split's metrics, and the split ``test_unseen``: all such test triples). With ``hybrid.kge_run`` the same evaluation reports the KGE run alone (``kge``) and the
 score ensemble (``hybrid``, its weight chosen on validation), and with ``hybrid.rerank_k`` the KGE
 model's top-k re-ordered by a cross-encoder trained beside the bi-encoder (``rerank``).
 
@@ -117,7 +117,11 @@ class TextLinkPredictionTask(Task):
         queue and the tokenizer, and load the KGE run of the hybrid."""
         from gnnlm.eval import RankBasedEvaluator
         from gnnlm.lm import load_tokenizer
-        from gnnlm.tasks.text_link_prediction.inductive import inductive_split, seen_entities
+        from gnnlm.tasks.text_link_prediction.inductive import (
+            inductive_split,
+            seen_entities,
+            unseen_mask,
+        )
         from gnnlm.tasks.text_link_prediction.loss import KnownTriples, PreBatchQueue
 
         c, d = self.config, self.config.data
@@ -145,6 +149,10 @@ class TextLinkPredictionTask(Task):
             if s != "train"
         }
         self.seen = seen_entities(kg)
+        # every test triple with an entity outside training, whatever the test sample: its own split
+        unseen = kg.test[unseen_mask(kg.test, self.seen)]
+        if len(unseen):
+            self.eval_triples["test_unseen"] = unseen
         self.queue = PreBatchQueue(c.model.pre_batch)
         self.tokenizer = load_tokenizer(c.model.lm)
         if c.hybrid.kge_run is not None:
@@ -295,6 +303,12 @@ class TextLinkPredictionTask(Task):
     # -- evaluation --------------------------------------------------------------------------------
     def has_split(self, split: str) -> bool:
         return split in self.eval_triples and len(self.eval_triples[split]) > 0
+
+    def final_splits(self) -> tuple[str, ...]:
+        """``valid``, ``test`` and ``test_unseen``: all test triples with an entity that occurs in
+        no training triple (WN18RR: 210), evaluated in full even when ``data.max_test`` samples
+        test."""
+        return tuple(s for s in ("valid", "test", "test_unseen") if self.has_split(s))
 
     def text_ranker(self, model: TextKGCModel, triples: Tensor) -> nn.Module:
         """The text model over ``triples``' queries, each encoded once, and the key table."""
