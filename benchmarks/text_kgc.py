@@ -44,14 +44,14 @@ DATASETS = {
     "wn18rr": {
         "kge_config": ROOT / "configs" / "wn18rr" / "complex.yaml",
         "text_config": ROOT / "configs" / "tasks" / "text_kgc_wn18rr.yaml",
-        "small": ["data.max_train=800", "data.max_valid=200", "data.max_test=500"],
+        "small": ["data.max_train=1200", "data.max_valid=200", "data.max_test=600"],
         "kge_epochs": 1,
         "anchors": {"SimKGC": 0.666, "RotatE": 0.476, "CompGCN": 0.479, "NBFNet": 0.551},
     },
     "fb15k-237": {
         "kge_config": ROOT / "configs" / "fb15k-237" / "complex.yaml",
         "text_config": ROOT / "configs" / "tasks" / "text_kgc_fb15k237.yaml",
-        "small": ["data.max_train=800", "data.max_valid=200", "data.max_test=500"],
+        "small": ["data.max_train=1200", "data.max_valid=200", "data.max_test=600"],
         "kge_epochs": 2,
         "anchors": {"SimKGC": 0.336, "RotatE": 0.338, "CompGCN": 0.355, "NBFNet": 0.415},
     },
