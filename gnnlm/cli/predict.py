@@ -1,7 +1,9 @@
 """``gnnlm predict RUN_DIR --head NAME --relation NAME [--k 10]`` (or ``--tail NAME`` for heads): the
 top-k answers of a link-prediction run; ``gnnlm predict RUN_DIR --input FILE.jsonl`` (``-``: standard
 input): the predictions of any task that defines ``predict(model, records)``, one JSON line per record
-(a triple-classification record: ``{"head": ..., "relation": ..., "tail": ...}``)."""
+(a triple-classification record: ``{"head": ..., "relation": ..., "tail": ...}``); ``gnnlm predict
+RUN_DIR --text "..."``: the entity links of a new text, with a run of a task that defines
+``link_text(model, text)`` (entity linking)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     side.add_argument(
         "--input", type=Path, help="JSON lines of records for the task's predict() ('-': stdin)"
     )
+    side.add_argument("--text", help="a text to link entities in (an entity-linking run)")
     parser.add_argument("--relation", help="relation name (with --head / --tail)")
     parser.add_argument("--k", type=int, default=10, help="number of answers (default: 10)")
     parser.add_argument(
@@ -49,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.input is not None:
         return predict_records(args)
+    if args.text is not None:
+        return predict_text(args)
     if args.relation is None:
         print("gnnlm predict: --head / --tail need --relation", file=sys.stderr)
         return 2
@@ -126,4 +131,28 @@ def predict_records(args: argparse.Namespace) -> int:
         outputs = predict(model, records)
     for output in outputs:
         print(json.dumps(output))
+    return 0
+
+
+def predict_text(args: argparse.Namespace) -> int:
+    """``--text``: each linked mention of the text, one line each (span, mention, entity name, id,
+    Wikidata id, score), or the task's list of links as JSON with ``--json``."""
+    from gnnlm.cli.evaluate import load_run
+
+    _, task, model = load_run(args.run_dir, trust_remote_code=args.trust_remote_code)
+    link_text = getattr(task, "link_text", None)
+    if link_text is None:
+        print(f"gnnlm predict: --text needs an entity-linking run; this run's task is {task.name!r}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    links = link_text(model, args.text)
+    if args.json:
+        print(json.dumps(links, indent=2))
+        return 0
+    if not links:
+        print("no mention found")
+    for link in links:
+        span = f"[{link['start']}:{link['end']}]"
+        print(f"{span:<12} {link['mention']!r:<30} -> {link['name']} ({link['entity']}, "
+              f"{link['qid']})  {link['score']:.4f}")  # fmt: skip
     return 0
