@@ -554,3 +554,18 @@ def test_the_shipped_configs_pass_the_engine_s_checks(name):
         check_values(single)
         check_training(single)
         TextLinkPredictionTask(single, data=geo_kg()).validate()
+
+
+def test_modules_reset_their_parameters_and_show_their_sizes(cache_dir):
+    task = make_task(**{"model.key_encoder": "frozen", "model.graph": True})
+    model = build(task)
+    open_gates(model)
+    with torch.no_grad():
+        model.key_map.weight.mul_(2.0)
+    model.graph.reset_parameters()
+    model.reset_parameters()
+    assert model.graph.key_gate.item() == 0.0 and model.graph.query_gate.item() == 0.0
+    assert torch.equal(model.key_map.weight, torch.eye(32))
+    assert "num_entities=12" in repr(model.graph) and "channels=8" in repr(model.graph)
+    assert "key_encoder=frozen" in repr(model) and "num_relations=2" in repr(model)
+    assert model.graph().shape == (12, 8)  # [N, channels] states
