@@ -12,17 +12,18 @@ Per dataset:
    text model, the KGE model alone and the ensemble (weight chosen on validation), all through the
    same filtered evaluator (both sides, filter = train + valid + test, realistic ties).
 
-The table's rows: text, text + graph, KGE-only, hybrid (text + KGE), hybrid (text + graph + KGE), with
-filtered MRR / Hits@1,3,10 on the evaluated test triples, MRR on all test triples with an entity
-unseen in training (WN18RR: 210, FB15k-237: 28; the split ``test_unseen``), and the published anchors (full data, full models: context, not a target at a
-CPU budget). ``--budget small`` (the default) is what fits in about 30 minutes per dataset on a
-shared 2-core CPU: frozen keys, the bottom 3 query-encoder layers frozen, 32 tokens, a seeded sample
-of training triples, one epoch, seeded samples of valid and test (the sizes are in the table).
+The table's rows: text, text + graph, KGE-only, hybrid (text + KGE), hybrid (text + graph + KGE),
+with filtered MRR / Hits@1,3,10 on the evaluated test triples, MRR on all test triples with an
+entity unseen in training (WN18RR: 210, FB15k-237: 28; the split ``test_unseen``), and the published
+anchors (full data, full models: context, not a target at a CPU budget). ``--budget small`` (the
+default) is what fits in about 30 minutes per dataset on a shared 2-core CPU: frozen keys, the
+bottom 3 query-encoder layers frozen, 32 tokens, a seeded sample of training triples, one epoch,
+seeded samples of valid and test (the sizes are in the table).
 ``--budget full`` runs the configs as shipped (a GPU job: ``benchmarks/text_kgc_gpu.sh``).
 
-Each dataset writes ``<out>/<dataset>/record.json``; the results ``benchmarks/results/text_kgc.{json,md}``
-are rebuilt from every record in ``--out`` (``--merge-only`` rebuilds them without running), so the two
-datasets can run as two processes.
+Each dataset writes ``<out>/<dataset>/record.json``; the results
+``benchmarks/results/text_kgc.{json,md}`` are rebuilt from every record in ``--out``
+(``--merge-only`` rebuilds them without running), so the two datasets can run as two processes.
 """
 
 from __future__ import annotations

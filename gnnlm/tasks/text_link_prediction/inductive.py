@@ -2,13 +2,14 @@
 
 A text model ranks an entity that never occurs in training like any other (its key is its text), so
 nothing is dropped; these triples are counted and reported on their own. On WN18RR, 210 test triples
-(and 210 validation triples) have an entity that is not in the training triples: 209 distinct entities
-in test (the ConvE README counts 212 unseen entities, over valid and test together by another count).
+(and 210 validation triples) have an entity that is not in the training triples: 209 distinct
+entities in test (the ConvE README counts 212 unseen entities, over valid and test together by
+another count).
 
 :func:`inductive_split` builds a fully inductive evaluation from the transductive splits: a seeded
-share of the entities is held out, training keeps only the triples free of them, and validation and test
-hold the triples that touch exactly one of them (the other entity is known), split evenly at random;
-the old validation and test triples free of held-out entities are left out (counted).
+share of the entities is held out, training keeps only the triples free of them, and validation and
+test hold the triples that touch exactly one of them (the other entity is known), split evenly at
+random; the old validation and test triples free of held-out entities are left out (counted).
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ def inductive_split(kg: KnowledgeGraph, fraction: float, seed: int = 0) -> Knowl
 
     Entities are drawn (``torch.Generator`` seeded by ``seed``) among those of any triple, ``round(
     fraction * count)`` of them. New train: the old training triples with neither entity held out.
-    New valid / test: all triples (train, valid, test) with exactly one held-out entity, shuffled with
-    the same generator and split in half. Triples between two held-out entities and old valid / test
-    triples free of them are left out (counted in ``extra["inductive"]``). The filter of the new graph is its own three splits.
+    New valid / test: all triples (train, valid, test) with exactly one held-out entity, shuffled
+    with the same generator and split in half. Triples between two held-out entities and old valid /
+    test triples free of them are left out (counted in ``extra["inductive"]``). The filter of the
+    new graph is its own three splits.
 
     Raises:
         ValueError: ``fraction`` outside ``(0, 1)``.

@@ -6,18 +6,18 @@ the additive margin (`Wang et al. 2022, "SimKGC" <https://arxiv.org/abs/2203.021
 
 .. math::
     \ell_{ij} = \phi\,(q_i^\top k_j - \gamma\,[i = j]), \qquad
-    \mathcal{L} = -\log \frac{e^{\ell_{ii}}}{\sum_j e^{\ell_{ij}} + w \sum_p e^{\phi q_i^\top p}
+    \mathcal{L} = -\log \frac{e^{\ell_{ii}}}{\sum_j e^{\ell_{ij}} + \sum_p e^{w \phi q_i^\top p}
     \ [+\ e^{\phi q_i^\top h_i}]}
 
-where :math:`p` runs over the keys of the previous ``pre_batch`` batches (a queue, :class:`PreBatchQueue`,
-their logits scaled by ``w``) and :math:`h_i` is the key of the query's own head (the self-negative).
-The loss adds the same cross-entropy over the transposed in-batch block (each key choosing its
-query), as SimKGC does. The margin is subtracted from the positives only.
+where :math:`p` runs over the keys of the previous ``pre_batch`` batches (a queue,
+:class:`PreBatchQueue`, their logits scaled by ``w`` as in SimKGC) and :math:`h_i` is the key of the query's own
+head (the self-negative). The loss adds the same cross-entropy over the transposed in-batch block
+(each key choosing its query), as SimKGC does. The margin is subtracted from the positives only.
 
 False negatives are masked (logit ``-inf``): an in-batch key whose entity is a known true answer of
-query ``i`` (the positive's own entity included, e.g. a duplicate tail in the batch), a pre-batch key
-of the positive's own entity or of any known answer, and the self-negative where the head is itself a
-known answer. "Known" means a training triple (:class:`KnownTriples`).
+query ``i`` (the positive's own entity included, e.g. a duplicate tail in the batch), a pre-batch
+key of the positive's own entity or of any known answer, and the self-negative where the head is
+itself a known answer. "Known" means a training triple (:class:`KnownTriples`).
 """
 
 from __future__ import annotations

@@ -6,13 +6,14 @@ with in-batch, pre-batch and self negatives, the additive margin and the learnab
 optional graph tower (``model.graph: true``) adds each entity's CompGCN state through zero-initialised
 gates (:mod:`~gnnlm.tasks.text_link_prediction.model`).
 
-Evaluation: every entity's key is encoded once per evaluation, every distinct query of the split once,
-and the ranks are those of :class:`~gnnlm.eval.RankBasedEvaluator` (both sides, filtered by train +
-valid + test, realistic ties: the protocol of the KGE models, so the numbers sit in one table). Triples
-with an entity that never occurs in training are ranked like any other and also reported on their own
-(``unseen`` in each split's metrics, and the split ``test_unseen``: all such test triples). With ``hybrid.kge_run`` the same evaluation reports the KGE run alone (``kge``) and the
-score ensemble (``hybrid``, its weight chosen on validation), and with ``hybrid.rerank_k`` the KGE
-model's top-k re-ordered by a cross-encoder trained beside the bi-encoder (``rerank``).
+Evaluation: every entity's key is encoded once per evaluation, every distinct query of the split
+once, and the ranks are those of :class:`~gnnlm.eval.RankBasedEvaluator` (both sides, filtered by
+train + valid + test, realistic ties: the protocol of the KGE models, so the numbers sit in one
+table). Triples with an entity that never occurs in training are ranked like any other and also
+reported on their own (``unseen`` in each split's metrics, and the split ``test_unseen``: all such
+test triples). With ``hybrid.kge_run`` the same evaluation reports the KGE run alone (``kge``) and
+the score ensemble (``hybrid``, its weight chosen on validation), and with ``hybrid.rerank_k`` the
+KGE model's top-k re-ordered by a cross-encoder trained beside the bi-encoder (``rerank``).
 
 The pre-batch queue is the run's state between steps: a resumed run starts with an empty queue (its
 first ``pre_batch`` steps differ from the uninterrupted run's).
