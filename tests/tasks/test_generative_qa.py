@@ -132,3 +132,76 @@ def test_bad_options_are_refused(movie_kb):  # noqa: F811
         GenerativeQATask(
             tiny_config(movie_kb, **{"model.style": "text", "model.freeze_lm": True})
         ).validate()
+
+
+# -- KG completion as generation ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def completion_kb(movie_kb, tmp_path_factory):  # noqa: F811
+    """The movie KB with its last 6 triples held out as test queries."""
+    root = tmp_path_factory.mktemp("completion")
+    lines = (movie_kb / "kb.txt").read_text().splitlines()
+    (root / "train.txt").write_text("\n".join(lines[:-6]) + "\n")
+    (root / "test.txt").write_text("\n".join(lines[-6:]) + "\n")
+    (root / "names.tsv").write_text((movie_kb / "names.tsv").read_text())
+    return root
+
+
+def completion_task(root, **overrides):
+    from gnnlm.tasks.generative_qa.completion import TripleCompletionConfig, TripleCompletionTask
+
+    values = {
+        "dataset": f"tsv:{root}",
+        "dataset_kwargs": {"files": {"train": "train.txt", "test": "test.txt"},
+                           "entity_text": "names.tsv", "cache": False},
+        "model.lm": "tiny-gpt2", "model.node_channels": 16, "model.num_prompt_tokens": 2,
+        "model.encoder": "rgcn", "model.encoder_kwargs": {},
+        "data.max_nodes": 12, "data.max_length": 64, "data.triple_budget": 32,
+        "data.max_answer_length": 6, "training.batch_size": 8, "evaluation.batch_size": 8,
+        "evaluation.frequency": 0,
+    }  # fmt: skip
+    values.update(overrides)
+    task = TripleCompletionTask(apply_overrides(TripleCompletionConfig(), values))
+    task.validate()
+    task.setup()
+    return task
+
+
+def test_completion_context_never_holds_the_queried_triple(completion_kb):
+    task = completion_task(completion_kb, **{"model.style": "triples"})
+    kg = task.kg
+    for h, r, t in task.triples["train"][:10]:
+        ex = task.example((h, r, t), True)
+        fact = f"{kg.entity_label(h)} {task.relation_text(r)} {kg.entity_label(t)}."
+        context = ex.text[: ex.text.rindex(kg.entity_label(h) + " " + task.relation_text(r) + " :")]
+        assert fact not in context and ex.target == " " + kg.entity_label(t)
+        others = [x for x in task.triples["train"] if x[0] == h and x != (h, r, t)]
+        if others:  # the head's other facts are there
+            o = others[0]
+            assert (
+                f"{kg.entity_label(o[0])} {task.relation_text(o[1])} {kg.entity_label(o[2])}."
+                in context
+            )
+        batch = task.collate([ex])
+        edges = {(int(a), int(b)) for a, b in batch.graph.n_id[batch.graph.edge_index].t().tolist()}
+        assert (h, t) not in edges and (t, h) not in edges
+
+
+def test_completion_generates_kb_names_and_counts_any_known_tail(completion_kb):
+    task = completion_task(completion_kb, **{"model.style": "prompt"})
+    model = task.build_model()
+    metrics = task.evaluate(model, "test")
+    assert metrics["num_examples"] == 6 and metrics["not_a_name"] == 0
+    assert metrics["hits@1"] == pytest.approx(sum(metrics["correct"]) / 6)
+    out = task.predict(model, [{"head": "Kismet", "relation": "directed_by"}])
+    names = {task.kg.entity_label(i) for i in range(task.kg.num_entities)}
+    assert out[0]["names"] and set(out[0]["names"]) <= names
+
+
+def test_a_completion_run_lowers_the_loss(completion_kb, tmp_path):
+    task = completion_task(completion_kb, **{"model.style": "triples", "training.epochs": 15,
+                                             "training.lr": 3e-3})  # fmt: skip
+    Trainer(task, run_dir=tmp_path / "run", quiet=True).fit()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert losses[-1] < 0.5 * losses[0]
+    assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["correct"]) == 6
