@@ -569,3 +569,13 @@ def test_modules_reset_their_parameters_and_show_their_sizes(cache_dir):
     assert "num_entities=12" in repr(model.graph) and "channels=8" in repr(model.graph)
     assert "key_encoder=frozen" in repr(model) and "num_relations=2" in repr(model)
     assert model.graph().shape == (12, 8)  # [N, channels] states
+
+
+def test_the_task_evaluates_an_inductive_split_where_every_test_triple_is_unseen(cache_dir):
+    task = make_task(**{"model.key_encoder": "frozen", "data.inductive_fraction": 0.25})
+    assert task.kg.name == "geo-inductive"
+    assert task.run_metrics(epochs=1, train_seconds=1.0)["counts"]["inductive"]["seed"] == 0
+    with torch.no_grad():
+        test = task.evaluate(build(task), "test")
+    assert test["unseen"]["num_triples"] == test["num_triples"] == len(task.kg.test) > 0
+    assert test["seen"]["num_triples"] == 0 and math.isfinite(test["mrr"])
