@@ -30,7 +30,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="a question; the topic in [brackets] or named with --entities (repeatable)",
     )  # fmt: skip
     parser.add_argument(
-        "--entities", nargs="+", default=[], help="KB entity names the text is about (topic first)"
+        "--entities",
+        nargs="+",
+        default=[],
+        help="KB entity names the text is about: the first is the topic (used when the text has no [topic]); every name must be in the KB",
     )
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     add_trust_argument(parser)
