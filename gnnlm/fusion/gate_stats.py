@@ -88,3 +88,23 @@ def knowledge_gate_stats(outputs: list[FusionOutput], attention_mask: Tensor) ->
 
 
 __all__ = ["KnowledgeGateStats", "OPEN_THRESHOLD", "knowledge_gate_stats", "record_outputs"]
+
+
+def injection_logs(fused: nn.Module) -> dict[str, float]:
+    """What a task logs each step about its injections, for the plots of their path over training:
+    ``gate_<mode>_<j>`` (the ``tanh`` gate of fused layer ``j``, for modes with one) and
+    ``output_norm_<mode>`` (the summed norms of the mode's output projections: with open gates these
+    carry the flow of knowledge, so their size is what to watch).
+
+    Args:
+        fused: a :class:`~gnnlm.fusion.FusedLM` (``injections``: mode name -> injection).
+    """
+    logs: dict[str, float] = {}
+    for name, injection in fused.injections.items():
+        values = injection.gate_values()
+        if values is not None:
+            logs.update({f"gate_{name}_{j}": float(v) for j, v in enumerate(values.tolist())})
+        logs[f"output_norm_{name}"] = sum(
+            float(p.detach().norm()) for o in injection.output_modules() for p in o.parameters()
+        )
+    return logs

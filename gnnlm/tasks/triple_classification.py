@@ -540,7 +540,7 @@ class TripleClassificationTask(Task):
     ) -> StepOutput:
         """The loss of the training examples ``indices`` (dropout draws from torch's global generator,
         which the engine's checkpoints save)."""
-        from gnnlm.fusion.gate_stats import knowledge_gate_stats, record_outputs
+        from gnnlm.fusion.gate_stats import injection_logs, knowledge_gate_stats, record_outputs
 
         examples = self.examples["train"]
         batch = self._batch(model, [examples[i] for i in indices.tolist()])
@@ -552,15 +552,7 @@ class TripleClassificationTask(Task):
         logs.update(knowledge_gate_stats(outputs, batch.attention_mask).logs())
         if outputs and outputs[-1].regularization_loss is not None:
             logs["regularization"] = float(outputs[-1].regularization_loss.detach())
-        for name, injection in model.fused.injections.items():
-            values = injection.gate_values()
-            if values is not None:  # the gates' path over training, for a plot
-                logs.update({f"gate_{name}_{j}": float(v) for j, v in enumerate(values.tolist())})
-            # with open gates the output projections carry the flow of knowledge: their size
-            norm = sum(
-                float(p.detach().norm()) for o in injection.output_modules() for p in o.parameters()
-            )
-            logs[f"output_norm_{name}"] = norm
+        logs.update(injection_logs(model.fused))  # the gates' path over training, for a plot
         return StepOutput(loss, logs)
 
     def sample_episode(self, generator: torch.Generator, settings: MetaConfig) -> Episode:

@@ -309,7 +309,10 @@ class MetaQATask(Task):
         if out.regularization_loss is not None:
             loss = loss + out.regularization_loss
         hits = gold.gather(1, scores.detach().argmax(-1, keepdim=True)).float().mean()
-        return StepOutput(loss, {"hits@1": float(hits)})
+        from gnnlm.fusion.gate_stats import injection_logs
+
+        # the injections' gates and output norms over training, for a plot
+        return StepOutput(loss, {"hits@1": float(hits), **injection_logs(model.fused)})
 
     def _forward(self, model: MetaQARanker, questions: list[LinkedQuestion]):
         """``(scores [B, M], gold [B, M], RankerOutput, batch)`` of linked questions (each with a

@@ -133,9 +133,9 @@ class MultipleChoiceTask(Task):
         batch = self._batch(model, "train", indices.tolist())
         scores, loss = model(batch)
         accuracy = (scores.detach().argmax(-1) == batch.labels).float().mean()
-        logs = {"accuracy": float(accuracy)}
-        for name, gates in self._gates(model).items():  # the gates' path over training
-            logs.update({f"gate_{name}_{j}": v for j, v in enumerate(gates)})
+        from gnnlm.fusion.gate_stats import injection_logs
+
+        logs = {"accuracy": float(accuracy), **injection_logs(model.fused)}  # the gates' path
         return StepOutput(loss, logs)
 
     @staticmethod
