@@ -1,0 +1,220 @@
+"""Entity linking to FB15k-237 (ELEVANT benchmarks, in-KB disambiguation of gold mentions): the alias
+prior, the LM-only bi-encoder and the bi-encoder + KG coherence re-ranker, in one run.
+
+    GNNLM_DATA_DIR=/path/to/datasets python benchmarks/el.py [--budget small|full] [--seeds 0 1 2] \
+        [--threads 1] [--set KEY=VALUE ...] [--quick]
+
+The arms are the ``variants`` of ``configs/tasks/entity_linking.yaml`` (``lm``, ``kg``: same candidates,
+features, data, data order, seeds and budget), run by the engine; the alias prior (no parameters: the
+first candidate) is read from the same runs' ``prior_*`` metrics. ``--budget full`` is the config as
+shipped; ``small`` (the default) trains fewer epochs so that the whole benchmark fits about half an hour
+on a shared 2-core CPU, and says so in the table. Reported per arm and test file: in-KB accuracy and
+micro precision / recall / F1 over gold mentions (``gnnlm/tasks/entity_linking/metrics.py``) as mean ±
+sample std over seeds; a paired bootstrap 95% interval of the in-KB accuracy difference to ``lm`` (the
+same in-KB test mentions per seed, resampled within each seed) over all test files and per file;
+candidate recall@1/4/16 and the in-KB share per file; training seconds per run; published anchors (a
+full Wikipedia/Wikidata KB, trained on far more data, mostly end-to-end: context, not a target). Writes
+``benchmarks/results/el.{json,md}``; runs go to ``--out`` (default ``runs/el``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from gnnlm.train.variants import paired_bootstrap, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CONFIG = ROOT / "configs" / "tasks" / "entity_linking.yaml"
+METRICS = ("accuracy", "precision", "recall", "f1")
+SMALL = ["training.epochs=4"]
+QUICK = [
+    "model.lm=tiny-bert",
+    "model.entity_max_length=16",
+    "data.generated=50",
+    "data.max_train_documents=20",
+    "data.test=[kore50]",
+    "training.epochs=1",
+    "seeds=[0, 1]",
+]
+ANCHORS = (
+    "ReFinED (Ayoola et al. 2022; Wikidata/Wikipedia KB, trained on all of Wikipedia; GERBIL InKB micro "
+    "F1, end-to-end with its own mention detection): KORE50 65.9, MSNBC 71.8, OKE-2015 65.0, OKE-2016 "
+    "59.5, Derczynski 50.7; MSNBC disambiguation of gold mentions (ED) micro F1 94.4 (paperswithcode "
+    "listing of the ReFinED paper). Not comparable: our KB is the 14.5k FB15k-237 entities, we score "
+    "only gold mentions whose entity is in it, and train on ~1k real mentions"
+)  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> dict:
+    from gnnlm.tasks.loading import load_config
+    from gnnlm.train.variants import run_variants
+
+    overrides = list(QUICK if args.quick else SMALL if args.budget == "small" else [])
+    overrides += args.set
+    if args.seeds:
+        overrides.append(f"seeds={args.seeds}")
+    config = load_config(CONFIG, overrides)
+    seeds = config.seeds or [config.seed]
+    start = time.perf_counter()
+    comparison = run_variants(
+        config, args.out, quiet=args.quiet, resume=args.resume, overwrite=not args.resume
+    )
+    runs = {arm: {int(s): m for s, m in a["runs"].items()} for arm, a in comparison.arms.items()}
+    reference = "lm" if "lm" in runs else next(iter(runs))
+    first = runs[reference][seeds[0]]["test"]
+    files = list(dict.fromkeys(first["datasets"]))
+    # the prior is deterministic: the same in every run, read from the reference arm
+    rows = {"prior": {s: _prior_view(runs[reference][s]["test"]) for s in seeds}}
+    rows.update({arm: {s: r[s]["test"] for s in seeds} for arm, r in runs.items()})
+    arms = {}
+    for arm, by_seed in rows.items():
+        tests = [by_seed[s] for s in seeds]
+        record = {
+            "overrides": config.variants.get(arm, "no parameters: the first candidate"),
+            "test": {f"{m}{suffix}": summarize([t[f"{m}{suffix}"] for t in tests])
+                     for m in METRICS for suffix in ["", *[f"_{f}" for f in files]]},
+            "train_seconds": (None if arm == "prior"
+                              else [runs[arm][s]["train_seconds"] for s in seeds]),
+        }  # fmt: skip
+        if arm != reference:
+            ref = [rows[reference][s] for s in seeds]
+            record[f"vs_{reference}"] = {
+                name: paired_bootstrap(
+                    [_select(t["correct"], t["datasets"], name) for t in tests],
+                    [_select(t["correct"], t["datasets"], name) for t in ref],
+                    rounds=args.bootstrap,
+                )
+                for name in ["all", *files]
+            }
+        arms[arm] = record
+    counts = first["counts"]
+    return {
+        "overrides": overrides, "seeds": seeds, "reference": reference, "files": files,
+        "arms": arms, "counts": {f: counts[f] for f in [*files, "all"]},
+        "train_counts": runs[reference][seeds[0]].get("data_counts"),
+        "anchors": ANCHORS, "wall_seconds": time.perf_counter() - start,
+    }  # fmt: skip
+
+
+def _prior_view(test: dict) -> dict:
+    """The alias prior's metrics of a run, under the names of the model's."""
+    view = {k.removeprefix("prior_"): v for k, v in test.items() if k.startswith("prior_")}
+    view["correct"] = test["prior_correct"]
+    view["datasets"] = test["datasets"]
+    return view
+
+
+def _select(correct: list[int], datasets: list[str], name: str) -> list[int]:
+    return [c for c, d in zip(correct, datasets) if name == "all" or d == name]
+
+
+def _cell(s: dict | None) -> str:
+    return "—" if s is None or s["mean"] is None else f"{s['mean']:.3f} ± {s['std']:.3f}"
+
+
+def _ci(diff: dict | None) -> str:
+    return "—" if diff is None else f"{diff['mean']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]"
+
+
+def markdown(record: dict) -> str:
+    r = record["result"]
+    ref, files = r["reference"], r["files"]
+    budget = ", ".join(r["overrides"]) or "the shipped config"
+    lines = [
+        f"### Entity linking to FB15k-237 ({budget}; seeds {r['seeds']})",
+        "",
+        "All test files together (in-KB mentions: accuracy = recall; precision counts predictions on "
+        "out-of-KB gold mentions as errors):",
+        "",
+        f"| arm | accuracy | precision | recall | F1 | vs {ref} (accuracy, 95% paired bootstrap CI) "
+        "| train s/run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm, a in r["arms"].items():
+        seconds = (
+            "0" if a["train_seconds"] is None else f"{statistics.fmean(a['train_seconds']):.0f}"
+        )
+        cells = " | ".join(_cell(a["test"][m]) for m in METRICS)
+        vs = a.get(f"vs_{ref}")
+        lines.append(f"| {arm} | {cells} | {_ci(vs['all'] if vs else None)} | {seconds} |")
+    lines += ["", "Per test file: in-KB accuracy / micro F1 (mean ± std over seeds), and the "
+              f"accuracy difference to {ref}:", ""]  # fmt: skip
+    header = "| file | in-KB / mentions | recall@1 / @4 / @16 |"
+    for arm in r["arms"]:
+        header += f" {arm} accuracy | {arm} F1 |"
+        if arm != ref:
+            header += f" {arm} vs {ref} |"
+    lines += [header, "|---" * (header.count("|") - 1) + "|"]
+    for f in files:
+        c = r["counts"][f]
+        row = (f"| {f} | {c['in_kb']} / {c['mentions']} ({c['in_kb_share']:.1%}) | "
+               f"{c['recall@1']:.3f} / {c['recall@4']:.3f} / {c['recall@16']:.3f} |")  # fmt: skip
+        for arm, a in r["arms"].items():
+            row += f" {_cell(a['test'][f'accuracy_{f}'])} | {_cell(a['test'][f'f1_{f}'])} |"
+            if arm != ref:
+                row += f" {_ci(a[f'vs_{ref}'][f])} |"
+        lines.append(row)
+    c = r["counts"]["all"]
+    lines += [
+        "",
+        f"In KB: {c['in_kb']} of {c['mentions']} gold test mentions ({c['in_kb_share']:.1%}); "
+        f"{c['out_of_kb_qid']} have a Wikidata id outside FB15k-237, {c['nil']} are NIL and "
+        f"{c['no_mapping']} have no mapping. Candidate recall over in-KB mentions: @1 "
+        f"{c['recall@1']:.3f} (= the alias prior's accuracy), @4 {c['recall@4']:.3f}, @16 "
+        f"{c['recall@16']:.3f} (the ceiling of every arm).",
+        f"Training data: {json.dumps(r['train_counts'], separators=(', ', ': '))}.",
+        "",
+        f"Published anchors: {r['anchors']}.",
+        f"Wall clock: {r['wall_seconds'] / 60:.1f} min.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--budget", choices=("small", "full"), default="small")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--bootstrap", type=int, default=10000)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "el")
+    parser.add_argument("--results", type=Path, default=RESULTS / "el.json")
+    parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny-bert, a few documents: a smoke run"
+    )
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    # one thread: on a busy 2-core machine, two threads spin and run the GNN 50x slower (measured)
+    torch.set_num_threads(args.threads)
+    record = {
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "threads": args.threads, "torch": torch.__version__},
+        "budget": "quick" if args.quick else args.budget,
+    }  # fmt: skip
+    from gnnlm.utils.atomic import atomic_write_text
+
+    record["result"] = run(args)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.results, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(args.results.with_suffix(".md"), markdown(record))
+    print(markdown(record))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
