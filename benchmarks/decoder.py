@@ -3,7 +3,7 @@ MetaQA answered by generation.
 
     GNNLM_DATA_DIR=/path/to/datasets python benchmarks/decoder.py [--seeds 0 1 2] \
         [--lm tiny-gpt2] [--lm-kwargs '{"hidden_size": 64, ...}'] [--device cpu|cuda] \
-        [--max-train 3000] [--max-test 400] [--lora-r 0] [--cost-only] [--out runs/decoder]
+        [--max-train 2400] [--max-test 400] [--styles text triples prompt] [--lora-r 0] [--cost-only] [--out runs/decoder]
 
 1. **Cost**: seconds of one training step (forward + backward, median of ``--repeats``) and the
    activation memory saved for backward (the sum of the tensors autograd keeps, a device-independent
@@ -188,7 +188,7 @@ def accuracy(kg, args: argparse.Namespace) -> dict:
 
     arms, shared, record = {}, {}, {}
     out_root = Path(args.out)
-    for style in STYLES:
+    for style in args.styles:
         task = load_task(style, args, kg, shared)
         if not shared:
             shared["name_ids"] = task.name_ids()
@@ -265,13 +265,14 @@ def markdown(record: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--styles", nargs="+", default=list(STYLES), choices=[*STYLES, "inject"])
     parser.add_argument("--lm", default="tiny-gpt2")
     parser.add_argument(
         "--lm-kwargs", default='{"hidden_size": 64, "num_layers": 2, "num_heads": 2, '
         '"max_positions": 128}', help="JSON sizes of a tiny decoder",
     )  # fmt: skip
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--max-train", type=int, default=3000)
+    parser.add_argument("--max-train", type=int, default=2400)
     parser.add_argument("--max-valid", type=int, default=64)
     parser.add_argument("--max-test", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=1)
