@@ -3,7 +3,8 @@ MetaQA answered by generation.
 
     GNNLM_DATA_DIR=/path/to/datasets python benchmarks/decoder.py [--seeds 0 1 2] \
         [--lm tiny-gpt2] [--lm-kwargs '{"hidden_size": 64, ...}'] [--device cpu|cuda] \
-        [--max-train 2400] [--max-test 400] [--styles text triples prompt] [--lora-r 0] [--cost-only] [--out runs/decoder]
+        [--max-train 2400] [--max-test 400] [--styles text triples prompt] [--lora-r 0] \
+        [--cost-only] [--out runs/decoder]
 
 1. **Cost**: seconds of one training step (forward + backward, median of ``--repeats``) and the
    activation memory saved for backward (the sum of the tensors autograd keeps, a device-independent
