@@ -163,7 +163,8 @@ class RelationClassificationTask(Task):
         return self.prepared is not None and len(self.prepared.items.get(split, ())) > 0
 
     def evaluate(self, model: RelationClassifier, split: str) -> dict[str, Any]:
-        """The official scores of ``split`` (see the module docstring for every key)."""
+        """The official scores of ``split`` (see the module docstring for every key); sentences are
+        run in length order (less padding) and every per-sentence list is in split order."""
         items = self.prepared.items[split]
         size = self.config.evaluation.batch_size
         # batches of similar length pad less (a third of the time on the test file); the predictions
