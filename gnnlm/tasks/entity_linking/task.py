@@ -12,8 +12,9 @@ of ``data.test``, one by one and together.
 Pipeline: candidates from names and aliases (:mod:`~gnnlm.tasks.entity_linking.candidates`: exact,
 stemmed, partial-name and fuzzy matches, ``data.k`` per mention), scored by the bi-encoder
 (:mod:`~gnnlm.tasks.entity_linking.biencoder`; its LM fine-tuned, or frozen with ``model.frozen_lm``
-and every mention encoded once and cached, as the shipped config does on CPU); the ``kg`` arm adds the coherence re-ranker, a GNN
-over the document's candidate subgraph (:mod:`~gnnlm.tasks.entity_linking.reranker`). Training
+and every mention encoded once and cached, as the shipped config does on CPU); the ``kg`` arm adds
+the coherence re-ranker, a GNN over the document's candidate subgraph
+(:mod:`~gnnlm.tasks.entity_linking.reranker`). Training
 examples are chunks of up to ``data.mentions_per_example`` in-KB mentions of one document whose gold
 entity is a candidate; the loss is the cross-entropy over each mention's candidates. The alias prior
 counts the training mentions; a training mention's own prior feature leaves itself out.
