@@ -13,6 +13,7 @@ A task names its parameter groups (:meth:`~gnnlm.train.task.Task.parameter_group
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,14 +28,36 @@ from gnnlm.utils.strict_yaml import did_you_mean, quote
 SCHEDULER_SYNONYMS = {"plateau": "reducelronplateau", "cosine": "cosineannealing"}
 
 
+@functools.cache
+def optimizer_resolver():
+    """``torch.optim``'s optimizers by name (``adam``, ``adamw``, ``sgd``, ...; a ``class_resolver``
+    ``ClassResolver``).
+
+    Not ``class_resolver.contrib.torch.optimizer_resolver``: that one collects every ``Optimizer``
+    subclass defined when it is first imported, so the names it knew (and listed in errors) depended on
+    import order (``accelerate``, which ``transformers`` pulls in, adds ``MegatronLMOptimizerWrapper``).
+    """
+    from class_resolver import ClassResolver
+
+    classes = [
+        cls
+        for name, cls in vars(torch.optim).items()
+        if isinstance(cls, type)
+        and issubclass(cls, torch.optim.Optimizer)
+        and cls is not torch.optim.Optimizer
+        and not name.startswith("_")
+    ]
+    return ClassResolver(classes, base=torch.optim.Optimizer, default=torch.optim.Adam)
+
+
 def check_training(config: RunConfig) -> None:
     """Check ``training.optimizer`` / ``scheduler`` and their ``*_kwargs`` against the classes, and the
     option names in ``training.param_groups`` (which groups exist is the task's: checked when the
     model is built). Reads no data."""
-    from class_resolver.contrib.torch import lr_scheduler_resolver, optimizer_resolver
+    from class_resolver.contrib.torch import lr_scheduler_resolver
 
     t = config.training
-    optimizer = lookup_component(config, "training.optimizer", optimizer_resolver, t.optimizer)
+    optimizer = lookup_component(config, "training.optimizer", optimizer_resolver(), t.optimizer)
     check_kwargs(config, "training.optimizer_kwargs", optimizer, t.optimizer_kwargs, ("params",))
     options, _ = constructor_keywords(optimizer, ("params",))
     for group, values in t.param_groups.items():

@@ -50,10 +50,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-from class_resolver.contrib.torch import optimizer_resolver
 from torch import Tensor, nn
 
 from gnnlm.train.config import ConfigError, TrainingConfig
+from gnnlm.train.optim import optimizer_resolver
 
 __all__ = [
     "LazyAdam",
@@ -82,7 +82,7 @@ def sparse_form(
     optimizer: str | type[torch.optim.Optimizer], kwargs: dict[str, Any]
 ) -> tuple[type[torch.optim.Optimizer] | None, str]:
     """``(sparse optimizer class, "")``, or ``(None, why not)`` for an optimizer config."""
-    cls = optimizer_resolver.lookup(optimizer)
+    cls = optimizer_resolver().lookup(optimizer)
     if cls not in _SPARSE_CLASS:
         names = ", ".join(c.__name__.lower() for c in _SPARSE_CLASS)
         return None, f"training.optimizer={cls.__name__.lower()!r} has no sparse form ({names} do)"
@@ -145,7 +145,10 @@ def use_sparse_updates(training: TrainingConfig, model: nn.Module) -> bool:
         if reason:
             raise ConfigError(f"training.sparse_updates=true cannot apply: {reason}")
         return True
-    exact = optimizer_resolver.lookup(training.optimizer) in (torch.optim.Adagrad, torch.optim.SGD)
+    exact = optimizer_resolver().lookup(training.optimizer) in (
+        torch.optim.Adagrad,
+        torch.optim.SGD,
+    )
     return not reason and exact and touches_few_rows(training, model)
 
 
@@ -155,17 +158,17 @@ def make_optimizer(
     """The optimizer of ``training`` (its sparse form when ``sparse``) over ``params``."""
     kwargs = {"lr": training.lr, **training.optimizer_kwargs}
     if not sparse:
-        dense_cls = optimizer_resolver.lookup(training.optimizer)
+        dense_cls = optimizer_resolver().lookup(training.optimizer)
         if _takes_fused(dense_cls) and not {"fused", "foreach"} & kwargs.keys():
             # One fused kernel per step instead of a loop of whole-tensor passes: the same update
             # (to float rounding), ~6x faster for Adam on CPU (FB15k-237 ComplEx d200: 6.7 against
             # 42 ms). ``optimizer_kwargs: {fused: false}`` keeps torch's default loop.
             kwargs["fused"] = True
-        return optimizer_resolver.make(training.optimizer, kwargs, params=params)
+        return optimizer_resolver().make(training.optimizer, kwargs, params=params)
     cls, reason = sparse_form(training.optimizer, training.optimizer_kwargs)
     if cls is None:
         raise ConfigError(f"training.sparse_updates: {reason}")
-    dense_cls = optimizer_resolver.lookup(training.optimizer)
+    dense_cls = optimizer_resolver().lookup(training.optimizer)
     kwargs = {k: v for k, v in kwargs.items() if k not in _DENSE_ONLY[dense_cls]}
     return cls(list(params), **kwargs)
 
