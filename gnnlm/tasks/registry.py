@@ -25,6 +25,7 @@ BUILTIN_TASKS = {
     "entity_linking": "gnnlm.tasks.entity_linking.task:EntityLinkingTask",
     "text_link_prediction": "gnnlm.tasks.text_link_prediction.task:TextLinkPredictionTask",
     "generative_qa": "gnnlm.tasks.generative_qa.task:GenerativeQATask",
+    "triple_completion": "gnnlm.tasks.generative_qa.completion:TripleCompletionTask",
 }
 
 
