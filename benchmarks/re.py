@@ -37,7 +37,7 @@ CONFIG = ROOT / "configs" / "tasks" / "semeval.yaml"
 
 #: the small budget: 2,000 training sentences (a random subset of the 7,200; 250 steps of 8), one epoch,
 #: 200 validation sentences, the whole test file. Measured on the shared 2-core CPU (MiniLM, one thread,
-#: layers 4-5 trained): ~2.5 min per run and ~25 min for 3 arms x 3 seeds when the machine is quiet,
+#: layers 4-5 trained): ~3.5 min per run and ~31 min for 3 arms x 3 seeds when the machine is quiet,
 #: ~13 min per run when it is saturated; then cut it, e.g. ``--set data.num_train=640 --set
 #: data.num_valid=100 --set data.num_test=800`` (~9 min in all when quiet).
 SMALL = ["data.num_train=2000", "data.num_valid=200", "data.num_test=0"]
