@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import sys
-import time
 from pathlib import Path
 
 import torch
+from common import header, run_arms, write_results
 
 from gnnlm.train.variants import paired_bootstrap, summarize
 
@@ -56,20 +53,9 @@ ANCHORS = (
 
 
 def run(args: argparse.Namespace) -> dict:
-    from gnnlm.tasks.loading import load_config
-    from gnnlm.train.variants import run_variants
-
-    overrides = list(QUICK if args.quick else SMALL if args.budget == "small" else [])
-    overrides += args.set
-    if args.seeds:
-        overrides.append(f"seeds={args.seeds}")
-    config = load_config(CONFIG, overrides)
-    seeds = config.seeds or [config.seed]
-    start = time.perf_counter()
-    comparison = run_variants(
-        config, args.out, quiet=args.quiet, resume=args.resume, overwrite=not args.resume
-    )
-    runs = {arm: {int(s): m for s, m in a["runs"].items()} for arm, a in comparison.arms.items()}
+    budget = list(QUICK if args.quick else SMALL if args.budget == "small" else [])
+    ran = run_arms(CONFIG, budget + args.set, args)
+    config, overrides, seeds, runs = ran.config, ran.overrides, ran.seeds, ran.runs
     reference = "lm" if "lm" in runs else next(iter(runs))
     first = runs[reference][seeds[0]]["test"]
     files = list(dict.fromkeys(first["datasets"]))
@@ -102,7 +88,7 @@ def run(args: argparse.Namespace) -> dict:
         "overrides": overrides, "seeds": seeds, "reference": reference, "files": files,
         "arms": arms, "counts": {f: counts[f] for f in [*files, "all"]},
         "train_counts": runs[reference][seeds[0]].get("data_counts"),
-        "anchors": ANCHORS, "wall_seconds": time.perf_counter() - start,
+        "anchors": ANCHORS, "wall_seconds": ran.seconds,
     }  # fmt: skip
 
 
@@ -227,19 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # one thread: on a busy 2-core machine, two threads spin and run the GNN 50x slower (measured)
     torch.set_num_threads(args.threads)
-    record = {
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "threads": args.threads, "torch": torch.__version__},
-        "budget": "quick" if args.quick else args.budget,
-    }  # fmt: skip
-    from gnnlm.utils.atomic import atomic_write_text
-
+    record = {**header(argv, args.threads), "budget": "quick" if args.quick else args.budget}
     record["result"] = run(args)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.results, json.dumps(record, indent=2) + "\n")
-    atomic_write_text(args.results.with_suffix(".md"), markdown(record))
-    print(markdown(record))
+    write_results(args.results, record, markdown(record))
     return 0
 
 

@@ -19,15 +19,12 @@ Writes ``benchmarks/results/fewrel.{json,md}``; runs go to ``--out/fewrel`` (def
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import header, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -211,18 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    record = {
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "threads": args.threads, "torch": torch.__version__},
-        "fewrel": run_fewrel(args),
-    }  # fmt: skip
-    from gnnlm.utils.atomic import atomic_write_text
-
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.results, json.dumps(record, indent=2) + "\n")
-    atomic_write_text(args.results.with_suffix(".md"), fewrel_markdown(record["fewrel"]))
-    print(fewrel_markdown(record["fewrel"]))
+    record = {**header(argv, args.threads), "fewrel": run_fewrel(args)}
+    write_results(args.results, record, fewrel_markdown(record["fewrel"]))
     return 0
 
 

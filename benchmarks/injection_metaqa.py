@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import header, run_arms, write_results
 
 from gnnlm.train.variants import paired_bootstrap, summarize
 
@@ -114,24 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from gnnlm.tasks.loading import load_config
-    from gnnlm.train.variants import run_variants
-
-    overrides = (QUICK if args.quick else []) + args.set
-    if args.seeds:
-        overrides.append(f"seeds={args.seeds}")
-    config = load_config(CONFIG, overrides)
-    seeds = config.seeds or [config.seed]
     start = time.perf_counter()
-    comparison = run_variants(
-        config, args.out, quiet=args.quiet, resume=args.resume, overwrite=not args.resume
-    )
-    runs = {arm: {int(s): m for s, m in a["runs"].items()} for arm, a in comparison.arms.items()}
+    arms = run_arms(CONFIG, (QUICK if args.quick else []) + args.set, args)
+    config, overrides, seeds, runs = arms.config, arms.overrides, arms.seeds, arms.runs
     correct = {arm: [r[s]["test"]["correct"] for s in seeds] for arm, r in runs.items()}
     record: dict = {
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "threads": args.threads, "torch": torch.__version__},
+        **header(argv, args.threads),
         "config": config.to_dict(), "overrides": overrides, "seeds": seeds, "arms": {},
         "num_train": runs["lm"][seeds[0]]["num_train_examples"],
         "num_test": runs["lm"][seeds[0]]["test"]["num_examples"],
@@ -173,12 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     plot = args.results.with_name(args.results.stem + "_gates.png")
     record["gate_plot"] = plot.name if gate_plot(logs, plot) else None
-    from gnnlm.utils.atomic import atomic_write_text
-
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.results, json.dumps(record, indent=2) + "\n")
-    atomic_write_text(args.results.with_suffix(".md"), markdown(record))
-    print(markdown(record))
+    write_results(args.results, record, markdown(record))
     return 0
 
 

@@ -19,15 +19,11 @@ on full data with larger models: context, not a target at this budget). Writes
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
-import sys
-import time
 from pathlib import Path
 
 import torch
+from common import header, run_arms, write_results
 
 from gnnlm.train.variants import paired_bootstrap, summarize
 
@@ -57,24 +53,13 @@ TASKS = {
 
 
 def run_task(name: str, args: argparse.Namespace) -> dict:
-    from gnnlm.tasks.loading import load_config
-    from gnnlm.train.variants import run_variants
-
     spec = TASKS[name]
-    overrides = list(
-        spec["quick"] if args.quick else spec["small"] if args.budget == "small" else []
-    )
-    overrides += getattr(args, f"set_{name}")
-    if args.seeds:
-        overrides.append(f"seeds={args.seeds}")
-    config = load_config(spec["config"], overrides)
-    seeds = config.seeds or [config.seed]
-    out = args.out / name
-    start = time.perf_counter()
-    comparison = run_variants(
-        config, out, quiet=args.quiet, resume=args.resume, overwrite=not args.resume
-    )
-    runs = {arm: {int(s): m for s, m in a["runs"].items()} for arm, a in comparison.arms.items()}
+    budget = list(spec["quick"] if args.quick else spec["small"] if args.budget == "small" else [])
+    ran = run_arms(
+        spec["config"], budget + getattr(args, f"set_{name}"), argparse.Namespace(
+            **{**vars(args), "out": args.out / name})
+    )  # fmt: skip
+    config, overrides, seeds, runs = ran.config, ran.overrides, ran.seeds, ran.runs
     reference = "lm" if "lm" in runs else next(iter(runs))
     correct = {arm: [r[s]["test"]["correct"] for s in seeds] for arm, r in runs.items()}
     arms = {}
@@ -94,7 +79,7 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
     return {
         "overrides": overrides, "seeds": seeds, "reference": reference, "arms": arms,
         "anchors": spec["anchors"], "metrics": spec["metrics"],
-        "wall_seconds": time.perf_counter() - start,
+        "wall_seconds": ran.seconds,
     }  # fmt: skip
 
 
@@ -150,21 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    record = {
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "threads": args.threads, "torch": torch.__version__},
-        "budget": "quick" if args.quick else args.budget,
-        "tasks": {},
-    }  # fmt: skip
-    from gnnlm.utils.atomic import atomic_write_text
-
-    args.results.parent.mkdir(parents=True, exist_ok=True)
+    record = {**header(argv, args.threads), "budget": "quick" if args.quick else args.budget,
+              "tasks": {}}  # fmt: skip
     for name in args.tasks:
         record["tasks"][name] = run_task(name, args)
         # written after each task: a long run keeps what it measured
-        atomic_write_text(args.results, json.dumps(record, indent=2) + "\n")
-        atomic_write_text(args.results.with_suffix(".md"), markdown(record))
+        write_results(args.results, record, markdown(record), echo=False)
     print(markdown(record))
     return 0
 

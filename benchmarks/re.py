@@ -21,15 +21,13 @@ is a tiny-bert smoke run. Writes ``benchmarks/results/re.{json,md}``; runs go to
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+from common import header, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -195,16 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    record = {
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "threads": args.threads, "torch": torch.__version__},
-        "budget": "quick" if args.quick else args.budget,
-        "tasks": {},
-    }  # fmt: skip
-    from gnnlm.utils.atomic import atomic_write_text
-
-    args.results.parent.mkdir(parents=True, exist_ok=True)
+    record = {**header(argv, args.threads), "budget": "quick" if args.quick else args.budget,
+              "tasks": {}}  # fmt: skip
     for name in args.tasks:
         if name == "semeval":
             record["tasks"][name] = run_semeval(args)
@@ -214,8 +204,7 @@ def main(argv: list[str] | None = None) -> int:
 
             record["tasks"][name] = run_fewrel(args)
         # written after each task: a long run keeps what it measured
-        atomic_write_text(args.results, json.dumps(record, indent=2) + "\n")
-        atomic_write_text(args.results.with_suffix(".md"), markdown(record))
+        write_results(args.results, record, markdown(record), echo=False)
     print(markdown(record))
     return 0
 

@@ -1,0 +1,67 @@
+"""What the comparison benchmarks share: running a config's arms through the engine, the record's
+header (command and machine) and writing the results (JSON and a markdown table)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+def header(argv: list[str] | None, threads: int) -> dict:
+    """``{"command", "machine"}`` of a benchmark invoked with ``argv`` (``None``: ``sys.argv``)."""
+    return {
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": threads,
+                    "torch": torch.__version__},
+    }  # fmt: skip
+
+
+@dataclass
+class Arms:
+    """The finished runs of a config's variants: ``runs[arm][seed]`` is a run's ``metrics.json``;
+    ``overrides`` what was set on the config file (``--set`` and ``seeds``)."""
+
+    config: object
+    overrides: list[str]
+    seeds: list[int]
+    runs: dict[str, dict[int, dict]]
+    seconds: float
+
+
+def run_arms(config_path: Path, overrides: list[str], args: argparse.Namespace) -> Arms:
+    """Load ``config_path`` with ``overrides`` (and ``args.seeds``) and run its variants into
+    ``args.out`` (``args.resume`` keeps finished runs, ``args.quiet`` hides progress)."""
+    from gnnlm.tasks.loading import load_config
+    from gnnlm.train.variants import run_variants
+
+    overrides = list(overrides)
+    if getattr(args, "seeds", None):
+        overrides.append(f"seeds={args.seeds}")
+    config = load_config(config_path, overrides)
+    start = time.perf_counter()
+    comparison = run_variants(
+        config, args.out, quiet=args.quiet, resume=args.resume, overwrite=not args.resume
+    )
+    runs = {arm: {int(s): m for s, m in a["runs"].items()} for arm, a in comparison.arms.items()}
+    seeds = config.seeds or [config.seed]
+    return Arms(config, overrides, seeds, runs, time.perf_counter() - start)
+
+
+def write_results(path: Path, record: dict, text: str, *, echo: bool = True) -> None:
+    """``record`` to ``path`` (JSON) and ``text`` beside it (``.md``), both atomically; print
+    ``text`` when ``echo``."""
+    from gnnlm.utils.atomic import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(path.with_suffix(".md"), text)
+    if echo:
+        print(text)
