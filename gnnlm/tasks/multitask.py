@@ -310,7 +310,7 @@ class MultitaskTask(Task):
 
     def run_metrics(self, *, epochs: int, train_seconds: float) -> dict[str, Any]:
         return {
-            "num_train_examples": self.num_train_examples(),
+            **super().run_metrics(epochs=epochs, train_seconds=train_seconds),
             "task_probabilities": dict(zip(self.tasks, self.sampler.probabilities.tolist())),
         }
 

@@ -638,13 +638,6 @@ class TripleClassificationTask(Task):
             cached = self._rule[split] = hits / len(examples)
         return cached
 
-    def run_metrics(self, *, epochs: int, train_seconds: float) -> dict[str, Any]:
-        n = self.num_train_examples()
-        return {
-            "num_train_examples": n,
-            "examples_per_second": n * epochs / train_seconds if train_seconds else None,
-        }
-
     # -- inference ---------------------------------------------------------------------------------
     def predict(self, model: TripleClassifier, records: Iterable[Mapping[str, str]]) -> list[float]:
         """The probability that each ``{"head", "relation", "tail"}`` triple is true. Entities and

@@ -151,8 +151,13 @@ class Task:
         return tuple(s for s in ("valid", "test") if self.has_split(s))
 
     def run_metrics(self, *, epochs: int, train_seconds: float) -> dict[str, Any]:
-        """Extra entries of ``metrics.json`` (e.g. training throughput)."""
-        return {}
+        """Extra entries of ``metrics.json``: by default the training throughput
+        (``num_train_examples``, ``examples_per_second``); tasks add their data counts to it."""
+        n = self.num_train_examples()
+        return {
+            "num_train_examples": n,
+            "examples_per_second": n * epochs / train_seconds if train_seconds else None,
+        }
 
     @property
     def selection_metric(self) -> tuple[str, bool]:

@@ -26,7 +26,7 @@ WORDS = (
     "apple river stone cloud tiger violin garden candle mirror rocket island pencil forest "
     "button lemon castle planet anchor bridge feather"
 ).split()
-TIMING = ("train_seconds", "eval_seconds")
+TIMING = ("train_seconds", "eval_seconds", "examples_per_second")
 
 
 def write_graph(folder: Path, num_entities: int, num_triples: int) -> Path:

@@ -361,10 +361,8 @@ class MetaQATask(Task):
         return metrics
 
     def run_metrics(self, *, epochs: int, train_seconds: float) -> dict[str, Any]:
-        n = self.num_train_examples()
         return {
-            "num_train_examples": n,
-            "examples_per_second": n * epochs / train_seconds if train_seconds else None,
+            **super().run_metrics(epochs=epochs, train_seconds=train_seconds),
             "data_counts": self.counts,
             "splits": "train: most of dev; valid: the rest of dev; test: the full test files",
         }

@@ -174,11 +174,9 @@ class MultipleChoiceTask(Task):
         }
 
     def run_metrics(self, *, epochs: int, train_seconds: float) -> dict[str, Any]:
-        n = self.num_train_examples()
         return {
+            **super().run_metrics(epochs=epochs, train_seconds=train_seconds),
             **self.qa.counts,
-            "num_train_examples": n,
-            "examples_per_second": n * epochs / train_seconds if train_seconds else None,
         }
 
     # -- inference ---------------------------------------------------------------------------------

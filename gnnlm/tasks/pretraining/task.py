@@ -356,12 +356,5 @@ class PretrainingTask(Task):
         metrics["num_examples"] = len(entities)
         return metrics
 
-    def run_metrics(self, *, epochs: int, train_seconds: float) -> dict[str, Any]:
-        n = self.num_train_examples()
-        return {
-            "num_train_examples": n,
-            "examples_per_second": n * epochs / train_seconds if train_seconds else None,
-        }
-
 
 __all__ = ["ObjectiveResult", "PretrainingTask"]

@@ -200,10 +200,8 @@ class RelationClassificationTask(Task):
         }
 
     def run_metrics(self, *, epochs: int, train_seconds: float) -> dict[str, Any]:
-        n = self.num_train_examples()
         return {
+            **super().run_metrics(epochs=epochs, train_seconds=train_seconds),
             **self.prepared.counts,
             "labels": list(LABELS),
-            "num_train_examples": n,
-            "examples_per_second": n * epochs / train_seconds if train_seconds else None,
         }
