@@ -10,6 +10,16 @@
 * ``metaqa`` (:mod:`gnnlm.tasks.metaqa`): multi-hop KGQA, ranking the nodes of the topic's subgraph;
 * ``multiple_choice`` (:mod:`gnnlm.tasks.multiple_choice`): CommonsenseQA-style questions grounded in
   ConceptNet, one score per (question, choice) pair.
+* ``relation_classification`` (:mod:`gnnlm.tasks.relation_classification`): SemEval-2010 Task 8 with
+  entity markers, nominals linked to WordNet;
+* ``fewrel`` (:mod:`gnnlm.tasks.fewrel`): few-shot relation classification, prototypical networks over
+  N-way K-shot episodes;
+* ``entity_linking`` (:mod:`gnnlm.tasks.entity_linking`): in-KB disambiguation of mentions to FB15k-237,
+  a bi-encoder and a KG coherence re-ranker;
+* ``text_link_prediction`` (:mod:`gnnlm.tasks.text_link_prediction`): SimKGC-style text KG completion,
+  with a graph tower and KGE ensembling;
+* ``generative_qa`` and ``triple_completion`` (:mod:`gnnlm.tasks.generative_qa`): decoders answering
+  MetaQA and completing triples by generation.
 
 ``task:`` in a config picks one by name, class or ``pkg.mod:MyTask`` (see :class:`gnnlm.train.task.Task`);
 :func:`load_config` reads a config file as its task's config class.

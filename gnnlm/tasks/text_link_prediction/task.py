@@ -378,7 +378,6 @@ class TextLinkPredictionTask(Task):
         return out
 
     def run_metrics(self, *, epochs: int, train_seconds: float) -> dict[str, Any]:
-        n = self.num_train_examples()
         counts = {
             "train_triples": len(self.train_triples),
             "train_triples_in_graph": len(self.kg.train),
@@ -387,10 +386,7 @@ class TextLinkPredictionTask(Task):
         }
         if "inductive" in self.kg.extra:
             counts["inductive"] = self.kg.extra["inductive"]
-        return {
-            "examples_per_second": n * epochs / train_seconds if train_seconds else None,
-            "counts": counts,
-        }
+        return {**super().run_metrics(epochs=epochs, train_seconds=train_seconds), "counts": counts}
 
     # -- inference ---------------------------------------------------------------------------------
     def predict(self, model: TextKGCModel, records: list[dict[str, Any]], *, top_k: int = 10):
