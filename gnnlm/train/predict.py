@@ -92,7 +92,9 @@ def _close(name: str, names: tuple[str, ...] | list[str]) -> str:
     return f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
 
 
-def _known(kg: KnowledgeGraph, exclude: str | None) -> FilterIndex | None:
+def known_answers(kg: KnowledgeGraph, exclude: str | None) -> FilterIndex | None:
+    """The answers a prediction leaves out: those of the train split (``"train"``), of every split
+    (``"all"``) or none (``None``)."""
     if exclude not in EXCLUDE_CHOICES:
         raise ValueError(f"exclude must be one of {EXCLUDE_CHOICES}, got {exclude!r}")
     if exclude is None:
@@ -139,13 +141,13 @@ def predict_tails(
     with eval_mode(model):
         hr = torch.tensor([[h, r]], device=_device(model))
         scores = model.score_t(hr)[0].cpu()  # [num_entities]
-    index = _known(kg, exclude)
+    index = known_answers(kg, exclude)
     known = (
         index.tails(torch.tensor([h]), torch.tensor([r]))[1]
         if index is not None
         else torch.empty(0, dtype=torch.long)
     )
-    return _prediction(kg, scores, known, k, exclude, (head, relation, "?"))
+    return top_k_prediction(kg, scores, known, k, exclude, (head, relation, "?"))
 
 
 def predict_heads(
@@ -162,16 +164,18 @@ def predict_heads(
     with eval_mode(model):
         rt = torch.tensor([[r, t]], device=_device(model))
         scores = model.score_h(rt)[0].cpu()  # [num_entities]
-    index = _known(kg, exclude)
+    index = known_answers(kg, exclude)
     known = (
         index.heads(torch.tensor([r]), torch.tensor([t]))[1]
         if index is not None
         else torch.empty(0, dtype=torch.long)
     )
-    return _prediction(kg, scores, known, k, exclude, ("?", relation, tail))
+    return top_k_prediction(kg, scores, known, k, exclude, ("?", relation, tail))
 
 
-def _prediction(kg, scores: Tensor, known: Tensor, k: int, exclude, query) -> Prediction:
+def top_k_prediction(kg, scores: Tensor, known: Tensor, k: int, exclude, query) -> Prediction:
+    """The :class:`Prediction` of the ``k`` best entities by ``scores: [num_entities]``, leaving out
+    ``known: [n]`` entity ids (named by ``exclude``) for ``query``."""
     ids, values = _top_k(scores, known, k)
     return Prediction(
         ids=ids,

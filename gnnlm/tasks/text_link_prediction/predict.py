@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from gnnlm.train.predict import Prediction, _known, _prediction, resolve_entity, resolve_relation
+from gnnlm.train.predict import (
+    Prediction,
+    known_answers,
+    resolve_entity,
+    resolve_relation,
+    top_k_prediction,
+)
 from gnnlm.utils.modules import eval_mode
 
 if TYPE_CHECKING:
@@ -34,7 +40,7 @@ def _rank(model, kg, name: str, relation: int, k: int, exclude: str | None, inve
     with eval_mode(model):
         relations = torch.tensor([relation + (model.num_relations if inverse else 0)])
         scores = model.score_text([text], relations, entities=torch.tensor([entity]))[0].cpu()
-    index = _known(kg, exclude)
+    index = known_answers(kg, exclude)
     if entity < 0 or index is None:
         known = torch.empty(0, dtype=torch.long)
     elif inverse:
@@ -57,7 +63,7 @@ def predict_tails_text(
     (then nothing is known about it, so ``exclude`` removes nothing)."""
     r = resolve_relation(kg, relation)
     scores, known = _rank(model, kg, head, r, k, exclude, inverse=False)
-    return _prediction(kg, scores, known, k, exclude, (head, relation, "?"))
+    return top_k_prediction(kg, scores, known, k, exclude, (head, relation, "?"))
 
 
 def predict_heads_text(
@@ -72,4 +78,4 @@ def predict_heads_text(
     """The ``k`` best heads of ``(?, relation, tail)``: the tails of ``(tail, inverse relation, ?)``."""
     r = resolve_relation(kg, relation)
     scores, known = _rank(model, kg, tail, r, k, exclude, inverse=True)
-    return _prediction(kg, scores, known, k, exclude, ("?", relation, tail))
+    return top_k_prediction(kg, scores, known, k, exclude, ("?", relation, tail))
