@@ -319,7 +319,8 @@ def test_the_inject_arm_starts_as_the_plain_lm_and_its_fusion_gets_gradients(mov
     questions = task.questions["test"][:6]
     closed = copy.deepcopy(model)
     hold_injection_at_zero(closed.fused)
-    model.eval(), closed.eval()
+    model.eval()
+    closed.eval()
     scores, gold, _, _ = task._forward(model, questions)
     with torch.no_grad():
         reference, _, _, _ = task._forward(closed, questions)

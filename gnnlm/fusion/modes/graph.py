@@ -70,11 +70,11 @@ class GraphInjection(Injection):
         d, dn = context.hidden_size, context.node_channels
         to_text, to_graph = "text" in directions, "graph" in directions
         self.token_to_node = nn.ModuleList(
-            MaskedCrossAttention(d, dn, heads, dropout=dropout) for _ in range(k * to_text)
+            MaskedCrossAttention(d, dn, heads, dropout=dropout) for _ in range(k if to_text else 0)
         )
         self.node_to_token = nn.ModuleList(
             MaskedCrossAttention(dn, d, heads, head_channels=max(d // heads, 1), dropout=dropout)
-            for _ in range(k * to_graph)
+            for _ in range(k if to_graph else 0)
         )
         self.gate = TanhGate(k, init=context.gate_value) if to_text else None
         self.node_gate = TanhGate(k, init=context.gate_value) if to_graph else None
