@@ -227,7 +227,9 @@ class CompGCNConv(MessagePassing):
             node_msg = pairs.scatter(pair_msg, direction_index, 2 * num_nodes)  # [2N, d_in]
         # in + out neighbour sums [N, d_out], dropped out together (one mask per node and channel)
         w_dir = torch.cat([self.w_in, self.w_out])  # [2 d_in, d_out]
-        neighbours = node_msg.view(num_nodes, -1) @ w_dir  # [N, 2 d_in] (in | out) -> [N, d_out]
+        neighbours = (
+            node_msg.view(num_nodes, 2 * node_msg.size(-1)) @ w_dir
+        )  # [N, 2 d_in] -> [N, d_out]
         loop_res = compose(x, self.loop_rel, self.composition) @ self.w_loop  # [N, d_out]
         out = (F.dropout(neighbours, self.dropout, self.training) + loop_res) / 3.0
         if self.bias is not None:

@@ -357,21 +357,28 @@ def test_unknown_relations_in_the_split_are_config_errors(files, kg):
         FewRelTask(config, data=kg).validate()
 
 
-def test_a_kg_batch_where_nothing_links_gets_one_unmentioned_node(kg):
+def test_a_kg_batch_where_nothing_links_runs_on_an_empty_graph(kg):
+    """No placeholder node: the fused LM's GNN runs on zero nodes and leaves the text as the LM's."""
     from gnnlm.data.subgraph import SubgraphSampler
-    from gnnlm.lm import load_tokenizer
+    from gnnlm.fusion import FusedLM, FusionConfig
+    from gnnlm.lm import load_lm, load_tokenizer
     from gnnlm.tasks.fewrel.reader import parse_instance
 
     item = {"tokens": ["a", "b", "c"], "h": ["a", "Q99", [[0]]], "t": ["c", None, [[2]]]}
     instance = parse_instance(item, "P1", 0, Path("x"))
     sampler = SubgraphSampler(kg.homogeneous(add_inverse=True), num_hops=1, max_nodes=4)
-    tokenizer = load_tokenizer("tiny-bert")
-    plain = FewRelCollator(tokenizer, sampler, max_length=16)([instance], [(None, None)])
-    assert plain.inputs.graph.num_nodes == 0
-    kg_batch = FewRelCollator(tokenizer, sampler, max_length=16, placeholder=True)(
+    batch = FewRelCollator(load_tokenizer("tiny-bert"), sampler, max_length=16)(
         [instance], [(None, None)]
     )
-    assert int(kg_batch.inputs.graph.n_id[0]) == 0 and bool(
-        (kg_batch.inputs.token_node == -1).all()
-    )
-    torch.testing.assert_close(kg_batch.inputs.input_ids, plain.inputs.input_ids)
+    assert batch.inputs.graph.num_nodes == 0
+    config = FusionConfig(
+        lm="tiny-bert", injection=["entity"], injection_kwargs={"entity": {"source": "gnn"}},
+        encoder="compgcn", encoder_kwargs={"batch_norm": False}, node_channels=8,
+        num_entities=kg.num_entities, num_relations=2 * kg.num_relations,
+    )  # fmt: skip
+    lm = load_lm("tiny-bert", seed=0)
+    model = FusedLM(config, lm=lm).eval()
+    with torch.no_grad():
+        out = model(batch.inputs)
+        plain = lm(input_ids=batch.inputs.input_ids, attention_mask=batch.inputs.attention_mask)
+    torch.testing.assert_close(out.last_hidden_state, plain)

@@ -103,8 +103,6 @@ class FewRelCollator:
         sampler: the :class:`~gnnlm.data.SubgraphSampler` over the KG.
         max_length: tokens per sentence (longer ones are truncated).
         max_positions: the LM's positions (checked against ``max_length``).
-        placeholder: give a batch in which nothing links one unmentioned node (entity 0), for models
-            whose GNN needs a graph to run on.
     """
 
     def __init__(
@@ -114,10 +112,8 @@ class FewRelCollator:
         *,
         max_length: int,
         max_positions: int | None = None,
-        placeholder: bool = False,
     ) -> None:
         self.tokenizer = tokenizer
-        self.placeholder = placeholder
         self.max_length = max_length
         self.text_graph = TextGraphCollator(
             tokenizer, sampler, max_length=max_length, max_positions=max_positions
@@ -134,10 +130,6 @@ class FewRelCollator:
             pairs = ((m.head_span, head), (m.tail_span, tail))
             mentions = [(*span, e) for span, e in pairs if e is not None]
             examples.append(TextGraphExample(m.text, mentions=mentions))
-        if self.placeholder and not any(ex.mentions for ex in examples):
-            # a GNN cannot run on a batch of empty subgraphs: one entity no token mentions gives it a
-            # node, and the text is unchanged (entity injection only reaches mention tokens)
-            examples[0].entities = [0]
         inputs = self.text_graph(examples)
         starts = self.tokenizer(
             [m.text for m in marked], truncation=True, max_length=self.max_length,

@@ -183,7 +183,7 @@ class FewRelTask(Task):
         )  # fmt: skip
         self.collate = FewRelCollator(
             load_tokenizer(c.model.lm), sampler, max_length=d.max_length,
-            max_positions=text_positions(load_lm_config(c.model.lm)), placeholder=self.injects,
+            max_positions=text_positions(load_lm_config(c.model.lm)),
         )  # fmt: skip
 
     def _split(self, relations: list[str]) -> tuple[list[str], list[str]]:
