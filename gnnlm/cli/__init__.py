@@ -18,7 +18,7 @@ import sys
 import warnings
 
 #: sub-command modules, in the order ``gnnlm --help`` lists them.
-COMMANDS = ("datasets", "train", "evaluate", "predict", "generate", "task")
+COMMANDS = ("datasets", "train", "tune", "evaluate", "predict", "generate", "plot", "task")
 
 
 def build_parser() -> argparse.ArgumentParser:
