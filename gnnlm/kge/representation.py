@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnnlm.kge.model import Representation
+from gnnlm.utils.registry import DottedPathResolver
 
 Initializer = Callable[[Tensor], None]
 
@@ -150,3 +151,9 @@ class EmbeddingRepresentation(Representation):
             f"num_entities={self.num_entities}, num_relations={self.num_relations}, "
             f"entity_dim={self.entity.embedding_dim}, relation_dim={self.relation.embedding_dim}"
         )
+
+
+#: Embedding tables by name (``embedding``; ``memmap`` once :mod:`gnnlm.kge.mmap` is imported).
+representation_resolver: DottedPathResolver[Representation] = DottedPathResolver(
+    [EmbeddingRepresentation], base=Representation, suffix="Representation"
+)
