@@ -22,6 +22,16 @@ The algorithm, per side:
    exact integers in float32 up to ``2**24`` entities.
 
 Peak extra memory is one ``[Q, N]`` block (``max_scores`` floats) plus one slice.
+
+**Millions of entities.** When fewer than :data:`MIN_QUERIES_PER_BLOCK` queries fit in ``max_scores``
+(``N`` above ~500k for the default budget; a single row may not even fit), a block of ``Q`` queries
+is scored against *slices of entities* instead, ``[Q, W]`` at a time with ``Q W <= max_scores``
+(:meth:`RankBasedEvaluator._rank_side_sliced`): a first sweep reads the true scores from the slices
+that hold the targets, a second one filters each slice and adds up its better / unequal counts. The
+slices are scored by the same call with the same shapes in both sweeps, so the comparisons are
+those of one score matrix; the counts equal the unsliced path's (tested), memory stays at
+``max_scores`` floats whatever ``N``, and the products stay matrix-matrix (``Q`` queries at once)
+instead of one matrix-vector product per query.
 """
 
 from __future__ import annotations
@@ -79,6 +89,14 @@ def _num_threads(threads: int | None) -> Iterator[None]:
 #: The evaluator's default intra-op thread count (see :class:`RankBasedEvaluator`, ``num_threads``).
 DEFAULT_NUM_THREADS: int | None = 1
 
+#: Fewer queries per ``[Q, N]`` block than this and the evaluator scores entity slices instead.
+MIN_QUERIES_PER_BLOCK: int = 16
+#: Queries per block of the entity-sliced path (when ``batch_size`` is not given).
+SLICED_QUERIES: int = 256
+#: The column-major copy of the entity table (faster 1-N products) is made only below this many
+#: floats (256 MiB): above, it would double a large table's memory (or read a memory-mapped one).
+MAX_COPY_ELEMENTS: int = 2**26
+
 
 class RankableModel(Protocol):
     """What the evaluator needs (:class:`gnnlm.kge.LinkPredictionModel` provides it)."""
@@ -102,6 +120,10 @@ class RankBasedEvaluator:
         ks: the ``k`` of Hits@k.
         sides: which sides to rank, ``("head", "tail")`` by default.
         quiet: no progress bar.
+        slice_entities: score slices of entities (see the module docstring) instead of whole rows:
+            ``None`` (auto) when fewer than :data:`MIN_QUERIES_PER_BLOCK` rows fit in
+            ``max_scores``; needs a :class:`~gnnlm.kge.LinkPredictionModel` (others are scored by
+            whole rows). The ranks do not depend on it.
         num_threads: intra-op CPU threads while evaluating (``torch.set_num_threads``; the caller's
             count is restored afterwards); ``None`` keeps the caller's. The default, 1, is measured
             (``benchmarks/evaluator.py``, FB15k-237 test, ComplEx d=200, two cores): two threads gain
@@ -125,6 +147,7 @@ class RankBasedEvaluator:
         sides: Sequence[str] = SIDES,
         quiet: bool = True,
         num_threads: int | None = DEFAULT_NUM_THREADS,
+        slice_entities: bool | None = None,
     ) -> None:
         unknown = set(sides) - set(SIDES)
         if unknown or not sides:
@@ -140,6 +163,15 @@ class RankBasedEvaluator:
         self.ks = tuple(ks)
         self.sides = tuple(sides)
         self.quiet = quiet
+        self.slice_entities = slice_entities
+
+    def sliced(self, model: RankableModel, num_entities: int) -> bool:
+        """Whether :meth:`ranks` scores entity slices for ``model`` (see ``slice_entities``)."""
+        if not isinstance(model, LinkPredictionModel):
+            return False
+        if self.slice_entities is not None:
+            return self.slice_entities
+        return self.max_scores // max(1, num_entities) < MIN_QUERIES_PER_BLOCK
 
     @torch.no_grad()
     def evaluate(self, model: RankableModel, triples: Tensor) -> RankBasedMetrics:
@@ -158,7 +190,11 @@ class RankBasedEvaluator:
     def _ranks(self, model: RankableModel, triples: Tensor) -> dict[str, Tensor]:
         """:meth:`ranks` once the model is in eval mode and the thread count set."""
         reps = model.representations()
-        if isinstance(model, LinkPredictionModel) and model.interaction.supports_gemm:
+        if (
+            isinstance(model, LinkPredictionModel)
+            and model.interaction.supports_gemm
+            and reps[0].numel() <= MAX_COPY_ELEMENTS
+        ):
             # Same [N, d] values, column-major storage: the 1-N products `q @ ent.t()` then read a
             # contiguous [d, N] operand (measured 2-10 % faster, MKL and oneDNN).
             reps = (reps[0].t().contiguous().t(), reps[1])
@@ -172,6 +208,15 @@ class RankBasedEvaluator:
             )
         triples = triples.to(reps[0].device)  # rank where the model lives
         out = {}
+        if self.sliced(model, num_entities):
+            for side in self.sides:
+                keys, targets = (
+                    (triples[:, [0, 1]], triples[:, 2])
+                    if side == "tail"
+                    else (triples[:, [1, 2]], triples[:, 0])
+                )
+                out[side] = self._rank_side_sliced(side, model, reps, keys, targets)
+            return out
         for side in self.sides:
             if side == "tail":
                 keys, targets = triples[:, [0, 1]], triples[:, 2]  # (h, r) -> t
@@ -261,3 +306,117 @@ class RankBasedEvaluator:
             raise ValueError(f"the model gave NaN scores to some candidate {side}s")
         equal = num_entities - unequal + filtered_self  # ties, the target included
         return better.double() + (equal.double() + 1.0) / 2.0
+
+    # -- entity slices (millions of entities) ------------------------------------------------------
+    def _rank_side_sliced(
+        self,
+        side: str,
+        model: LinkPredictionModel,
+        reps: tuple[Tensor, Tensor],
+        keys: Tensor,
+        targets: Tensor,
+    ) -> Tensor:
+        """:meth:`_rank_side` with ``[Q, W]`` score slices (see the module docstring)."""
+        n, num_entities = len(keys), reps[0].shape[0]
+        ranks = torch.empty(n, dtype=torch.float64)
+        if n == 0:
+            return ranks
+        unique_keys, inverse = torch.unique(keys, dim=0, return_inverse=True)  # [U, 2], [n]
+        order = torch.argsort(inverse, stable=True)
+        key_ptr = torch.zeros(len(unique_keys) + 1, dtype=torch.long)
+        key_ptr[1:] = torch.bincount(inverse, minlength=len(unique_keys)).cumsum(0)
+        block = min(self.batch_size or SLICED_QUERIES, self.max_scores)
+        width = max(1, self.max_scores // block)  # entities per slice: [Q, W] <= max_scores
+        progress = progress_bar(total=n, desc=f"ranking {side}s", unit="triple", disable=self.quiet)
+        for start in range(0, len(unique_keys), block):
+            stop = min(start + block, len(unique_keys))
+            idx = order[key_ptr[start] : key_ptr[stop]]  # [T] triples of this block
+            rows = (inverse[idx] - start).to(reps[0].device)  # [T] row of each triple
+            score = _slice_scorer(side, model, reps, unique_keys[start:stop])
+            block_ranks = self._rank_block_sliced(
+                side, score, unique_keys[start:stop], rows, targets[idx], num_entities, width
+            )
+            ranks[idx.cpu()] = block_ranks.cpu()
+            progress.update(len(idx))
+        progress.close()
+        return ranks
+
+    def _rank_block_sliced(
+        self,
+        side: str,
+        score: Callable[[int, int], Tensor],
+        keys: Tensor,
+        rows: Tensor,
+        targets: Tensor,
+        num_entities: int,
+        width: int,
+    ) -> Tensor:
+        """Realistic ranks ``[T]`` of ``targets`` in their ``rows`` of the scores of ``keys``
+        against every entity, read slice by slice from ``score(a, b) -> [Q, b - a]``."""
+        device, num_rows = rows.device, len(rows)
+        slices = [(a, min(a + width, num_entities)) for a in range(0, num_entities, width)]
+        targets = targets.to(device)
+        # Sweep 1: each target's score, from the slice that holds it.
+        true = torch.empty(num_rows, device=device)
+        slice_of = torch.div(targets, width, rounding_mode="floor")  # [T]
+        for k in torch.unique(slice_of).tolist():
+            a, b = slices[k]
+            at = (slice_of == k).nonzero().flatten()  # [t] triples whose target is in [a, b)
+            true[at] = score(a, b).float()[rows[at], targets[at] - a]
+        if not torch.isfinite(true).all():
+            bad = int(torch.nonzero(~torch.isfinite(true))[0])
+            raise ValueError(
+                f"the model gave a non-finite score {true[bad].item()} to a true {side} "
+                f"(query {keys[rows[bad]].tolist()}, target {int(targets[bad])})"
+            )
+        owner = values = None
+        if self.filter_index is not None:
+            ptr, values = self._filter(side, keys.cpu())  # CSR over the Q queries
+            owner = torch.repeat_interleave(
+                torch.arange(len(keys)), ptr.diff(), output_size=len(values)
+            )
+            owner, values = owner.to(device), values.to(device)
+        # Sweep 2: filter each slice, count better and unequal candidates (float64 sums: exact).
+        better = torch.zeros(num_rows, dtype=torch.float64, device=device)
+        unequal = torch.zeros(num_rows, dtype=torch.float64, device=device)
+        filtered_self = torch.zeros(num_rows, dtype=torch.float64, device=device)
+        step = max(1, self.max_scores // width)  # triples compared at once: [s, W] <= max_scores
+        for k, (a, b) in enumerate(slices):
+            scores = score(a, b).float().contiguous()  # [Q, W]
+            if values is not None:
+                inside = (values >= a) & (values < b)
+                flat = owner[inside] * (b - a) + (values[inside] - a)  # [nnz] positions in `scores`
+                scores.view(-1).index_fill_(0, flat, float("-inf"))
+                at = (slice_of == k).nonzero().flatten()
+                filtered_self[at] = (scores[rows[at], targets[at] - a] == float("-inf")).double()
+            with _one_thread(scores.device):
+                for c in range(0, num_rows, step):
+                    d = min(c + step, num_rows)
+                    diff = scores.index_select(0, rows[c:d]).sub_(true[c:d, None]).sign_()  # [s, W]
+                    signed = diff.sum(1)  # [s]: #better - #worse
+                    count = diff.abs_().sum(1)  # [s]: #better + #worse
+                    unequal[c:d] += count.double()
+                    better[c:d] += ((count + signed) / 2).double()
+        if torch.isnan(unequal).any():
+            raise ValueError(f"the model gave NaN scores to some candidate {side}s")
+        equal = num_entities - unequal + filtered_self  # ties, the target included
+        return better + (equal + 1.0) / 2.0
+
+
+def _slice_scorer(
+    side: str, model: LinkPredictionModel, reps: tuple[Tensor, Tensor], keys: Tensor
+) -> Callable[[int, int], Tensor]:
+    """``score(a, b) -> [Q, b - a]``: the queries ``keys: [Q, 2]`` of ``side`` against entities
+    ``a..b-1``, as :meth:`LinkPredictionModel.score_t` / ``score_h`` score them against all."""
+    ent, rel = reps
+    keys = keys.to(ent.device)
+    interaction = model.interaction
+    if side == "tail" or model.reciprocal:
+        if side == "tail":  # (h, r, ?)
+            anchor, relation = keys[:, 0], keys[:, 1]
+        else:  # (?, r, t) as (t, r + R, ?)
+            anchor, relation = keys[:, 1], keys[:, 0] + model.num_relations
+        h, r = ent.index_select(0, anchor), rel.index_select(0, relation)  # [Q, d_e], [Q, d_r]
+        return lambda a, b: interaction.score_t(h, r, ent[a:b])
+    r, t = rel.index_select(0, keys[:, 0]), ent.index_select(0, keys[:, 1])  # [Q, d_r], [Q, d_e]
+    return lambda a, b: interaction.score_h(ent[a:b], r, t)

@@ -264,3 +264,47 @@ def test_headline_metrics_are_the_first_keys_every_result_has():
     flat = RankMetrics.from_ranks(torch.tensor([1.0, 2.5, 11.0])).to_dict()
     assert HEADLINE_METRICS == ("mrr", "mr", "hits@1", "hits@3", "hits@10")
     assert tuple(flat)[: len(HEADLINE_METRICS)] == HEADLINE_METRICS
+
+
+@pytest.mark.parametrize("name", ["distmult", "complex", "transe", "rotate"])
+@pytest.mark.parametrize("reciprocal", [False, True])
+@pytest.mark.parametrize(("batch_size", "max_scores"), [(3, 20), (4, 40), (None, 5)])
+def test_entity_slices_equal_brute_force_and_the_unsliced_path(
+    name, reciprocal, batch_size, max_scores
+):
+    """Slices of 6, 10 or 1 entities (uneven last slice), filtered targets and ties included."""
+    all_triples = random_triples(60, seed=6)
+    test = torch.cat([all_triples[:25], all_triples[:5], random_triples(10, seed=7)])
+    index = FilterIndex(all_triples, NUM_ENTITIES, NUM_RELATIONS)
+    model = integer_model(name, reciprocal=reciprocal, seed=8)
+    sliced = RankBasedEvaluator(
+        index, batch_size=batch_size, max_scores=max_scores, slice_entities=True
+    )
+    assert sliced.sliced(model, NUM_ENTITIES)
+    got = sliced.ranks(model, test)
+    if name != "rotate":  # RotatE's moduli are not integers: compare with the unsliced path only
+        expected = brute_force_ranks(model, test, set(map(tuple, all_triples.tolist())))
+        assert got["head"].tolist() == expected["head"]
+        assert got["tail"].tolist() == expected["tail"]
+    whole = RankBasedEvaluator(index, slice_entities=False).ranks(model, test)
+    assert torch.equal(got["head"], whole["head"]) and torch.equal(got["tail"], whole["tail"])
+    raw = RankBasedEvaluator(None, batch_size=batch_size, max_scores=max_scores).ranks(model, test)
+    raw_whole = RankBasedEvaluator(None).ranks(model, test)
+    assert torch.equal(raw["tail"], raw_whole["tail"])
+
+
+def test_slices_are_chosen_when_few_rows_fit_the_budget():
+    model = integer_model("distmult")
+    assert not RankBasedEvaluator().sliced(model, NUM_ENTITIES)
+    assert RankBasedEvaluator(max_scores=15 * NUM_ENTITIES).sliced(model, NUM_ENTITIES)
+    assert not RankBasedEvaluator(max_scores=16 * NUM_ENTITIES).sliced(model, NUM_ENTITIES)
+    assert RankBasedEvaluator().sliced(model, 2_500_000)  # 3 rows of 2.5M entities in 2**23 floats
+
+
+def test_entity_slices_report_non_finite_true_scores():
+    model = integer_model("distmult")
+    with torch.no_grad():
+        model.representation.entity.weight[2] = float("nan")
+    test = torch.tensor([[2, 0, 1]])
+    with pytest.raises(ValueError, match="non-finite score"):
+        RankBasedEvaluator(None, max_scores=8, slice_entities=True).ranks(model, test)
