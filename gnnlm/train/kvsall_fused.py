@@ -25,6 +25,14 @@ output, the gradient is written into the score buffer itself, so one step holds 
 matrix and the backward is just the two products ``dQ = G @ E`` and ``dE = G.T @ Q``. Otherwise
 (scores computed by other ops, which might keep them) it works on a copy.
 
+**Millions of entities.** The fused step still holds one ``[B, N]`` score matrix: 2.5 GB for
+``ogbl-wikikg2``'s 2.5M entities and a batch of 256. :func:`sliced_kvsall_loss` bounds it: the
+candidates are scored in slices of ``W`` entities (``B W <= max_elements``, :func:`slice_width`),
+the forward sweeps the slices for the loss only, and the backward sweeps them again, recomputing
+each slice's scores and handing its gradient to the products' backward (activation checkpointing
+per slice: one more forward product, memory ``O(B W)`` plus the dense ``[N, d]`` table gradient).
+Softmax cross-entropy gets its row-wise log-sum-exp from the forward sweep.
+
 The unfused losses (:meth:`gnnlm.train.losses.Loss.kvsall` on dense targets) stay the reference; the
 tests check that values and gradients agree.
 """
@@ -112,7 +120,10 @@ def bce_with_logits_fused_(
     """Binary cross-entropy with logits ``scores + margin``, in place.
 
     Args:
-        scores: ``[b, N]`` float scores, :func:`column_major`; overwritten with ``d loss / d scores``.
+        scores: ``[b, W]`` float scores, :func:`column_major`; overwritten with ``d loss / d scores``.
+            ``W = targets.num_cols`` (all candidates), or fewer for a slice of the candidates whose
+            ``targets`` hold the slice's answers (columns relative to the slice) with
+            ``num_cols = N``: the mean and the smoothing are over all ``N``, the slices' values add up.
         targets: the true answers of the ``b`` rows.
         num_rows: rows of the whole batch (the loss is a mean over ``num_rows * N`` elements; a batch
             scored in several blocks passes its total to each).
@@ -121,7 +132,8 @@ def bce_with_logits_fused_(
         This block's share of the loss (the sum over blocks is the batch's loss).
     """
     transposed = _check(scores)  # [N, b]
-    eps, n = targets.label_smoothing, scores.shape[1]
+    # n: candidates of a whole row (targets.num_cols); scores may be a slice of them (sliced_kvsall_loss)
+    eps, n = targets.label_smoothing, targets.num_cols
     scale = 1.0 / (num_rows * n)
     positive = scores[targets.rows, targets.cols] + margin  # [nnz] logits of the true answers
     softplus_sum, logit_sum = 0.0, 0.0
@@ -294,3 +306,210 @@ def fused_kvsall_loss(
     # Overwrite the score buffer only when MatmulNT made it: that node keeps no reference to it.
     in_place = isinstance(scores.grad_fn, MatmulNT._backward_cls) and column_major(scores)
     return _FusedKvsAllLoss.apply(scores, loss, targets, num_rows, in_place, on_backward)
+
+
+# -- slices of the candidates (millions of entities) -----------------------------------------------
+#: Default budget, in floats, of one ``[B, W]`` slice of :func:`sliced_kvsall_loss` (128 MiB).
+MAX_SLICE_ELEMENTS: int = 2**25
+
+
+def slice_width(num_rows: int, num_cols: int, max_elements: int = MAX_SLICE_ELEMENTS) -> int:
+    """Candidates per slice so that ``[num_rows, width]`` stays within ``max_elements`` floats."""
+    return max(1, min(num_cols, max_elements // max(1, num_rows)))
+
+
+@dataclass
+class _SlicedTargets:
+    """The targets of a ``[b, N]`` block grouped by column, to cut out those of a slice cheaply."""
+
+    targets: KvsAllTargets
+    order: Tensor  # [nnz] targets sorted by column
+    sorted_cols: Tensor  # [nnz]
+
+    @classmethod
+    def of(cls, targets: KvsAllTargets) -> _SlicedTargets:
+        sorted_cols, order = torch.sort(targets.cols)
+        return cls(targets, order, sorted_cols)
+
+    def slice(self, a: int, b: int) -> KvsAllTargets:
+        """The answers in columns ``[a, b)``, columns relative to ``a``, ``num_cols`` still ``N``."""
+        lo, hi = torch.searchsorted(
+            self.sorted_cols, torch.tensor([a, b], device=self.order.device)
+        )
+        pick = self.order[lo:hi]
+        t = self.targets
+        return KvsAllTargets(
+            t.rows[pick], t.cols[pick] - a, t.num_rows, t.num_cols, t.label_smoothing
+        )
+
+
+def _entity_major(scores: Tensor) -> Tensor:
+    """``scores: [b, W]`` as float32 stored entity-major (a copy unless it already is)."""
+    scores = scores.float()
+    return scores if column_major(scores) else scores.t().contiguous().t()
+
+
+def _is_softmax(loss: Loss) -> bool:
+    from gnnlm.train.losses import CrossEntropyLoss
+
+    return isinstance(loss, CrossEntropyLoss)
+
+
+class _SlicedKvsAllLoss(torch.autograd.Function):
+    """The KvsAll loss of ``score(*queries, candidates[a:b])`` over slices, recomputed in backward."""
+
+    @staticmethod
+    def forward(ctx, loss, score, targets, num_rows, width, num_queries, candidates, *rest):
+        queries, params = rest[:num_queries], rest[num_queries:]
+        n = len(candidates)
+        slices = [(a, min(a + width, n)) for a in range(0, n, width)]
+        by_col = _SlicedTargets.of(targets)
+        # the slices draw random numbers (dropout) in the same order in both sweeps
+        ctx.devices = [candidates.device] if candidates.device.type == "cuda" else []
+        ctx.rng_state = torch.get_rng_state()
+        ctx.cuda_rng_state = [torch.cuda.get_rng_state(d) for d in ctx.devices]
+        if _is_softmax(loss):
+            value, ctx.softmax = _softmax_stats(
+                score, queries, candidates, slices, by_col, num_rows
+            )
+        else:
+            ctx.softmax, value = None, 0.0
+            for a, b in slices:
+                block = _entity_major(score(*queries, candidates[a:b]))  # [B, W]
+                value += loss.kvsall_fused_(block, by_col.slice(a, b), num_rows)
+        ctx.loss, ctx.score, ctx.slices, ctx.by_col, ctx.num_rows = (
+            loss,
+            score,
+            slices,
+            by_col,
+            num_rows,
+        )
+        ctx.num_queries, ctx.params = num_queries, params  # the interaction's own weights (leaves)
+        ctx.save_for_backward(candidates, *queries)
+        return candidates.new_tensor(value)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        candidates, *queries = ctx.saved_tensors
+        params = ctx.params
+        grad_candidates = torch.zeros_like(candidates)  # [N, d]
+        grad_queries = [torch.zeros_like(q) for q in queries]
+        grad_params = [torch.zeros_like(p) for p in params]
+        leaves = [q.detach().requires_grad_() for q in queries]
+        with torch.random.fork_rng(devices=ctx.devices), torch.enable_grad():
+            torch.set_rng_state(ctx.rng_state)
+            for device, state in zip(ctx.devices, ctx.cuda_rng_state):
+                torch.cuda.set_rng_state(state, device)
+            for a, b in ctx.slices:
+                cand = candidates[a:b].detach().requires_grad_()
+                scores = ctx.score(*leaves, cand)  # [B, W], with a graph
+                block = scores.detach().float().t().clone(memory_format=torch.contiguous_format).t()
+                if ctx.softmax is not None:
+                    _softmax_gradient_(block, ctx.by_col.slice(a, b), ctx.softmax)
+                else:
+                    ctx.loss.kvsall_fused_(block, ctx.by_col.slice(a, b), ctx.num_rows)
+                grads = torch.autograd.grad(
+                    scores, [*leaves, cand, *params], block * grad_output, allow_unused=True
+                )
+                for acc, g in zip(
+                    [*grad_queries, *grad_params], grads[: len(leaves)] + grads[len(leaves) + 1 :]
+                ):
+                    if g is not None:
+                        acc.add_(g)
+                if grads[len(leaves)] is not None:
+                    grad_candidates[a:b] = grads[len(leaves)]
+        return (None, None, None, None, None, None, grad_candidates, *grad_queries, *grad_params)
+
+
+@dataclass
+class _SoftmaxStats:
+    logsumexp: Tensor  # [B]
+    scale: float  # 1 / num_rows
+    inv_mass: Tensor  # [B] 1 / sum of each row's smoothed targets (0 for an empty row)
+    active: Tensor  # [B] rows with some target mass
+    num_cols: int
+    eps: float
+
+
+@torch.no_grad()
+def _softmax_stats(score, queries, candidates, slices, by_col, num_rows):
+    """Sweep 1 of the sliced cross-entropy: the loss and each row's log-sum-exp (online)."""
+    t = by_col.targets
+    eps, n = t.label_smoothing, t.num_cols
+    b, device = t.num_rows, candidates.device
+    counts = torch.bincount(t.rows, minlength=b).float()  # [B]
+    mass = (1.0 - eps) * counts + eps
+    active = mass > 0
+    inv_mass = torch.where(active, 1.0 / mass.clamp_min(1e-30), torch.zeros_like(mass))
+    top = torch.full((b,), float("-inf"), device=device)  # running maximum
+    z, row_sum, positive_sum = (torch.zeros(b, device=device) for _ in range(3))
+    for a, c in slices:
+        block = score(*queries, candidates[a:c]).float()  # [B, W]
+        part = by_col.slice(a, c)
+        positive_sum.index_add_(0, part.rows, block[part.rows, part.cols])
+        if eps:
+            row_sum += block.sum(1)
+        new_top = torch.maximum(top, block.amax(1))
+        z.mul_(torch.exp(top - new_top)).add_(torch.exp(block - new_top[:, None]).sum(1))
+        top = new_top
+    logsumexp = top + z.log()  # [B]
+    scale = 1.0 / num_rows
+    loss = (logsumexp - ((eps / n) * row_sum + (1.0 - eps) * positive_sum) * inv_mass)[active]
+    stats = _SoftmaxStats(logsumexp, scale, inv_mass, active, n, eps)
+    return float(loss.sum()) * scale, stats
+
+
+def _softmax_gradient_(block: Tensor, part: KvsAllTargets, stats: _SoftmaxStats) -> None:
+    """Overwrite ``block: [B, W]`` (a slice of the scores) with its cross-entropy gradient."""
+    factor = stats.active.float() * stats.scale  # [B]
+    offset = (stats.eps / stats.num_cols) * stats.scale * stats.inv_mass  # [B]
+    block.sub_(stats.logsumexp[:, None]).exp_().mul_(factor[:, None]).sub_(offset[:, None])
+    block[part.rows, part.cols] -= (1.0 - stats.eps) * stats.scale * stats.inv_mass[part.rows]
+
+
+def sliced_kvsall_loss(
+    loss: Loss,
+    score: Callable[..., Tensor],
+    queries: tuple[Tensor, ...],
+    candidates: Tensor,
+    targets: KvsAllTargets,
+    num_rows: int | None = None,
+    *,
+    width: int | None = None,
+    params: tuple[Tensor, ...] = (),
+) -> Tensor:
+    """The KvsAll loss of ``score(*queries, candidates) [B, N]`` in ``[B, W]`` slices of candidates.
+
+    Equals ``fused_kvsall_loss(loss, score(*queries, candidates), targets, num_rows)`` in value and
+    gradients (float rounding), holding one ``[B, W]`` slice at a time instead of ``[B, N]``.
+
+    Args:
+        loss: a loss with ``supports_fused_kvsall`` (BCE, softplus, cross-entropy).
+        score: ``score(*queries, candidate_slice [W, d]) -> [B, W]``, e.g. an interaction's
+            ``score_t`` with ``queries = (h [B, d_e], r [B, d_r])``. It is called twice per slice
+            (forward and backward sweeps), with the random state of the first call restored, so
+            dropout draws the same masks in both; a score with dropout on the queries draws one
+            mask per slice (the unsliced call draws one for all candidates), and batch norm in
+            train mode updates its running statistics at every call.
+        queries: the query-side tensors (gradients flow back to them).
+        candidates: ``[N, d]`` candidate representations (e.g. every entity).
+        targets: the true answers of the ``B`` rows (``num_cols = N``).
+        num_rows: rows of the whole batch (default ``B``).
+        width: candidates per slice (default :func:`slice_width` of ``B`` and ``N``).
+        params: tensors ``score`` uses besides its arguments that need gradients (an
+            interaction's own weights, e.g. TuckER's core): ``tuple(interaction.parameters())``.
+
+    Returns:
+        Scalar loss (this block's share).
+    """
+    if not loss.supports_fused_kvsall:
+        raise ValueError(f"the {type(loss).__name__} loss has no fused KvsAll form")
+    if targets.num_cols != len(candidates):
+        raise ValueError(
+            f"targets have {targets.num_cols} columns for {len(candidates)} candidates"
+        )
+    num_rows = targets.num_rows if num_rows is None else num_rows
+    width = width or slice_width(targets.num_rows, len(candidates))
+    return _SlicedKvsAllLoss.apply(
+        loss, score, targets, num_rows, width, len(queries), candidates, *queries, *params
+    )

@@ -204,3 +204,114 @@ def test_fused_loss_scales_with_the_incoming_gradient():
         (2.5 * value).backward()
         grads.append(q.grad)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-7)
+
+
+# -- slices of the candidates ----------------------------------------------------------------------
+def sliced_case(interaction_name, side, *, train=False):
+    from gnnlm.kge import resolve_interaction
+
+    torch.manual_seed(0)
+    inter = resolve_interaction(interaction_name, 4)
+    inter.train(train)
+    dim = inter.representation_dims(4)
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(7, dim[0], generator=g).requires_grad_()
+    r = torch.randn(7, dim[1], generator=g).requires_grad_()
+    ent = torch.randn(19, dim[0], generator=g).requires_grad_()
+    if side == "tail":
+        score = inter.score_t
+    else:  # (?, r, t): the query's anchor is the tail
+        score = lambda r_, t_, cand: inter.score_h(cand, r_, t_)  # noqa: E731
+    queries = (h, r) if side == "tail" else (r, h)
+    return inter, score, queries, ent
+
+
+def gradients(value, tensors):
+    value.backward()
+    out = [t.grad.clone() for t in tensors]
+    for t in tensors:
+        t.grad = None
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("interaction", ["distmult", "complex", "transe", "rotate", "tucker"])
+@pytest.mark.parametrize("width", [None, 4, 1])  # one slice; uneven slices; one entity each
+@pytest.mark.parametrize("side", ["tail", "head"])
+def test_sliced_loss_and_gradients_equal_the_reference(name, eps, interaction, width, side):
+    inter, score, queries, ent = sliced_case(interaction, side)
+    loss = LOSSES[name]()
+    targets = random_targets(7, 19, torch.Generator().manual_seed(2), eps, empty_row=True)
+    tensors = [*queries, ent, *inter.parameters()]
+    ref_value = loss.kvsall(score(*queries, ent), targets.dense())
+    ref = gradients(ref_value, tensors)
+    fused_value = fused_kvsall_loss(loss, score(*queries, ent), targets)
+    fused = gradients(fused_value, tensors)
+    value = kvsall_fused.sliced_kvsall_loss(
+        loss, score, queries, ent, targets, width=width, params=tuple(inter.parameters())
+    )
+    got = gradients(value * 2.0, tensors)  # an incoming gradient of 2
+    torch.testing.assert_close(value.detach(), ref_value.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(value.detach(), fused_value.detach(), rtol=1e-5, atol=1e-6)
+    for a, b, c in zip(got, ref, fused):
+        # (TuckER's head-side gradients sum many terms near 0: absolute tolerance)
+        torch.testing.assert_close(a, 2.0 * b, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a, 2.0 * c, rtol=1e-4, atol=1e-5)
+
+
+def test_sliced_loss_replays_dropout_and_adds_up_over_row_blocks():
+    # TuckER in train mode draws dropout masks: the backward sweep must see the forward's masks.
+    inter, score, queries, ent = sliced_case("tucker", "tail", train=True)
+    loss = CrossEntropyLoss()
+    targets = random_targets(7, 19, torch.Generator().manual_seed(3), 0.1)
+    tensors = [*queries, ent, *inter.parameters()]
+    torch.manual_seed(5)
+    ref_value = fused_kvsall_loss(loss, score(*queries, ent), targets)
+    ref = gradients(ref_value, tensors)
+    torch.manual_seed(5)
+    value = kvsall_fused.sliced_kvsall_loss(
+        loss, score, queries, ent, targets, params=tuple(inter.parameters())
+    )
+    state = torch.get_rng_state()
+    got = gradients(value, tensors)
+    assert torch.equal(torch.get_rng_state(), state)  # the backward sweep replays, then restores
+    torch.testing.assert_close(value.detach(), ref_value.detach(), rtol=1e-5, atol=1e-6)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    # Several slices in train mode: a mask per slice, the same masks in the backward sweep as in
+    # the forward one (the reference scores the slices in order, from the same seed).
+    torch.manual_seed(6)
+    manual = torch.cat([score(*queries, ent[a : a + 5]) for a in range(0, 19, 5)], dim=1)
+    ref_value = loss.kvsall(manual, targets.dense())
+    ref = gradients(ref_value, tensors)
+    torch.manual_seed(6)
+    value = kvsall_fused.sliced_kvsall_loss(
+        loss, score, queries, ent, targets, width=5, params=tuple(inter.parameters())
+    )
+    got = gradients(value, tensors)
+    torch.testing.assert_close(value.detach(), ref_value.detach(), rtol=1e-5, atol=1e-6)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # Two row blocks with num_rows = 7 add up to the whole batch's loss, in eval mode.
+    inter.eval()
+    whole = kvsall_fused.sliced_kvsall_loss(loss, score, queries, ent, targets, width=5)
+    parts = []
+    for rows in (torch.arange(0, 3), torch.arange(3, 7)):
+        keep = (targets.rows >= rows[0]) & (targets.rows <= rows[-1])
+        sub = KvsAllTargets(targets.rows[keep] - rows[0], targets.cols[keep], len(rows), 19, 0.1)
+        q = tuple(x[rows] for x in queries)
+        parts.append(kvsall_fused.sliced_kvsall_loss(loss, score, q, ent, sub, 7, width=5))
+    torch.testing.assert_close(sum(parts), whole, rtol=1e-5, atol=1e-6)
+
+
+def test_slice_width_bounds_the_block():
+    assert kvsall_fused.slice_width(256, 2_500_000) * 256 <= kvsall_fused.MAX_SLICE_ELEMENTS
+    assert kvsall_fused.slice_width(256, 2_500_000, max_elements=256 * 1000) == 1000
+    assert kvsall_fused.slice_width(4, 10) == 10
+    assert kvsall_fused.slice_width(10**9, 10) == 1
+    with pytest.raises(ValueError, match="19 columns for 18 candidates"):
+        _, score, queries, ent = sliced_case("distmult", "tail")
+        kvsall_fused.sliced_kvsall_loss(
+            BCELoss(), score, queries, ent[:18], random_targets(7, 19, torch.Generator(), 0.0)
+        )
