@@ -49,6 +49,7 @@ from torch import Tensor
 from gnnlm.kge.gemm import MatmulNT
 
 if TYPE_CHECKING:
+    from gnnlm.kge.model import LinkPredictionModel
     from gnnlm.train.losses import Loss
 
 #: Floats per slice of the fused passes (1 MiB: a slice is still in cache for its next pass).
@@ -512,4 +513,46 @@ def sliced_kvsall_loss(
     width = width or slice_width(targets.num_rows, len(candidates))
     return _SlicedKvsAllLoss.apply(
         loss, score, targets, num_rows, width, len(queries), candidates, *queries, *params
+    )
+
+
+def sliced_side_loss(
+    model: LinkPredictionModel,
+    loss: Loss,
+    reps: tuple[Tensor, Tensor],
+    anchors: Tensor,
+    relations: Tensor,
+    side: int,
+    targets: KvsAllTargets,
+    num_rows: int | None = None,
+    *,
+    max_elements: int = MAX_SLICE_ELEMENTS,
+) -> Tensor:
+    """:func:`sliced_kvsall_loss` of one side of a KvsAll batch, as :class:`~gnnlm.train.loops.
+    KvsAllLoop` scores it: ``side=0`` tail queries ``(anchor, relation, ?)`` (``score_t``),
+    ``side=1`` head queries ``(?, relation, anchor)`` (``score_h``).
+
+    Args:
+        model: the link-prediction model (its interaction scores the slices).
+        loss: the loss.
+        reps: ``model.representations()``: ``(entity [N, d_e], relation [R', d_r])``.
+        anchors: ``[b]`` anchor entity of each query; relations: ``[b]`` their relations.
+        side: 0 (tails) or 1 (heads).
+        targets: the true answers of the ``b`` queries.
+        num_rows: rows of the whole batch (default ``b``).
+        max_elements: floats of one ``[b, W]`` slice (:func:`slice_width`).
+    """
+    ent, rel = reps
+    interaction = model.interaction
+    anchor = ent.index_select(0, anchors)  # [b, d_e]
+    relation = rel.index_select(0, relations)  # [b, d_r]
+    if side == 0:
+        score, queries = interaction.score_t, (anchor, relation)
+    else:
+        score = lambda r, t, candidates: interaction.score_h(candidates, r, t)  # noqa: E731
+        queries = (relation, anchor)
+    params = tuple(p for p in interaction.parameters() if p.requires_grad)
+    width = slice_width(len(anchors), len(ent), max_elements)
+    return sliced_kvsall_loss(
+        loss, score, queries, ent, targets, num_rows, width=width, params=params
     )

@@ -315,3 +315,40 @@ def test_slice_width_bounds_the_block():
         kvsall_fused.sliced_kvsall_loss(
             BCELoss(), score, queries, ent[:18], random_targets(7, 19, torch.Generator(), 0.0)
         )
+
+
+@pytest.mark.parametrize("interaction", ["distmult", "rotate"])
+@pytest.mark.parametrize("reciprocal", [True, False])
+@pytest.mark.parametrize("name", ["bce", "crossentropy"])
+def test_sliced_side_loss_equals_the_fused_loop(interaction, reciprocal, name):
+    """The loop's batch (both sides), scored in slices of 4 entities, equals its fused step."""
+    g = torch.Generator().manual_seed(0)
+    triples = torch.stack(
+        [torch.randint(13, (40,), generator=g), torch.randint(3, (40,), generator=g),
+         torch.randint(13, (40,), generator=g)], dim=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = build_kge_model(interaction, 13, 3, 4, reciprocal=reciprocal)
+    loop = KvsAllLoop(
+        model, triples, 3, LOSSES[name](), batch_size=16, reciprocal=reciprocal,
+        label_smoothing=0.1, fused=True,
+    )  # fmt: skip
+    indices = torch.randperm(loop.num_examples, generator=torch.Generator().manual_seed(5))[:16]
+    model.zero_grad()
+    expected = loop.batch_loss(indices, torch.Generator())
+    expected.backward()
+    ref = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    reps = model.representations()
+    value = 0.0
+    for side in (0, 1):
+        queries = indices[loop.sides[indices] == side]
+        if len(queries):
+            value = value + kvsall_fused.sliced_side_loss(
+                model, loop.loss, reps, loop.anchors[queries], loop.relations[queries], side,
+                loop.sparse_targets(queries), len(indices), max_elements=4 * len(queries),
+            )  # fmt: skip
+    value.backward()
+    torch.testing.assert_close(value.detach(), expected.detach(), rtol=1e-5, atol=1e-6)
+    for a, b in zip((p.grad for p in model.parameters()), ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
