@@ -137,10 +137,45 @@ class LinkPredictionModel(nn.Module):
         (:attr:`Representation.supports_row_gather`); ``sparse=True`` makes the gradient of the tables
         row-sparse. ``self.interaction(*self.gather_hrt(triples))`` equals :meth:`score_hrt`.
         """
-        entities = torch.cat([triples[:, 0], triples[:, 2]])  # [2B]: heads, then tails
-        ent, rel = self.representation.gather(entities, triples[:, 1], sparse=sparse)
-        h, t = ent.reshape(2, len(triples), -1).unbind(0)  # [B, d_e] each (no slice-backward fills)
+        pairs, rel = self.gather_pairs(triples, sparse=sparse)
+        h, t = pairs.unbind(0)  # [B, d_e] each (no slice-backward fills)
         return h, rel, t
+
+    def gather_pairs(
+        self,
+        triples: Tensor,
+        reps: tuple[Tensor, Tensor] | None = None,
+        *,
+        sparse: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        """``[B, 3]`` ids -> ``(pairs [2, B, d_e], r [B, d_r])``: heads in ``pairs[0]``, tails in
+        ``pairs[1]``, read as one ``[2B]`` gather.
+
+        From the precomputed ``reps`` (:meth:`representations`) when given, otherwise from the
+        representation's rows as :meth:`gather_hrt` reads them (``sparse`` as there).
+        """
+        entities = torch.cat([triples[:, 0], triples[:, 2]])  # [2B]: heads, then tails
+        if reps is not None:
+            ent, rel = reps
+            entities, relations = entities.to(ent.device), triples[:, 1].to(ent.device)
+            ent, rel = ent.index_select(0, entities), rel.index_select(0, relations)
+        else:
+            ent, rel = self.representation.gather(entities, triples[:, 1], sparse=sparse)
+        return ent.reshape(2, len(triples), -1), rel
+
+    def score_pairs(self, pairs: Tensor, rel: Tensor) -> Tensor:
+        """Scores ``[B]`` of :meth:`gather_pairs`' output: ``interaction(pairs[0], rel, pairs[1])``.
+
+        Uses the interaction's ``score_pairs(pairs, rel)`` where it has one (TransE, DistMult,
+        ComplEx, RotatE: a hand-written backward that writes the heads' and tails' gradients into
+        one ``[2, B, d_e]`` tensor, which the ``[2B]`` gather takes as it is; through ``unbind`` the
+        two would be stacked again, a copy of the whole block).
+        """
+        score_pairs = getattr(self.interaction, "score_pairs", None)
+        if score_pairs is not None:
+            return score_pairs(pairs, rel)
+        h, t = pairs.unbind(0)
+        return self.interaction(h, rel, t)
 
     def forward(self, triples: Tensor) -> Tensor:
         return self.score_hrt(triples)

@@ -159,12 +159,13 @@ class SLCWALoop(TrainingLoop):
         b = len(positive)
         device = self.device
         triples = torch.cat([positive, batch.negatives.view(-1, 3)]).to(device)  # [B (1 + K), 3]
+        # heads and tails as one [2, B (1 + K), d_e] block, the relations [B (1 + K), d_r]
         if self.sparse:
-            h, r, t = self.model.gather_hrt(triples, sparse=True)  # [B (1 + K), d] each
-            scores = self.model.interaction(h, r, t)  # [B (1 + K)]
+            pairs, r = self.model.gather_pairs(triples, sparse=True)  # the batch's rows only
         else:
             reps = self.model.representations()
-            scores = self.model.score_hrt(triples, reps)  # [B (1 + K)]
+            pairs, r = self.model.gather_pairs(triples, reps)
+        scores = self.model.score_pairs(pairs, r)  # [B (1 + K)]
         pos_scores, neg_scores = scores[:b], scores[b:].view(b, -1)  # [B], [B, K]
         mask = batch.mask.to(device) if batch.mask is not None else None
         weights = self.negative_weights(neg_scores, mask)
@@ -172,7 +173,8 @@ class SLCWALoop(TrainingLoop):
         if self.regularizer is None or self.regularizer.weight == 0:
             return loss
         if self.sparse:  # the positives' rows, already gathered
-            factors = self.model.row_regularization_factors(torch.cat([h[:b], t[:b]]), r[:b])
+            positives = pairs[:, :b].reshape(2 * b, -1)  # [2B, d_e]: heads, then tails
+            factors = self.model.row_regularization_factors(positives, r[:b])
             return loss + self.regularizer(factors, batch_size=b)
         entities = torch.cat([triples[:b, 0], triples[:b, 2]])  # [2B]
         return loss + self._regularization(reps, entities, triples[:b, 1])

@@ -46,8 +46,9 @@ keeps the dense reference.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -66,13 +67,14 @@ __all__ = [
     "use_sparse_updates",
 ]
 
-#: optimizer keyword arguments whose non-default value has no exact (or lazy) sparse form.
+#: optimizer keyword arguments whose non-default value has no exact (or lazy) sparse form
+#: (``fused`` passes through: the row optimizers have a fused and an unfused form too).
 _DENSE_ONLY = {
-    torch.optim.Adam: {"weight_decay": 0, "amsgrad": False, "foreach": None, "fused": None,
+    torch.optim.Adam: {"weight_decay": 0, "amsgrad": False, "foreach": None,
                        "capturable": False, "differentiable": False, "decoupled_weight_decay": False},
-    torch.optim.Adagrad: {"weight_decay": 0, "foreach": None, "fused": None, "differentiable": False},
+    torch.optim.Adagrad: {"weight_decay": 0, "foreach": None, "differentiable": False},
     torch.optim.SGD: {"weight_decay": 0, "momentum": 0, "dampening": 0, "nesterov": False,
-                      "foreach": None, "fused": None, "differentiable": False},
+                      "foreach": None, "differentiable": False},
 }  # fmt: skip
 #: the sparse optimizer class of each dense one (filled below the classes).
 _SPARSE_CLASS: dict[type[torch.optim.Optimizer], type[torch.optim.Optimizer]] = {}
@@ -186,6 +188,12 @@ def _rows(grad: Tensor) -> tuple[Tensor | None, Tensor]:
     """``(rows [u], values [u, d])`` of a sparse COO gradient (``(None, grad)`` for a dense one)."""
     if not grad.is_sparse:
         return None, grad
+    if not grad.is_coalesced():
+        # AccumulateGrad drops the flag of sparse_gather's coalesced gradient: a strictly increasing
+        # index (one O(u) comparison) proves it is still coalesced, which saves coalesce's sort.
+        rows = grad._indices()[0]
+        if len(rows) < 2 or bool((rows[1:] > rows[:-1]).all()):
+            return rows, grad._values()
     grad = grad.coalesce()  # sorted unique rows, repeated rows summed
     return grad._indices()[0], grad._values()
 
@@ -203,8 +211,41 @@ def _add(tensor: Tensor, rows: Tensor | None, delta: Tensor) -> None:
         tensor.index_add_(0, rows, delta)
 
 
+def _fused_kernel(name: str) -> Any:
+    """``torch._fused_<name>_``, the one-pass kernel behind ``torch.optim.<Name>(fused=True)`` (torch
+    >= 2.4 on CPU), or ``None`` where this torch lacks it (the unfused reference then runs)."""
+    return getattr(torch, f"_fused_{name}_", None)
+
+
 class _RowOptimizer(torch.optim.Optimizer):
-    """Updates ``param[rows]`` (and the state's rows) for a sparse gradient, all of it for a dense one."""
+    """Updates ``param[rows]`` (and the state's rows) for a sparse gradient, all of it for a dense one.
+
+    Two implementations of the same update, chosen by ``fused``:
+
+    * fused (the default where torch has the kernel): the rows of the parameter and of every state
+      tensor are gathered once into reused ``[u, d]`` buffers, torch's fused optimizer kernel
+      (``torch._fused_adam_`` / ``torch._fused_adagrad_``, what ``torch.optim.Adam(fused=True)``
+      runs) updates them in one vectorised pass, and ``index_copy_`` writes them back: three row
+      copies per table and no temporaries (FB15k-237 ComplEx d200, ~2,600 touched rows: ~4 against
+      ~14 ms for lazy Adam).
+    * reference (``fused=False``): the formulas of ``torch.optim``'s single-tensor code on the
+      rows, written as ``index_add_`` of deltas; ``tests/train/test_sparse_updates.py`` checks that
+      both give the same values.
+    """
+
+    #: the fused kernel's name (``torch._fused_<name>_``), ``""`` when there is none.
+    kernel: ClassVar[str] = ""
+
+    def __init__(self, params: Iterable[Tensor], defaults: dict[str, Any],
+                 fused: bool | None) -> None:  # fmt: skip
+        if fused and not (self.kernel and _fused_kernel(self.kernel)):
+            raise ValueError(f"{type(self).__name__}(fused=True): this torch has no fused kernel")
+        if fused is None:
+            fused = bool(self.kernel and _fused_kernel(self.kernel))
+        super().__init__(params, {**defaults, "fused": fused})
+        # per state-tensor slot: a flat float buffer reused for its gathered rows (not state: it is
+        # scratch, not saved in checkpoints)
+        self._buffers: dict[tuple[int, int], Tensor] = {}
 
     def _update(self, group: dict[str, Any], param: Tensor, state: dict[str, Any], grad: Tensor,
                 rows: Tensor | None) -> None:  # fmt: skip
@@ -212,6 +253,40 @@ class _RowOptimizer(torch.optim.Optimizer):
 
     def _init_state(self, group: dict[str, Any], param: Tensor, state: dict[str, Any]) -> None:
         state["step"] = torch.tensor(0.0)
+
+    def _gather(self, tensors: list[Tensor], rows: Tensor | None) -> list[Tensor]:
+        """``[t[rows] for t in tensors]`` in reused buffers (the tensors themselves for ``None``)."""
+        if rows is None:
+            return tensors
+        out = []
+        for slot, tensor in enumerate(tensors):
+            shape = (len(rows), *tensor.shape[1:])
+            numel = math.prod(shape)
+            key = (id(tensors[0]), slot)
+            buf = self._buffers.get(key)
+            if buf is None or buf.numel() < numel or buf.dtype != tensor.dtype:
+                buf = self._buffers[key] = tensor.new_empty(numel)  # grows to the largest batch
+            out.append(torch.index_select(tensor, 0, rows, out=buf[:numel].view(shape)))
+        return out
+
+    @staticmethod
+    def _scatter(tensors: list[Tensor], rows: Tensor | None, values: list[Tensor]) -> None:
+        """``t[rows] = v`` for each pair (nothing for ``rows=None``: updated in place)."""
+        if rows is not None:
+            for tensor, value in zip(tensors, values):
+                tensor.index_copy_(0, rows, value)
+
+    @staticmethod
+    def _step_on(state: dict[str, Any], param: Tensor) -> Tensor:
+        """The step count where the fused kernel reads it (``param``'s device)."""
+        step = state["step"]
+        return step if step.device == param.device else step.to(param.device)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._buffers = {}
+        for group in self.param_groups:
+            group.setdefault("fused", False)
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 - torch.optim's signature
@@ -235,11 +310,17 @@ class _RowOptimizer(torch.optim.Optimizer):
 class RowSGD(_RowOptimizer):
     """Plain SGD (``w <- w - lr g``) on the rows of a sparse gradient; equals ``torch.optim.SGD``."""
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3) -> None:
-        super().__init__(params, {"lr": lr})
+    def __init__(
+        self, params: Iterable[Tensor], lr: float = 1e-3, fused: bool | None = None
+    ) -> None:
+        # one index_add_ per table: nothing to fuse (``fused`` is accepted for config symmetry)
+        super().__init__(params, {"lr": lr}, fused=False)
 
     def _update(self, group, param, state, grad, rows):  # noqa: ANN001 - see _RowOptimizer
-        _add(param, rows, grad * -group["lr"])
+        if rows is None:
+            param.add_(grad, alpha=-group["lr"])
+        else:
+            param.index_add_(0, rows, grad, alpha=-group["lr"])
 
 
 class RowAdagrad(_RowOptimizer):
@@ -249,13 +330,18 @@ class RowAdagrad(_RowOptimizer):
     Args:
         params: the parameters.
         lr, lr_decay, eps, initial_accumulator_value: as in ``torch.optim.Adagrad``.
+        fused: ``torch._fused_adagrad_`` on the gathered rows (``None``: where torch has it);
+            ``False`` is the unfused reference (see :class:`_RowOptimizer`).
     """
 
+    kernel = "adagrad"
+
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-2, lr_decay: float = 0.0,
-                 eps: float = 1e-10, initial_accumulator_value: float = 0.0) -> None:  # fmt: skip
+                 eps: float = 1e-10, initial_accumulator_value: float = 0.0,
+                 fused: bool | None = None) -> None:  # fmt: skip
         defaults = {"lr": lr, "lr_decay": lr_decay, "eps": eps,
                     "initial_accumulator_value": initial_accumulator_value}  # fmt: skip
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, fused)
 
     def _init_state(self, group, param, state):  # noqa: ANN001 - see _RowOptimizer
         super()._init_state(group, param, state)
@@ -264,7 +350,17 @@ class RowAdagrad(_RowOptimizer):
         )
 
     def _update(self, group, param, state, grad, rows):  # noqa: ANN001 - see _RowOptimizer
-        # torch.optim.adagrad._single_tensor_adagrad's update, on the rows
+        if group["fused"]:
+            tables = [param, state["sum"]]
+            p, total = self._gather(tables, rows)  # [u, d] each
+            _fused_kernel("adagrad")(
+                [p], [grad.contiguous()], [total], [self._step_on(state, param)],
+                lr=group["lr"], lr_decay=group["lr_decay"], weight_decay=0.0,
+                eps=group["eps"], maximize=False,
+            )  # fmt: skip
+            self._scatter(tables, rows, [p, total])
+            return
+        # reference: torch.optim.adagrad._single_tensor_adagrad's update, on the rows
         clr = group["lr"] / (1 + (state["step"].item() - 1) * group["lr_decay"])
         if rows is None:
             state["sum"].addcmul_(grad, grad, value=1)
@@ -282,11 +378,16 @@ class LazyAdam(_RowOptimizer):
     Args:
         params: the parameters.
         lr, betas, eps: as in ``torch.optim.Adam``.
+        fused: ``torch._fused_adam_`` on the gathered rows (``None``: where torch has it);
+            ``False`` is the unfused reference (see :class:`_RowOptimizer`).
     """
 
+    kernel = "adam"
+
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:  # fmt: skip
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps})
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 fused: bool | None = None) -> None:  # fmt: skip
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps}, fused)
 
     def _init_state(self, group, param, state):  # noqa: ANN001 - see _RowOptimizer
         super()._init_state(group, param, state)
@@ -294,8 +395,18 @@ class LazyAdam(_RowOptimizer):
         state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
     def _update(self, group, param, state, grad, rows):  # noqa: ANN001 - see _RowOptimizer
-        # torch.optim.adam._single_tensor_adam's update, on the rows
         beta1, beta2 = group["betas"]
+        if group["fused"]:
+            tables = [param, state["exp_avg"], state["exp_avg_sq"]]
+            p, m, v = self._gather(tables, rows)  # [u, d] each
+            _fused_kernel("adam")(
+                [p], [grad.contiguous()], [m], [v], [], [self._step_on(state, param)],
+                amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=0.0,
+                eps=group["eps"], maximize=False,
+            )  # fmt: skip
+            self._scatter(tables, rows, [p, m, v])
+            return
+        # reference: torch.optim.adam._single_tensor_adam's update, on the rows
         step = state["step"].item()
         m, v = _read(state["exp_avg"], rows), _read(state["exp_avg_sq"], rows)  # [u, d] each
         dm = (grad - m).mul_(1 - beta1)  # m + dm = lerp(m, g, 1 - beta1)

@@ -41,10 +41,50 @@ class _ComplExScore(torch.autograd.Function):
         return _conj_product(r, t).mul_(g), _conj_product(h, t).mul_(g), grad_t.mul_(g)
 
 
-def _conj_product(a: Tensor, t: Tensor) -> Tensor:
-    """``[Re(a conj t) | -Im(a conj t)]``: the gradient of ``Re(x a conj(t))`` w.r.t. ``x = [re | im]``."""
+class _ComplExPairs(torch.autograd.Function):
+    r""":meth:`ComplEx.score_pairs` with a hand-written backward.
+
+    Forward: :math:`q = h r` written once into a ``[n, 2d]`` tensor (kept: it is the tails'
+    gradient), then :math:`\operatorname{Re}(q \bar t)` as one row-wise dot product of the
+    ``[re | im]`` layouts. Backward: the tails' gradient :math:`q g`, and with :math:`s = t g`
+    (scaled once) the heads' :math:`r \bar s` and the relations' :math:`h \bar s`
+    (:func:`_conj_product`); heads and tails are written into one ``[2, n, 2d]`` tensor. Equal to
+    :meth:`ComplEx.reference_forward` and its autograd gradients up to float rounding (products
+    and sums are grouped differently).
+    """
+
+    @staticmethod
+    def forward(ctx, pairs: Tensor, r: Tensor) -> Tensor:
+        q = _complex_product(pairs[0], r)  # [n, 2d]
+        ctx.save_for_backward(pairs, r, q)
+        return (q * pairs[1]).sum(-1)  # [n]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:
+        pairs, r, q = ctx.saved_tensors
+        g = grad.unsqueeze(-1)  # [n, 1]
+        out = pairs.new_empty(pairs.shape)  # [2, n, 2d]: d/dh, d/dt
+        torch.mul(q, g, out=out[1])
+        scaled = pairs[1] * g  # [n, 2d]
+        _conj_product(r, scaled, out=out[0])
+        return out, _conj_product(pairs[0], scaled)
+
+
+def _complex_product(a: Tensor, b: Tensor) -> Tensor:
+    """``[re | im]`` of the element-wise complex product ``a b`` (``(*batch, 2d)`` each)."""
+    (a_re, a_im), (b_re, b_im) = complex_split(a), complex_split(b)
+    out = torch.empty_like(a)
+    d = a.shape[-1] // 2
+    torch.mul(a_re, b_re, out=out[..., :d]).addcmul_(a_im, b_im, value=-1.0)
+    torch.mul(a_re, b_im, out=out[..., d:]).addcmul_(a_im, b_re)
+    return out
+
+
+def _conj_product(a: Tensor, t: Tensor, out: Tensor | None = None) -> Tensor:
+    """``[Re(a conj t) | -Im(a conj t)]``: the gradient of ``Re(x a conj(t))`` w.r.t. ``x = [re | im]``
+    (written into ``out`` when given)."""
     (a_re, a_im), (t_re, t_im) = complex_split(a), complex_split(t)
-    out = torch.empty_like(a)  # (*batch, 2d)
+    out = torch.empty_like(a) if out is None else out  # (*batch, 2d)
     d = a.shape[-1] // 2
     torch.mul(a_re, t_re, out=out[..., :d]).addcmul_(a_im, t_im)
     torch.mul(a_re, t_im, out=out[..., d:]).addcmul_(a_im, t_re, value=-1.0)
@@ -81,6 +121,11 @@ class ComplEx(Interaction):
         )
         q_re, q_im = h_re * r_re - h_im * r_im, h_re * r_im + h_im * r_re  # q = h * r
         return (q_re * t_re + q_im * t_im).sum(-1)  # Re(q * conj(t))
+
+    def score_pairs(self, pairs: Tensor, r: Tensor) -> Tensor:
+        """``pairs: [2, n, 2d]`` (heads, tails), ``r: [n, 2d]`` -> ``[n]``: :meth:`forward` of
+        ``(pairs[0], r, pairs[1])`` with one ``[2, n, 2d]`` gradient for ``pairs``."""
+        return _ComplExPairs.apply(pairs, r)
 
     def score_t(self, h: Tensor, r: Tensor, all_t: Tensor) -> Tensor:
         (h_re, h_im), (r_re, r_im) = complex_split(h), complex_split(r)
