@@ -27,11 +27,11 @@ matrix and the backward is just the two products ``dQ = G @ E`` and ``dE = G.T @
 
 **Millions of entities.** The fused step still holds one ``[B, N]`` score matrix: 2.5 GB for
 ``ogbl-wikikg2``'s 2.5M entities and a batch of 256. :func:`sliced_kvsall_loss` bounds it: the
-candidates are scored in slices of ``W`` entities (``B W <= max_elements``, :func:`slice_width`),
-the forward sweeps the slices for the loss only, and the backward sweeps them again, recomputing
-each slice's scores and handing its gradient to the products' backward (activation checkpointing
-per slice: one more forward product, memory ``O(B W)`` plus the dense ``[N, d]`` table gradient).
-Softmax cross-entropy gets its row-wise log-sum-exp from the forward sweep.
+candidates are scored in slices of ``W`` entities (``B W <= max_elements``, :func:`slice_width`, 2^23 floats by default),
+and each slice's loss, its gradient (in place, as above) and that gradient's pull-back to the
+queries and the candidates are computed in one sweep, in the forward; the backward hands the summed
+input gradients over (memory ``O(B W)`` plus the dense ``[N, d]`` table gradient, no recomputed
+products). Softmax cross-entropy needs each row's log-sum-exp first: one more sweep of products.
 
 The unfused losses (:meth:`gnnlm.train.losses.Loss.kvsall` on dense targets) stay the reference; the
 tests check that values and gradients agree.
@@ -39,7 +39,8 @@ tests check that values and gradients agree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -310,8 +311,9 @@ def fused_kvsall_loss(
 
 
 # -- slices of the candidates (millions of entities) -----------------------------------------------
-#: Default budget, in floats, of one ``[B, W]`` slice of :func:`sliced_kvsall_loss` (128 MiB).
-MAX_SLICE_ELEMENTS: int = 2**25
+#: Default budget, in floats, of one ``[B, W]`` slice of :func:`sliced_kvsall_loss` (32 MiB; a step
+#: holds about three slices at once: the scores, their gradient and a product's output).
+MAX_SLICE_ELEMENTS: int = 2**23
 
 
 def slice_width(num_rows: int, num_cols: int, max_elements: int = MAX_SLICE_ELEMENTS) -> int:
@@ -357,7 +359,8 @@ def _is_softmax(loss: Loss) -> bool:
 
 
 class _SlicedKvsAllLoss(torch.autograd.Function):
-    """The KvsAll loss of ``score(*queries, candidates[a:b])`` over slices, recomputed in backward."""
+    """The KvsAll loss of ``score(*queries, candidates[a:b])`` over slices; the gradients of the
+    inputs are computed slice by slice in the forward sweep and handed over by the backward."""
 
     @staticmethod
     def forward(ctx, loss, score, targets, num_rows, width, num_queries, candidates, *rest):
@@ -365,61 +368,65 @@ class _SlicedKvsAllLoss(torch.autograd.Function):
         n = len(candidates)
         slices = [(a, min(a + width, n)) for a in range(0, n, width)]
         by_col = _SlicedTargets.of(targets)
-        # the slices draw random numbers (dropout) in the same order in both sweeps
-        ctx.devices = [candidates.device] if candidates.device.type == "cuda" else []
-        ctx.rng_state = torch.get_rng_state()
-        ctx.cuda_rng_state = [torch.cuda.get_rng_state(d) for d in ctx.devices]
-        if _is_softmax(loss):
-            value, ctx.softmax = _softmax_stats(
-                score, queries, candidates, slices, by_col, num_rows
-            )
+        needs_grad = any(ctx.needs_input_grad[6:])
+        softmax = None
+        if _is_softmax(loss):  # a first sweep for the row-wise log-sum-exp
+            with _replayed_random_state(candidates.device):
+                value, softmax = _softmax_stats(
+                    score, queries, candidates, slices, by_col, num_rows
+                )
+            if not needs_grad:
+                ctx.grads = None
+                return candidates.new_tensor(value)
         else:
-            ctx.softmax, value = None, 0.0
-            for a, b in slices:
-                block = _entity_major(score(*queries, candidates[a:b]))  # [B, W]
-                value += loss.kvsall_fused_(block, by_col.slice(a, b), num_rows)
-        ctx.loss, ctx.score, ctx.slices, ctx.by_col, ctx.num_rows = (
-            loss,
-            score,
-            slices,
-            by_col,
-            num_rows,
-        )
-        ctx.num_queries, ctx.params = num_queries, params  # the interaction's own weights (leaves)
-        ctx.save_for_backward(candidates, *queries)
+            value = 0.0
+        grad_candidates = torch.zeros_like(candidates) if ctx.needs_input_grad[6] else None
+        grad_rest = [torch.zeros_like(t) for t in rest]
+        leaves = [q.detach().requires_grad_(q.requires_grad) for q in queries]
+        for a, b in slices:
+            part = by_col.slice(a, b)
+            cand = candidates[a:b].detach().requires_grad_(candidates.requires_grad)
+            with torch.enable_grad():
+                scores = score(*leaves, cand)  # [B, W], with a graph when needed
+            # the gradient overwrites this copy (the product's output may be kept by its graph)
+            block = scores.detach().float().t().clone(memory_format=torch.contiguous_format).t()
+            if softmax is not None:
+                _softmax_gradient_(block, part, softmax)
+            else:
+                value += loss.kvsall_fused_(block, part, num_rows)
+            if not needs_grad or not scores.requires_grad:
+                continue
+            inputs = [t for t in (*leaves, cand, *params) if t.requires_grad]
+            grads = iter(torch.autograd.grad(scores, inputs, block, allow_unused=True))
+            for i, leaf in enumerate((*leaves, cand, *params)):
+                g = next(grads) if leaf.requires_grad else None
+                if g is None:
+                    continue
+                if leaf is cand:
+                    grad_candidates[a:b] = g
+                else:
+                    grad_rest[i if i < len(leaves) else i - 1].add_(g)
+        ctx.grads = (grad_candidates, *grad_rest) if needs_grad else None
         return candidates.new_tensor(value)
 
     @staticmethod
     def backward(ctx, grad_output):
-        candidates, *queries = ctx.saved_tensors
-        params = ctx.params
-        grad_candidates = torch.zeros_like(candidates)  # [N, d]
-        grad_queries = [torch.zeros_like(q) for q in queries]
-        grad_params = [torch.zeros_like(p) for p in params]
-        leaves = [q.detach().requires_grad_() for q in queries]
-        with torch.random.fork_rng(devices=ctx.devices), torch.enable_grad():
-            torch.set_rng_state(ctx.rng_state)
-            for device, state in zip(ctx.devices, ctx.cuda_rng_state):
-                torch.cuda.set_rng_state(state, device)
-            for a, b in ctx.slices:
-                cand = candidates[a:b].detach().requires_grad_()
-                scores = ctx.score(*leaves, cand)  # [B, W], with a graph
-                block = scores.detach().float().t().clone(memory_format=torch.contiguous_format).t()
-                if ctx.softmax is not None:
-                    _softmax_gradient_(block, ctx.by_col.slice(a, b), ctx.softmax)
-                else:
-                    ctx.loss.kvsall_fused_(block, ctx.by_col.slice(a, b), ctx.num_rows)
-                grads = torch.autograd.grad(
-                    scores, [*leaves, cand, *params], block * grad_output, allow_unused=True
-                )
-                for acc, g in zip(
-                    [*grad_queries, *grad_params], grads[: len(leaves)] + grads[len(leaves) + 1 :]
-                ):
-                    if g is not None:
-                        acc.add_(g)
-                if grads[len(leaves)] is not None:
-                    grad_candidates[a:b] = grads[len(leaves)]
-        return (None, None, None, None, None, None, grad_candidates, *grad_queries, *grad_params)
+        grads = ctx.grads
+        if grads is None:
+            raise RuntimeError("the sliced KvsAll loss can be backpropagated only once")
+        ctx.grads = None  # handed over, not kept
+        if grad_output.device.type != "cpu" or float(grad_output) != 1.0:
+            grads = tuple(g.mul_(grad_output) if g is not None else None for g in grads)
+        return (None, None, None, None, None, None, *grads)
+
+
+@contextlib.contextmanager
+def _replayed_random_state(device: torch.device) -> Iterator[None]:
+    """Run a block, then put the random state back as it was before it: the next block draws the
+    same numbers (the softmax's statistics sweep and its gradient sweep see the same dropout)."""
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        yield
 
 
 @dataclass
@@ -487,11 +494,11 @@ def sliced_kvsall_loss(
     Args:
         loss: a loss with ``supports_fused_kvsall`` (BCE, softplus, cross-entropy).
         score: ``score(*queries, candidate_slice [W, d]) -> [B, W]``, e.g. an interaction's
-            ``score_t`` with ``queries = (h [B, d_e], r [B, d_r])``. It is called twice per slice
-            (forward and backward sweeps), with the random state of the first call restored, so
-            dropout draws the same masks in both; a score with dropout on the queries draws one
-            mask per slice (the unsliced call draws one for all candidates), and batch norm in
-            train mode updates its running statistics at every call.
+            ``score_t`` with ``queries = (h [B, d_e], r [B, d_r])``. Called once per slice (twice
+            for cross-entropy, the random state replayed so that dropout draws the same masks in
+            both sweeps); a score with dropout on the queries draws one mask per slice (the
+            unsliced call draws one for all candidates), and batch norm in train mode updates its
+            running statistics at every call.
         queries: the query-side tensors (gradients flow back to them).
         candidates: ``[N, d]`` candidate representations (e.g. every entity).
         targets: the true answers of the ``B`` rows (``num_cols = N``).
