@@ -1,7 +1,16 @@
 """Per-epoch metrics to ``metrics.csv`` and ``log.jsonl`` in a run directory (and TensorBoard if installed).
 
 Rows are logged at every epoch end, and at every step-level validation (``evaluation.steps``); each has
-the epoch and the optimizer step it was logged at."""
+the epoch and the optimizer step it was logged at.
+
+With the ``tensorboard`` package installed, every numeric value of a row is also a TensorBoard scalar in
+``RUN_DIR/tensorboard`` (``tensorboard --logdir RUN_DIR``), at the row's optimizer step, under the tag
+:func:`tensorboard_tag` gives it: ``train/loss`` (the epoch's mean loss, and the running mean of rows
+logged inside an epoch), ``train/<log>`` for a task's other training logs, ``gates/<mode>_<layer>``
+for injection gates (``train_gate_*``, ``train_knowledge_gate_*``), ``valid/<metric>``, ``lr`` and
+``lr/<group>`` (one per named parameter group), ``time/epoch_seconds``. A resumed run first discards
+the events logged after its checkpoint (TensorBoard's ``purge_step``), as it does the rows of the
+files."""
 
 from __future__ import annotations
 
@@ -39,13 +48,21 @@ class MetricsLogger:
         self.columns = CSV_COLUMNS + tuple(f"valid_{m}" for m in metrics)
         self.rows: list[dict[str, Any]] = []
         self._writer = None
-        if self.run_dir is not None and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is optional
-                SummaryWriter = None
-            if SummaryWriter is not None:
-                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        self._tensorboard = tensorboard
+        self._open_writer()
+
+    def _open_writer(self, purge_step: int | None = None) -> None:
+        """Open the TensorBoard writer (when enabled and installed); events from ``purge_step`` on
+        that an earlier process wrote are dropped by TensorBoard."""
+        if self.run_dir is None or not self._tensorboard:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge_step)
 
     @property
     def csv_path(self) -> Path | None:
@@ -80,6 +97,8 @@ class MetricsLogger:
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.csv_path, buffer.getvalue())
+        if self._writer is not None:  # events after the checkpoint belong to the abandoned run
+            self._open_writer(purge_step=(last_step if last_step is not None else last_epoch) + 1)
 
     def log(self, row: dict[str, Any]) -> None:
         """Record one row: ``{"epoch", "step", "loss", "lr", "seconds", "valid_mrr", ...}``."""
@@ -98,14 +117,44 @@ class MetricsLogger:
         with open(self.jsonl_path, "a") as f:
             f.write(json.dumps(row) + "\n")
         if self._writer is not None:
+            x = row.get("step", row["epoch"])
             for key, value in row.items():
-                if key != "epoch" and isinstance(value, (int, float)):
-                    self._writer.add_scalar(
-                        key.replace("_", "/", 1), value, row.get("step", row["epoch"])
-                    )
+                tag = tensorboard_tag(key)
+                if (
+                    tag is not None
+                    and isinstance(value, (int, float))
+                    and not isinstance(value, bool)
+                ):
+                    self._writer.add_scalar(tag, value, x)
             self._writer.flush()
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def tensorboard_tag(key: str) -> str | None:
+    """The TensorBoard tag of a row's key (``None``: not a scalar to plot, e.g. ``epoch``, ``step``).
+
+    >>> [tensorboard_tag(k) for k in ("loss", "train_loss", "valid_mrr", "lr_gates", "train_gate_entity_0")]
+    ['train/loss', 'train/loss', 'valid/mrr', 'lr/gates', 'gates/entity_0']
+    """
+    if key in ("epoch", "step"):  # the axes, not series
+        return None
+    if key in ("loss", "train_loss"):  # an epoch's mean, or its running mean inside the epoch
+        return "train/loss"
+    if key == "seconds":
+        return "time/epoch_seconds"
+    if key.startswith("lr_"):
+        return f"lr/{key[3:]}"
+    if key.startswith("train_"):
+        name = key[len("train_") :]
+        if name.startswith("gate_"):
+            return f"gates/{name[len('gate_') :]}"
+        if name.startswith("knowledge_gate_"):
+            return f"gates/{name}"
+        return f"train/{name}"
+    if key.startswith("valid_"):
+        return f"valid/{key[len('valid_') :]}"
+    return key
