@@ -11,7 +11,13 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from gnnlm.encoders.base import GraphEncoder
-from gnnlm.encoders.pairs import ConjMulOp, MulOp, PairCache, csr_operators, sparse_mm
+from gnnlm.encoders.pairs import (
+    ConjMulOp,
+    MulOp,
+    PairCache,
+    csr_operators,
+    sparse_mm_difference,
+)
 
 COMPOSITIONS = ("sub", "mult", "corr")
 
@@ -167,16 +173,18 @@ class CompGCNConv(MessagePassing):
             def build() -> tuple:
                 row = direction_index[pairs.edge_pair]  # [E]
                 edge_type = pairs.pair_type[pairs.edge_pair]  # [E]
-                return (
-                    csr_operators(row, pairs.src, edge_weight, (2 * num_nodes, num_nodes)),
-                    csr_operators(row, edge_type, edge_weight, (2 * num_nodes, relation.size(0))),
+                # duplicate entries are summed in float64, then rounded once to x's dtype (as exact
+                # as the per-edge sum in that dtype)
+                weight = edge_weight.double()
+                ops = (
+                    *csr_operators(row, pairs.src, weight, (2 * num_nodes, num_nodes)),
+                    *csr_operators(row, edge_type, weight, (2 * num_nodes, relation.size(0))),
                 )
+                return tuple(m.to(x.dtype) for m in ops)
 
-            (a, a_t), (b, b_t) = pairs.memo(("compgcn-sub", relation.size(0)), build)
-            dtype = x.dtype
-            if a.dtype != dtype:
-                a, a_t, b, b_t = (m.to(dtype) for m in (a, a_t, b, b_t))
-            return sparse_mm(a, a_t, x) - sparse_mm(b, b_t, relation)
+            key = ("compgcn-sub", relation.size(0), x.dtype, x.device)
+            a, a_t, b, b_t = pairs.memo(key, build)
+            return sparse_mm_difference(a, a_t, x, b, b_t, relation)
         if self.composition == "mult":
             return pairs.propagate(
                 x, relation, MulOp(), edge_weight, direction_index, 2 * num_nodes

@@ -13,6 +13,8 @@ from gnnlm.encoders.pairs import (
     RelationalPairs,
     _complex,
     csr_operators,
+    sparse_mm,
+    sparse_mm_difference,
 )
 
 
@@ -129,3 +131,33 @@ def test_csr_operators_add_duplicates_and_transpose():
     a, a_t = csr_operators(row, col, value, (3, 4))
     dense = torch.zeros(3, 4).index_put_((row, col), value, accumulate=True)
     assert torch.equal(a.to_dense(), dense) and torch.equal(a_t.to_dense(), dense.t())
+
+
+def test_csr_operators_store_each_duplicate_entry_once():
+    """Duplicates are summed into one stored entry, so a product gathers each source row once."""
+    row, col = torch.tensor([0, 2, 2, 1, 2, 2]), torch.tensor([1, 0, 0, 3, 2, 0])
+    value = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    a, a_t = csr_operators(row, col, value, (3, 4))
+    assert a._nnz() == a_t._nnz() == 4  # (0,1), (1,3), (2,0) x3, (2,2)
+    assert a.to_dense()[2, 0] == 11.0 and a_t.to_dense()[0, 2] == 11.0
+
+
+def test_sparse_mm_difference_value_and_gradients():
+    """``A x - B z`` in one output equals the two separate products, value and both gradients."""
+    gen = torch.Generator().manual_seed(5)
+    row, col_a, col_b = (torch.randint(n, (40,), generator=gen) for n in (7, 9, 4))
+    value = torch.rand(40, generator=gen, dtype=torch.float64)
+    a, a_t = csr_operators(row, col_a, value, (7, 9))
+    b, b_t = csr_operators(row, col_b, value, (7, 4))
+    x = torch.randn(9, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(7, 3, generator=gen, dtype=torch.float64)
+    out = sparse_mm_difference(a, a_t, x, b, b_t, z)
+    ref = sparse_mm(a, a_t, x) - sparse_mm(b, b_t, z)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(out, a.to_dense() @ x - b.to_dense() @ z)
+    got = torch.autograd.grad((out * g).sum(), (x, z))
+    want = torch.autograd.grad((ref * g).sum(), (x, z))
+    for u, v in zip(got, want):
+        torch.testing.assert_close(u, v)
+    torch.testing.assert_close(got[1], -(b.to_dense().t() @ g))
