@@ -43,6 +43,7 @@ from gnnlm.strategies.config import FinetuningConfig
 __all__ = [
     "ConfigError",
     "ConfigWarning",
+    "DistributedConfig",
     "EvaluationConfig",
     "RunConfig",
     "TrainingConfig",
@@ -61,6 +62,42 @@ STEP_SCHEDULERS = {
     "constant_with_warmup": "constant_with_warmup",
     "polynomial": "polynomial",
 }
+
+
+@dataclass
+class DistributedConfig(Config):
+    """How a run launched by ``torchrun`` trains on several processes (``training.distributed``;
+    ignored by a single process). See :mod:`gnnlm.train.distributed`.
+
+    Attributes:
+        strategy: ``ddp`` (``DistributedDataParallel``: every rank holds the whole model) or ``fsdp``
+            (torch's ``FullyShardedDataParallel``: parameters, gradients and optimizer state sharded
+            across ranks between steps, for a fused LM that does not fit one device).
+        backend: the process group's backend (``None``: ``nccl`` on CUDA, ``gloo`` on CPU).
+        find_unused_parameters: DDP's option: let a step leave trainable parameters without a
+            gradient (a fused LM's unused pooler, an arm's idle gates). Costs a graph walk per step;
+            ``false`` when every trainable parameter always gets a gradient.
+        timeout_minutes: how long a rank waits for the others (e.g. while rank 0 evaluates).
+        fsdp_min_params: FSDP's units: 0 wraps the whole model as one unit; ``N`` also every
+            submodule of at least ``N`` parameters (``size_based_auto_wrap_policy``).
+    """
+
+    strategy: str = "ddp"
+    backend: str | None = None
+    find_unused_parameters: bool = True
+    timeout_minutes: float = checked(60.0, POSITIVE, "60")
+    fsdp_min_params: int = checked(0, AT_LEAST_0, "1000000, or 0 for one unit")
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("ddp", "fsdp"):
+            raise ValueError(
+                f"training.distributed.strategy must be 'ddp' or 'fsdp', got {self.strategy!r}"
+            )
+        if self.backend not in (None, "gloo", "nccl", "mpi"):
+            raise ValueError(
+                "training.distributed.backend must be null, 'gloo', 'nccl' or 'mpi', got "
+                f"{self.backend!r}"
+            )
 
 
 @dataclass
@@ -96,6 +133,11 @@ class TrainingConfig(Config):
             the CPU from one seeded generator; exact resume is guaranteed on CPU.
         autocast: ``None`` or ``bf16``: run forward passes under ``torch.autocast`` in bfloat16 (on a
             GPU; weights and optimizer stay float32).
+        compile: run each training step under ``torch.compile`` (the task's whole step, loss
+            included; evaluation stays eager). Needs a C compiler for the default ``inductor``
+            backend on CPU.
+        compile_kwargs: arguments of ``torch.compile`` (``mode``, ``backend``, ``dynamic``, ...).
+        distributed: options of multi-process runs under ``torchrun`` (:class:`DistributedConfig`).
     """
 
     epochs: int = checked(1, AT_LEAST_1, "10")
@@ -115,6 +157,9 @@ class TrainingConfig(Config):
     deterministic: bool = True
     device: str = "cpu"
     autocast: str | None = None
+    compile: bool = False
+    compile_kwargs: dict[str, Any] = field(default_factory=dict)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
         if self.autocast not in (None, "bf16"):

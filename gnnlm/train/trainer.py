@@ -19,6 +19,12 @@ state, see :mod:`gnnlm.train.checkpoint`), ``model/`` (the best weights, :meth:`
 continues from the checkpoint, at an epoch end or mid-epoch (``training.checkpoint_steps``), and
 reproduces the uninterrupted run bit for bit on CPU: weights, optimizer, scheduler, every RNG, the
 position in the epoch's data order, the early-stopping state and the best weights are all restored.
+
+Launched by ``torchrun --nproc-per-node N``, every process runs this engine: the model is wrapped in
+DDP (or FSDP, ``training.distributed.strategy``), each global batch is sharded across the ranks,
+logged metrics are reduced, rank 0 evaluates and alone writes the run directory
+(:mod:`gnnlm.train.distributed`). ``training.compile`` runs each training step under
+``torch.compile``.
 """
 
 from __future__ import annotations
@@ -56,6 +62,22 @@ from gnnlm.train.config import (
     check_values,
     check_writable_dir,
     config_diff,
+)
+from gnnlm.train.distributed import (
+    SteppedTask,
+    barrier,
+    broadcast_object,
+    full_parameters,
+    gather_objects,
+    init_process_group,
+    is_fsdp,
+    no_sync,
+    rank_seed,
+    reduce_sums,
+    shard,
+    shard_weight,
+    world_from_env,
+    wrap_step,
 )
 from gnnlm.train.optim import check_training, make_scheduler, param_group_dicts
 from gnnlm.train.run_dir import open_run_dir
@@ -208,7 +230,9 @@ class Trainer:
         self.task = config if isinstance(config, Task) else make_task(config, data)
         self.config = self.task.config
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.quiet = quiet
+        #: this process among ``torchrun``'s (one process: rank 0 of 1, nothing distributed)
+        self.world = world_from_env()
+        self.quiet = quiet or not self.world.is_main  # progress bars and notes from rank 0 only
         self.callbacks = list(callbacks)
         self.step_callbacks = list(step_callbacks)
         # everything that can be checked before the data loads: ranges, component names and their
@@ -217,7 +241,7 @@ class Trainer:
         check_values(self.config)
         check_training(self.config)
         self.task.validate()
-        if self.run_dir is not None:
+        if self._writes is not None:
             check_writable_dir(self.run_dir)
         self.metric, self.maximize = self.task.selection_metric
         self.task.setup()
@@ -227,6 +251,11 @@ class Trainer:
                 f"{self.config.dataset or 'the data'} has no validation examples: set "
                 "evaluation.frequency=0 (and evaluation.steps=0): no early stopping"
             )
+
+    @property
+    def _writes(self) -> Path | None:
+        """The run directory where this process writes it (rank 0), else ``None``."""
+        return self.run_dir if self.world.is_main else None
 
     @property
     def kg(self) -> Any:
@@ -247,6 +276,13 @@ class Trainer:
             raise ConfigError(
                 f"training.device={name!r}: CUDA is not available here (use cpu or auto)"
             )
+        if device.type == "cuda" and self.world.distributed:  # one GPU per process
+            if device.index is not None:
+                raise ConfigError(
+                    f"training.device={name!r}: under torchrun each process trains on "
+                    "cuda:LOCAL_RANK; set training.device: cuda (or auto)"
+                )
+            device = torch.device("cuda", self.world.local_rank)
         return device
 
     # -- construction ------------------------------------------------------------------------------
@@ -270,6 +306,15 @@ class Trainer:
             self.scheduler, self._schedule,
         )  # fmt: skip
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        # under torchrun the run's generator draws only the epochs' orders (equal on every rank); a
+        # step's random numbers come from each rank's own generator and global RNGs
+        self.step_generator = self.generator
+        if self.world.distributed:
+            own = rank_seed(cfg.seed, self.world.rank)
+            self.step_generator = torch.Generator().manual_seed(own)
+            seed_everything(own)
+        self._step = self._wrap_step()
+        self._gathered = False  # inside full_parameters (FSDP)
         self.early_stopping = _EarlyStopping()
         self.best_weights: dict[str, Tensor] | None = None
         self.epoch = 0  # completed epochs
@@ -277,6 +322,56 @@ class Trainer:
         self._in_epoch = _EpochState()
         self._epoch_rng: Tensor | None = None  # the generator's state when the epoch began
         self.train_seconds = 0.0
+
+    def _wrap_step(self) -> nn.Module | None:
+        """The training step in DDP / FSDP and ``torch.compile`` (:func:`gnnlm.train.distributed.
+        wrap_step`), which the strategies then call in place of the task's; ``None`` for one process
+        without ``training.compile``: the task's step is called as it is."""
+        cfg, t, f = self.config, self.config.training, self.config.finetuning
+        if not (self.world.distributed or t.compile):
+            return None
+        what = "under torchrun" if self.world.distributed else "with training.compile"
+        if f.meta.method:
+            raise ConfigError(
+                f"{cfg.at('finetuning.meta')}finetuning.meta does not run {what} (its inner loops "
+                "step the model outside the wrapped training step); train on one process, uncompiled"
+            )
+        if self.world.distributed and f.phases:
+            raise ConfigError(
+                f"{cfg.at('finetuning.phases')}finetuning.phases change the trainable parameters "
+                "mid-run, but DDP / FSDP fix them when they wrap the model; train on one process"
+            )
+        fsdp = self.world.distributed and t.distributed.strategy == "fsdp"
+        if fsdp and (has_lora(self.model) or f.adversarial.method):
+            raise ConfigError(
+                f"{cfg.at('training.distributed.strategy')}training.distributed.strategy=fsdp "
+                "supports plain fine-tuning only (no LoRA, no adversarial training); use ddp"
+            )
+        if self.world.distributed and getattr(self.task, "sparse_updates", False):
+            raise ConfigError(
+                f"{cfg.at('training.sparse_updates')}training.sparse_updates: row-sparse gradients "
+                "are not reduced across processes; set training.sparse_updates: false under torchrun"
+            )
+        step = wrap_step(
+            self.model, self.task, world=self.world, device=self.device,
+            settings=t.distributed, compile_kwargs=dict(t.compile_kwargs) if t.compile else None,
+        )  # fmt: skip
+        self.strategy.task = SteppedTask(self.task, step)
+        return step
+
+    @contextlib.contextmanager
+    def _full_parameters(self, *, writeback: bool = False) -> Iterator[None]:
+        """The whole parameters in the model for the block (FSDP gathers them on every rank; a no-op
+        otherwise, and inside another such block)."""
+        if self._gathered or not is_fsdp(self._step):
+            yield
+            return
+        self._gathered = True
+        try:
+            with full_parameters(self._step, writeback=writeback):
+                yield
+        finally:
+            self._gathered = False
 
     @property
     def steps_per_epoch(self) -> int:
@@ -315,8 +410,9 @@ class Trainer:
             raise ConfigError(
                 "init_from starts a new run from saved weights; it cannot be combined with resume"
             )
+        init_process_group(self.world, self.device, self.config.training.distributed)
         with contextlib.ExitStack() as stack:
-            if self.run_dir is not None:
+            if self.run_dir is not None and self.world.is_main:  # rank 0 alone writes the run
                 stack.enter_context(open_run_dir(self.run_dir, resume=resume, overwrite=overwrite))
             stack.enter_context(deterministic_algorithms(self.config.training.deterministic))
             if self.config.pretraining and init_from is None:
@@ -361,13 +457,13 @@ class Trainer:
 
     def _fit(self, resume: bool, init_from: str | Path | None = None) -> TrainResult:
         self._build()
-        self.logger = MetricsLogger(self.run_dir, metrics=tuple(self.task.metrics))
+        self.logger = MetricsLogger(self._writes, metrics=tuple(self.task.metrics))
         self.init_record: dict[str, Any] | None = None
         if resume:
             self._resume()
         elif init_from is not None:
             self._init_from(init_from)
-        if self.run_dir is not None:
+        if self._writes is not None:
             self.config.save(self.run_dir / "config.yaml")
         if not self.quiet:
             print(self.strategy.describe(), file=sys.stderr)
@@ -436,27 +532,48 @@ class Trainer:
                     self.strategy.before_step(self.step, self.optimizer, self.scheduler)
                     self.optimizer.zero_grad(set_to_none=True)
                 # each micro-batch weighs by its share of the step's examples
-                scale = len(indices) / sum(len(b) for b in batches[first : first + k])
+                step_examples = sum(len(b) for b in batches[first : first + k])
+                scale = len(indices) / step_examples
+                if self.world.distributed:  # this rank's slice; weighed so DDP's mean is the step's
+                    indices = shard(indices, self.world)
+                    scale = shard_weight(len(indices), step_examples, self.world)
+                    if not len(indices):  # it still joins the reduction, with a zero gradient
+                        indices, scale = batches[i][:1], 0.0
+                accumulate = i + 1 < len(batches) and i + 1 < first + k
                 self.task.step = self.step
-                with autocast:
-                    out = self.strategy.gradients(indices, self.generator, scale)
+                with autocast, no_sync(self._step, accumulate):
+                    out = self.strategy.gradients(indices, self.step_generator, scale)
                 value = (out.loss if isinstance(out, StepOutput) else out).item()
+                n = len(indices) if scale else 0
+                logs = out.logs if isinstance(out, StepOutput) else {}
+                if self.world.distributed:  # the global batch's sums, equal on every rank
+                    sums = reduce_sums(
+                        [value * n, n, *(float(v) * n for v in logs.values())],
+                        self.world, self.device,
+                    )  # fmt: skip
+                    value, n = sums[0] / max(sums[1], 1), round(sums[1])
+                    logs = {key: v / max(n, 1) for key, v in zip(logs, sums[2:])}
                 if not math.isfinite(value):
                     raise FloatingPointError(
                         f"epoch {self.epoch + 1}: loss became {value}; lower training.lr?"
                     )
-                state.loss_sum += value * len(indices)
-                state.count += len(indices)
-                if isinstance(out, StepOutput):
-                    for key, v in out.logs.items():
-                        state.logs[key] = state.logs.get(key, 0.0) + float(v) * len(indices)
+                state.loss_sum += value * n
+                state.count += n
+                for key, v in logs.items():
+                    state.logs[key] = state.logs.get(key, 0.0) + float(v) * n
                 bar.update()
-                if i + 1 < len(batches) and i + 1 < first + k:
-                    continue  # accumulate
-                if t.clip_grad_norm is not None:
+                if accumulate:
+                    continue
+                if t.clip_grad_norm is not None and is_fsdp(self._step):
+                    self._step.clip_grad_norm_(t.clip_grad_norm)  # the norm of every rank's shard
+                elif t.clip_grad_norm is not None:
                     nn.utils.clip_grad_norm_(params, t.clip_grad_norm)
                 self.optimizer.step()
-                self.task.after_step(self.model)
+                if is_fsdp(self._step) and type(self.task).after_step is not Task.after_step:
+                    with self._full_parameters(writeback=True):  # constraints on whole tensors
+                        self.task.after_step(self.model)
+                else:
+                    self.task.after_step(self.model)
                 if self._schedule == "step":
                     self.scheduler.step()
                 self.step += 1
@@ -532,16 +649,29 @@ class Trainer:
         if signed > state.best:
             state.best, state.bad_evaluations = signed, 0
             state.best_epoch, state.best_step = self.epoch, self.step
-            self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            with self._full_parameters():
+                self.best_weights = {
+                    k: v.detach().clone() for k, v in self.model.state_dict().items()
+                }
         else:
             state.bad_evaluations += 1
             if patience and state.bad_evaluations >= patience:
                 state.stopped = True
 
     def evaluate(self, split: str = "valid") -> dict[str, Any]:
-        """The task's metrics of the current model on ``split`` (eval mode, no gradients)."""
-        with eval_mode(self.model):
-            return self.task.evaluate(self.model, split)
+        """The task's metrics of the current model on ``split`` (eval mode, no gradients).
+
+        Under torchrun every rank calls it: rank 0 evaluates (FSDP first gathers the parameters on
+        every rank) and the others receive its metrics."""
+        if not self.world.distributed:
+            with eval_mode(self.model):
+                return self.task.evaluate(self.model, split)
+        metrics = None
+        with self._full_parameters():
+            if self.world.is_main:
+                with eval_mode(self.model):
+                    metrics = self.task.evaluate(self.model, split)
+            return broadcast_object(metrics, self.world)
 
     # -- the end -----------------------------------------------------------------------------------
     def _diverged(self, reason: str) -> None:
@@ -566,8 +696,14 @@ class Trainer:
         raise TrainingDivergedError(reason + where, result)
 
     def _finish(self, *, diverged: str | None = None) -> TrainResult:
-        if self.best_weights is not None:
-            self.model.load_state_dict(self.best_weights)
+        with self._full_parameters(writeback=True):
+            if self.best_weights is not None:
+                self.model.load_state_dict(self.best_weights)
+        # under FSDP the model's own parameters stay sharded: evaluate and save with them gathered
+        with self._full_parameters():
+            return self._finish_model(diverged)
+
+    def _finish_model(self, diverged: str | None) -> TrainResult:
         # LoRA adapters fold into the LM: the saved model is the plain architecture, equal outputs
         merged = merge_lora(self.model) if has_lora(self.model) else 0
         self.model.eval()
@@ -596,11 +732,17 @@ class Trainer:
             metrics["init_from"] = self.init_record
         if diverged is not None:
             metrics["diverged"] = diverged
-        if self.run_dir is not None:
+        if self._writes is not None:
             self.task.save_model(self.model, self.run_dir / "model")
             atomic_write_json(self.run_dir / "metrics.json", metrics)
+        model = self.model
+        if is_fsdp(self._step):  # a plain copy: the trained module goes back to its shards
+            model = self.task.build_model().to(self.device)
+            model.load_state_dict(self.model.state_dict())
+            model.eval()
+        barrier(self.world)  # the run's files are written when any rank returns
         return TrainResult(
-            self.model, self.config, metrics, list(self.logger.rows), self.run_dir, self.task
+            model, self.config, metrics, list(self.logger.rows), self.run_dir, self.task
         )
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -609,8 +751,25 @@ class Trainer:
             self.save_checkpoint(self.run_dir / CHECKPOINT_NAME)
 
     def save_checkpoint(self, path: str | Path) -> None:
-        """Atomically write everything needed to continue this run exactly (one safetensors file)."""
-        tensors = module_tensors(self.model, "model.")
+        """Atomically write everything needed to continue this run exactly (one safetensors file).
+
+        Under torchrun every rank calls it and rank 0 writes: the model (whole, under FSDP), and each
+        rank's RNG states (and FSDP optimizer shard) under ``rank<r>.*``."""
+        with self._full_parameters():
+            tensors = module_tensors(self.model, "model.")
+            if is_fsdp(self._step):  # the gathered tensors are freed when the block ends
+                tensors = {k: v.clone() for k, v in tensors.items()}
+        ranks = self._rank_states()
+        if self.world.is_main:
+            self._write_checkpoint(path, tensors, ranks)
+        barrier(self.world)  # no rank reads it (resuming) before it is written
+
+    def _write_checkpoint(
+        self,
+        path: str | Path,
+        tensors: dict[str, Tensor],
+        ranks: list[tuple[dict[str, Tensor], dict[str, Any]]] | None,
+    ) -> None:
         if self.best_weights is not None:
             tensors.update({f"best.{k}": v for k, v in self.best_weights.items()})
         in_epoch = vars(self._in_epoch)
@@ -623,12 +782,29 @@ class Trainer:
             "config": self.config.to_dict(),
             "early_stopping": vars(self.early_stopping),
             "has_best": self.best_weights is not None,
-            "optimizer": optimizer_state(self.optimizer, tensors),
+            "optimizer": None if is_fsdp(self._step) else optimizer_state(self.optimizer, tensors),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "rng": rng_state(self.generator, tensors),
             "train_seconds": self.train_seconds,
         }
+        if self.world.distributed:
+            state["world_size"] = self.world.size
+            state["ranks"] = []
+            for r, (own, doc) in enumerate(ranks):
+                tensors.update({f"rank{r}.{k}": v for k, v in own.items()})
+                state["ranks"].append(doc)
         save_tensors(path, tensors, state)
+
+    def _rank_states(self) -> list[tuple[dict[str, Tensor], dict[str, Any]]] | None:
+        """Every rank's own state, gathered on rank 0: its step RNGs and, under FSDP, its optimizer
+        shard, as ``(tensors, document)`` (``None`` on other ranks and on one process)."""
+        if not self.world.distributed:
+            return None
+        own: dict[str, Tensor] = {}
+        doc = {"rng": rng_state(self.step_generator, own)}
+        if is_fsdp(self._step):
+            doc["optimizer"] = optimizer_state(self.optimizer, own)
+        return gather_objects(({k: v.cpu() for k, v in own.items()}, doc), self.world)
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` into the built trainer."""
@@ -637,16 +813,25 @@ class Trainer:
             raise CheckpointError(
                 f"{path}: a safetensors file, but not a gnnlm training checkpoint"
             )
-        load_module_tensors(self.model, tensors, "model.", source=str(path))
+        with self._full_parameters(writeback=True):
+            load_module_tensors(self.model, tensors, "model.", source=str(path))
         self.best_weights = (
             {k[len("best.") :]: v for k, v in tensors.items() if k.startswith("best.")}
             if state["has_best"]
             else None
         )
-        load_optimizer_state(self.optimizer, state["optimizer"], tensors)
+        if state["optimizer"] is not None:
+            load_optimizer_state(self.optimizer, state["optimizer"], tensors)
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         load_rng_state(self.generator, state["rng"], tensors)
+        if self.world.distributed:  # this rank's own RNGs (and optimizer shard)
+            prefix = f"rank{self.world.rank}."
+            own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            doc = state["ranks"][self.world.rank]
+            load_rng_state(self.step_generator, doc["rng"], own)
+            if "optimizer" in doc:
+                load_optimizer_state(self.optimizer, doc["optimizer"], own)
         self.early_stopping = _EarlyStopping(**state["early_stopping"])
         self.epoch = int(state["epoch"])
         self.step = int(state.get("step", 0))
@@ -658,11 +843,12 @@ class Trainer:
         """Warm start: the weights of ``source``'s model, with this run's fresh optimizer and RNGs
         (the parameters the two models share by name when ``source`` is this run's pre-training)."""
         source = Path(source)
-        if self.run_dir is not None and source == self.run_dir / "pretraining":
-            self.init_record = init_shared_weights(self.model, source)
-        else:
-            self.init_record = self.task.init_from(self.model, source)
-        if self.run_dir is not None:
+        with self._full_parameters(writeback=True):
+            if self.run_dir is not None and source == self.run_dir / "pretraining":
+                self.init_record = init_shared_weights(self.model, source)
+            else:
+                self.init_record = self.task.init_from(self.model, source)
+        if self._writes is not None:
             atomic_write_json(self.run_dir / INIT_FROM_NAME, self.init_record)
 
     def _resume(self) -> None:
@@ -672,6 +858,12 @@ class Trainer:
         if not path.exists():
             raise CheckpointError(f"{path}: no checkpoint to resume from")
         _, state = load_tensors(path)
+        processes = state.get("world_size", 1)
+        if processes != self.world.size:
+            raise CheckpointError(
+                f"{path}: the run was trained by {processes} process(es) and resumes only with as "
+                f"many (torchrun --nproc-per-node {processes}); this is {self.world.size}"
+            )
         saved = type(self.config).from_dict(state["config"], source=str(path))
         diff = {k: v for k, v in config_diff(saved, self.config).items() if k != "training.epochs"}
         if diff:
