@@ -93,10 +93,13 @@ class _RotatEPairs(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:
         rotated, diff, mod, cos, sin = ctx.saved_tensors
         n, d = mod.shape
-        scale = torch.div(grad.unsqueeze(-1), mod).masked_fill_(mod == 0, 0.0)  # [n, d]
+        # g / |a|, and 0 where |a| = 0 (g / 0 = inf or nan; hypot is 0 only for a = 0 exactly):
+        # nan_to_num_ is one vectorised pass, ~7x cheaper than (mod == 0) + masked_fill_ on CPU.
+        # (A distance so small that g / |a| overflows, below ~1e-38 |g|, also gets 0.)
+        scale = torch.div(grad.unsqueeze(-1), mod).nan_to_num_(0.0, 0.0, 0.0)  # [n, d]
         out = diff.new_empty((2, n, 2 * d))  # [2, n, 2d]: d/dh, d/dt
-        u = torch.mul(diff.view(n, 2, d), scale.unsqueeze(1), out=out[1].view(n, 2, d))
-        u_re, u_im = u.unbind(1)  # [n, d] each: d distance / d diff
+        u_re = torch.mul(diff[:, :d], scale, out=out[1, :, :d])  # [n, d]: d distance / d diff
+        u_im = torch.mul(diff[:, d:], scale, out=out[1, :, d:])
         p_re, p_im = rotated[:, :d], rotated[:, d:]
         grad_phase = torch.mul(u_im, p_re).addcmul_(u_re, p_im, value=-1.0)  # [n, d]
         torch.mul(u_re, cos, out=out[0, :, :d]).addcmul_(u_im, sin)
