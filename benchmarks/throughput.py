@@ -12,9 +12,11 @@ thread. Every arm does the same work per step: draw one corrupted head-or-tail p
 positives and negatives, the loss, backward, the optimizer step, the library's post-step constraint.
 
 * ``ours-dense``: :class:`~gnnlm.train.loops.SLCWALoop` with ``sparse=False`` and ``torch.optim.Adam``
-  (the reference path: whole tables, dense gradients).
-* ``ours-sparse``: the default (``training.sparse_updates`` auto): row-sparse gradients and
-  :class:`~gnnlm.train.sparse.LazyAdam` (lazy Adam, see :mod:`gnnlm.train.sparse`).
+  (whole tables, dense gradients, exact Adam; what ``training.sparse_updates`` auto runs for Adam).
+* ``ours-sparse``: ``training.sparse_updates: true``: row-sparse gradients and
+  :class:`~gnnlm.train.sparse.LazyAdam` (lazy Adam, see :mod:`gnnlm.train.sparse`; with
+  ``--optimizer adagrad`` :class:`~gnnlm.train.sparse.RowAdagrad`, exact, auto's choice there).
+  Both arms score with the interaction's ``score_pairs`` kernel.
 * ``pykeen``: a hand loop over PyKEEN's model, doing what ``SLCWATrainingLoop._process_batch_static``
   does (``BasicNegativeSampler``, ``model.score_hrt`` on positives and negatives,
   ``loss.process_slcwa_scores``, ``collect_regularization_term``) plus ``optimizer.step()`` and
@@ -44,15 +46,18 @@ median step time (the 10th percentile is recorded too). The median forward (samp
 backward and optimizer (step + constraint) times are recorded as well (item 2).
 
 **mrr** ("equal final MRR after the same epochs"): each model is trained with the
-:class:`~gnnlm.train.Trainer` on a small KG (``--mrr-dataset``, UMLS by default) twice, with
-``training.sparse_updates`` false and true, same seed and epochs, and both test MRRs are reported.
+:class:`~gnnlm.train.Trainer` on a small KG (``--mrr-dataset``, UMLS by default) twice per seed
+(``--seeds``, 3 by default), with ``training.sparse_updates`` false and true, same seed and epochs;
+the test MRRs of every seed and their mean and standard deviation are reported.
 Batches are small (``--mrr-batch-size 16``, 1 negative: 64 entity ids for UMLS's 135 entities), so
 that a batch touches a minority of the rows and lazy Adam really differs from Adam (on a table this
 small auto would stay dense for speed; the comparison is about the optimizer's semantics).
 
 **kvsall** (item 3): runs ``measure()`` from ``benchmarks/kvsall.py`` when that file exists.
 
-Results: a table on stdout and ``benchmarks/results/throughput.json`` (atomic write).
+Results: a table on stdout and ``benchmarks/results/throughput.json`` (atomic write). A section that
+is measured again replaces the stored one, which moves to the JSON's ``history`` list (with the
+``--note`` given, and its machine record), so earlier runs stay comparable.
 """
 
 from __future__ import annotations
@@ -286,6 +291,7 @@ def measure_mrr(args) -> list[dict[str, Any]]:
 
     kg = load_dataset(args.mrr_dataset)
     records = []
+    seeds = list(range(args.seeds))
     for model_name in args.models:
         base = [f"dataset={args.mrr_dataset}", f"model.interaction={model_name}",
                 "model.embedding_dim=64", "training.loop=slcwa", "training.num_negatives=1",
@@ -297,26 +303,38 @@ def measure_mrr(args) -> list[dict[str, Any]]:
                                "batch_size": args.mrr_batch_size, "num_negatives": 1,
                                # share of the entity ids a batch reads, of all entities
                                "ids_per_entity": 4 * args.mrr_batch_size / kg.num_entities}  # fmt: skip
+        row["seeds"] = seeds
         for sparse in (False, True):
-            cfg = apply_overrides(TrainConfig(), [*base, f"training.sparse_updates={sparse}"])
-            result = Trainer(cfg, kg=kg, quiet=True).fit()
             key = "sparse" if sparse else "dense"
-            row[f"{key}_mrr"] = result.metrics["test"]["mrr"]
-            row[f"{key}_train_seconds"] = result.metrics["train_seconds"]
-        print(f"{model_name}: MRR dense {row['dense_mrr']:.4f}, sparse {row['sparse_mrr']:.4f}",
+            mrrs, seconds = [], []
+            for seed in seeds:
+                overrides = [*base, f"training.sparse_updates={sparse}", f"seed={seed}"]
+                result = Trainer(apply_overrides(TrainConfig(), overrides), kg=kg, quiet=True).fit()
+                mrrs.append(result.metrics["test"]["mrr"])
+                seconds.append(result.metrics["train_seconds"])
+            row[f"{key}_mrrs"] = mrrs
+            row[f"{key}_mrr"] = statistics.mean(mrrs)
+            row[f"{key}_mrr_std"] = statistics.stdev(mrrs) if len(mrrs) > 1 else 0.0
+            row[f"{key}_train_seconds"] = statistics.mean(seconds)
+        print(f"{model_name}: MRR dense {_pm(row, 'dense')}, sparse {_pm(row, 'sparse')}",
               flush=True)  # fmt: skip
         records.append(row)
     return records
 
 
+def _pm(row: dict[str, Any], key: str) -> str:
+    """``mean ± std`` of a record's MRR (``key``: dense or sparse)."""
+    return f"{row[f'{key}_mrr']:.4f} ± {row.get(f'{key}_mrr_std', 0.0):.4f}"
+
+
 def mrr_table(records: list[dict[str, Any]]) -> str:
-    lines = ["| model | dataset | epochs | optimizer | MRR dense | MRR sparse | train s dense | "
-             "train s sparse |", "|" + "---|" * 8]  # fmt: skip
+    lines = ["| model | dataset | epochs | optimizer | seeds | MRR dense | MRR sparse | "
+             "train s dense | train s sparse |", "|" + "---|" * 9]  # fmt: skip
     for r in records:
         lines.append(
             f"| {r['model']} | {r['dataset']} | {r['epochs']} | {r['optimizer']} | "
-            f"{r['dense_mrr']:.4f} | {r['sparse_mrr']:.4f} | {r['dense_train_seconds']:.1f} | "
-            f"{r['sparse_train_seconds']:.1f} |"
+            f"{len(r.get('seeds', [0]))} | {_pm(r, 'dense')} | {_pm(r, 'sparse')} | "
+            f"{r['dense_train_seconds']:.1f} | {r['sparse_train_seconds']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -344,6 +362,35 @@ def measure_kvsall(args) -> dict[str, Any] | None:
     return result
 
 
+def machine(args, load_before: tuple[float, float, float] | None) -> dict[str, Any]:
+    """Where and when a section ran; other processes skew every absolute number (load averages)."""
+    info = {
+        "threads": args.threads, "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "load_average_1_5_15min": os.getloadavg(),
+    }  # fmt: skip
+    if load_before is not None:
+        info["load_average_1_5_15min_before"] = load_before
+    return info
+
+
+def _retire(out: dict[str, Any], key: str, machine_key: str) -> None:
+    """Move ``out[key]`` (and its machine record) to ``out["history"]`` before it is replaced."""
+    if key not in out:
+        return
+    entry = {key: out.pop(key)}
+    if machine_key in out:
+        entry["machine"] = out.pop(machine_key)
+    note = entry[key].get("note") if isinstance(entry[key], dict) else None
+    note = note or entry.get("machine", {}).get("note")
+    measured = entry.get("machine", {}).get("date", "?")
+    entry["note"] = (
+        note or f"{key} measured {measured}, replaced {time.strftime('%Y-%m-%d %H:%M %Z')}"
+    )
+    out.setdefault("history", []).insert(0, entry)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=("throughput", "mrr", "kvsall"),
@@ -358,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--mrr-dataset", default="umls")
+    parser.add_argument("--seeds", type=int, default=3, help="mrr: seeds per arm (mean ± std)")
+    parser.add_argument("--note", default="", help="kept with this run's sections in the history")
     parser.add_argument("--mrr-epochs", type=int, default=20)
     parser.add_argument(
         "--mrr-batch-size", type=int, default=16, help="small, so that a batch touches few rows"
@@ -375,28 +424,29 @@ def main(argv: list[str] | None = None) -> int:
         from gnnlm.data import load_dataset
 
         kg = load_dataset(args.dataset)
+        load_before = os.getloadavg()
         records = measure_throughput(args, kg)
         print(throughput_table(records))
+        _retire(out, "throughput", "throughput_machine")
         out["throughput"] = {
             "dataset": args.dataset, "dim": args.dim, "batch_size": args.batch_size,
             "num_negatives": 1, "optimizer": args.optimizer, "lr": args.lr,
             "steps": args.steps, "warmup": args.warmup, "statistic": "median step time",
-            "records": records,
+            "note": args.note, "records": records,
         }  # fmt: skip
+        out["throughput_machine"] = machine(args, load_before)
     if "mrr" in args.only:
+        load_before = os.getloadavg()
         records = measure_mrr(args)
         print(mrr_table(records))
+        _retire(out, "mrr", "mrr_machine")
         out["mrr"] = records
+        out["mrr_machine"] = {**machine(args, load_before), "note": args.note}
     if "kvsall" in args.only:
         result = measure_kvsall(args)
         if result is not None:
             out["kvsall"] = result
-    out["machine"] = {
-        "threads": args.threads, "cpu_count": os.cpu_count(), "torch": torch.__version__,
-        "python": platform.python_version(), "platform": platform.platform(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "load_average_1_5_15min": os.getloadavg(),  # other processes skew every absolute number
-    }  # fmt: skip
+    out["machine"] = machine(args, None)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")
