@@ -32,6 +32,9 @@ from gnnlm.train.config import EvaluationConfig, RunConfig
 
 #: where the key (entity) vectors come from.
 KEY_ENCODERS = ("separate", "shared", "frozen")
+#: where the query vectors come from: the LM reading head + relation text, or the adapter over the
+#: frozen LM's cached encodings.
+QUERY_ENCODERS = ("lm", "frozen")
 
 
 @dataclass
@@ -45,6 +48,13 @@ class TextKGCModelConfig(Config):
             cached encodings of their text through a trainable linear map initialised to the
             identity; only the query LM trains: the CPU budget, since the entity table is computed
             once per LM and text, not once per evaluation).
+        query_encoder: ``lm`` (SimKGC: the query LM reads head text + relation text and trains) or
+            ``frozen`` (no LM trains: the query is a small MLP adapter over the frozen LM's cached
+            encodings of the head's text and the relation's text,
+            :class:`~gnnlm.tasks.text_link_prediction.adapter.QueryAdapter`; needs
+            ``key_encoder: frozen``. A step is a few GEMMs, so a CPU budget reads every triple).
+        adapter_width: the adapter MLP's hidden width.
+        adapter_dropout: dropout on its hidden layer.
         descriptions: entity text is ``"name: description"`` (else the name only).
         max_length: tokens per query (head text + relation text) and per entity text.
         temperature: initial temperature ``tau`` of the InfoNCE logits ``cos / tau``.
@@ -63,6 +73,9 @@ class TextKGCModelConfig(Config):
 
     lm: str = "minilm"
     key_encoder: str = "separate"
+    query_encoder: str = "lm"
+    adapter_width: int = checked(512, AT_LEAST_1, "512")
+    adapter_dropout: float = checked(0.1, UNIT_INTERVAL, "0.1")
     descriptions: bool = True
     max_length: int = checked(50, AT_LEAST_1, "50")
     temperature: float = checked(0.05, POSITIVE, "0.05")
@@ -82,6 +95,16 @@ class TextKGCModelConfig(Config):
         if self.key_encoder not in KEY_ENCODERS:
             raise ValueError(
                 f"model.key_encoder must be one of {', '.join(KEY_ENCODERS)}, got {self.key_encoder!r}"
+            )
+        if self.query_encoder not in QUERY_ENCODERS:
+            raise ValueError(
+                f"model.query_encoder must be one of {', '.join(QUERY_ENCODERS)}, got "
+                f"{self.query_encoder!r}"
+            )
+        if self.query_encoder == "frozen" and self.key_encoder != "frozen":
+            raise ValueError(
+                "model.query_encoder: frozen reads the frozen entity table: set "
+                f"model.key_encoder: frozen too (got {self.key_encoder!r})"
             )
 
 
@@ -175,6 +198,7 @@ METRICS = {name: "min" if name == "mr" else "max" for name in HEADLINE_METRICS}
 __all__ = [
     "KEY_ENCODERS",
     "METRICS",
+    "QUERY_ENCODERS",
     "TextKGCDataConfig",
     "TextKGCEvaluationConfig",
     "TextKGCHybridConfig",

@@ -19,6 +19,11 @@ where :math:`z = \mathrm{CompGCN}(X W_{in})` and :math:`X` is the pretrained LM'
 encoding of every entity's text, so an entity that never occurs in training still gets a state from
 its text (only its self-loop).
 
+With ``model.query_encoder: frozen`` (the CPU budget) no LM trains: :math:`\mathrm{LM}_q` is replaced
+by a small trained adapter over the frozen LM's encodings of the head's and relation's texts
+(:mod:`~gnnlm.tasks.text_link_prediction.adapter`) and :math:`\mathrm{LM}_k` by a trained linear map
+of the cached entity table.
+
 For ranking, :meth:`TextKGCModel.representations` encodes every entity's key once (``[N, d]``), and
 :meth:`~TextKGCModel.score_t` / :meth:`~TextKGCModel.score_h` are one GEMM of a block of query vectors
 against that table: the :class:`~gnnlm.eval.RankBasedEvaluator` contract of the KGE models.
@@ -140,6 +145,11 @@ class TextKGCModel(nn.Module):
         cross: the optional cross-encoder head of KG-BERT-style re-ranking
             (:class:`~gnnlm.tasks.text_link_prediction.rerank.CrossEncoderHead`; it reads the query
             LM).
+        query_adapter: ``model.query_encoder: frozen``: queries are
+            :class:`~gnnlm.tasks.text_link_prediction.adapter.QueryAdapter` of the head's row of
+            ``key_table`` (the frozen LM's encoding) and the relation; ``query_lm`` is then frozen
+            and only encodes new text (:meth:`encode_frozen`). Needs ``key_table``.
+        table_max_length: tokens per text of ``key_table``'s encodings (new texts are cut alike).
         max_length: tokens per text.
         temperature: initial ``tau``; ``learn_temperature`` trains ``log(1 / tau)``, clamped to
             ``1 / tau <= max_inverse_temperature``.
@@ -160,6 +170,8 @@ class TextKGCModel(nn.Module):
         key_table: Tensor | None = None,
         graph: GraphTower | None = None,
         cross: nn.Module | None = None,
+        query_adapter: nn.Module | None = None,
+        table_max_length: int = 128,
         max_length: int = 50,
         temperature: float = 0.05,
         learn_temperature: bool = True,
@@ -169,6 +181,8 @@ class TextKGCModel(nn.Module):
         super().__init__()
         if key_lm is not None and key_table is not None:
             raise ValueError("give key_lm (separate encoders) or key_table (frozen keys), not both")
+        if query_adapter is not None and key_table is None:
+            raise ValueError("a query adapter reads the frozen entity table: give key_table too")
         if len(relation_texts) % 2:
             raise ValueError("relation_texts needs 2 R texts: the relations, then their inverses")
         self.query_lm = query_lm
@@ -193,6 +207,10 @@ class TextKGCModel(nn.Module):
             self.key_table, self.key_map = None, None
         self.graph = graph
         self.cross = cross
+        self.query_adapter = query_adapter
+        self.table_max_length = table_max_length
+        if query_adapter is not None:  # the LM only encodes new text, exactly as the table's LM
+            query_lm.requires_grad_(False)
         self.log_inverse_temperature = nn.Parameter(
             torch.tensor(1.0 / temperature).log(), requires_grad=learn_temperature
         )
@@ -263,10 +281,17 @@ class TextKGCModel(nn.Module):
             states: ``[N, channels]`` graph states (computed when ``None`` and there is a tower).
             head_texts: the heads' texts instead of the KG's (new entities).
         """
-        texts, pairs = self.query_texts(heads.clamp_min(0), relations)
-        if head_texts is not None:
-            texts = list(head_texts)
-        vector = self.encode(self.query_lm, texts, pairs)  # [B, H]
+        if self.query_adapter is not None:
+            if head_texts is not None:
+                base = self.encode_frozen(list(head_texts))  # [B, H]
+            else:
+                base = self.key_table[heads.to(self.key_table.device)]  # [B, H]
+            vector = self.query_adapter(base, relations)
+        else:
+            texts, pairs = self.query_texts(heads.clamp_min(0), relations)
+            if head_texts is not None:
+                texts = list(head_texts)
+            vector = self.encode(self.query_lm, texts, pairs)  # [B, H]
         if self.graph is not None:
             states = states if states is not None else self.graph()
             known = (heads >= 0).to(vector.dtype)[:, None]  # [B, 1]: new text has no state
@@ -289,12 +314,32 @@ class TextKGCModel(nn.Module):
             vector = vector + self.graph.key_term(states[entities.to(states.device)])
         return F.normalize(vector, dim=-1)
 
+    @torch.no_grad()
+    def encode_frozen(self, texts: list[str]) -> Tensor:
+        """``[B, H]`` the pretrained LM's encodings of new texts, computed as the rows of the frozen
+        entity table are (mean pooling, ``table_max_length`` tokens, eval mode; with a query adapter
+        the query LM is that LM, never trained)."""
+        if self.query_adapter is None:
+            raise ValueError("only a model with a query adapter keeps the table's LM unchanged")
+        was_training = self.query_lm.training
+        self.query_lm.eval()
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.table_max_length,
+            return_tensors="pt",
+        ).to(self._device())  # fmt: skip
+        hidden = self.query_lm(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+        self.query_lm.train(was_training)
+        return pool(hidden, enc["attention_mask"], "mean").float()  # [B, H]
+
     def key_vectors_of_texts(self, texts: list[str]) -> Tensor:
-        """``[B, H]`` normalised keys of new entity texts (no graph state; not for ``frozen``)."""
+        """``[B, H]`` normalised keys of new entity texts (no graph state; frozen keys need the
+        query adapter, whose LM is the table's)."""
         if self.key_table is not None:
-            raise ValueError(
-                "frozen keys are a fixed table: encode new texts with the pretrained LM"
-            )
+            if self.query_adapter is None:
+                raise ValueError(
+                    "frozen keys are a fixed table: encode new texts with the pretrained LM"
+                )
+            return F.normalize(self.key_map(self.encode_frozen(list(texts))), dim=-1)
         lm = self.key_lm if self.key_lm is not None else self.query_lm
         return F.normalize(self.encode(lm, list(texts)), dim=-1)
 
@@ -370,5 +415,7 @@ class TextKGCModel(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"num_entities={self.num_entities}, num_relations={self.num_relations}, "
-            f"key_encoder={self.key_encoder}, max_length={self.max_length}"
+            f"key_encoder={self.key_encoder}, "
+            f"query_encoder={'frozen' if self.query_adapter is not None else 'lm'}, "
+            f"max_length={self.max_length}"
         )

@@ -191,6 +191,15 @@ class TextLinkPredictionTask(Task):
         c, m, kg = self.config, self.config.model, self.kg
         query_lm = load_lm(m.lm, seed=c.seed)
         key_lm = load_lm(m.lm, seed=c.seed) if m.key_encoder == "separate" else None
+        if m.query_encoder == "frozen" and self._table is None:
+            from gnnlm.fusion.node_features import text_node_features
+
+            # the table from this very LM, so a new text's encoding (encode_frozen) matches its rows
+            # (a tiny random LM's weights depend on the run's seed)
+            self._table = text_node_features(
+                query_lm, self.entity_texts(), quiet=True, tokenizer=self.tokenizer,
+                max_length=TABLE_MAX_LENGTH,
+            )  # fmt: skip
         graph = None
         if m.graph:
             data = kg.homogeneous("train", add_inverse=True)
@@ -200,6 +209,17 @@ class TextLinkPredictionTask(Task):
                 out_channels=query_lm.hidden_size, num_layers=m.graph_layers,
                 dropout=m.graph_dropout, composition=m.composition,
             )  # fmt: skip
+        adapter = None
+        names = relation_texts(kg.relations.names, kg.relation_text)
+        if m.query_encoder == "frozen":
+            from gnnlm.fusion.node_features import text_node_features
+            from gnnlm.tasks.text_link_prediction.adapter import QueryAdapter
+
+            rel_table = text_node_features(
+                query_lm, names, quiet=True, tokenizer=self.tokenizer, max_length=TABLE_MAX_LENGTH
+            )  # [2R, H], cached like the entity table
+            torch.manual_seed(c.seed)  # the adapter's init: the run's seed, not the LM loads'
+            adapter = QueryAdapter(rel_table, width=m.adapter_width, dropout=m.adapter_dropout)
         cross = None
         if c.hybrid.rerank_k:
             from gnnlm.tasks.text_link_prediction.rerank import CrossEncoderHead
@@ -207,9 +227,10 @@ class TextLinkPredictionTask(Task):
             cross = CrossEncoderHead(query_lm.hidden_size)
         return TextKGCModel(
             query_lm, self.tokenizer, self.entity_texts(),
-            relation_texts(kg.relations.names, kg.relation_text),
-            key_lm=key_lm, key_table=self.table() if m.key_encoder == "frozen" else None,
-            graph=graph, cross=cross, max_length=m.max_length, temperature=m.temperature,
+            names, key_lm=key_lm,
+            key_table=self.table() if m.key_encoder == "frozen" else None, graph=graph,
+            cross=cross, query_adapter=adapter, table_max_length=TABLE_MAX_LENGTH,
+            max_length=m.max_length, temperature=m.temperature,
             learn_temperature=m.learn_temperature,
             max_inverse_temperature=m.max_inverse_temperature,
             encode_batch_size=c.evaluation.batch_size,
@@ -219,12 +240,15 @@ class TextLinkPredictionTask(Task):
         """``lm`` (the LMs), ``gates`` (the graph tower's two gates), ``graph`` (the rest of the
         tower) and ``head`` (the temperature, the frozen keys' linear map and the cross-encoder's
         classifier)."""
-        lm = list(model.query_lm.parameters())
+        # a frozen query LM (the adapter's) is in no group: the optimizer never sees it
+        lm = list(model.query_lm.parameters()) if model.query_adapter is None else []
         if model.key_lm is not None:
             lm += list(model.key_lm.parameters())
         head = [model.log_inverse_temperature]
         if model.key_map is not None:
             head += list(model.key_map.parameters())
+        if model.query_adapter is not None:
+            head += list(model.query_adapter.parameters())
         if model.cross is not None:
             head += list(model.cross.parameters())
         gates: list[nn.Parameter] = []
@@ -328,6 +352,7 @@ class TextLinkPredictionTask(Task):
         result = self.evaluator.evaluate(text, triples)
         metrics = result.to_dict()
         metrics["num_triples"] = len(triples)
+        metrics["per_triple_rr"] = per_triple_rr(result)
         metrics.update(self.breakdown(result, triples))
         if self.kge is not None:
             from gnnlm.tasks.text_link_prediction.hybrid import EnsembleRanker, choose_weight
@@ -344,13 +369,18 @@ class TextLinkPredictionTask(Task):
                 )
                 metrics["hybrid_curve"] = curve
             kge = self.evaluator.evaluate(self.kge, triples)
-            metrics["kge"] = {**_flat(kge), **self.breakdown(kge, triples)}
+            metrics["kge"] = {
+                **_flat(kge),
+                "per_triple_rr": per_triple_rr(kge),
+                **self.breakdown(kge, triples),
+            }
             hybrid = self.evaluator.evaluate(
                 EnsembleRanker(text, self.kge, self.hybrid_weight), triples
             )
             metrics["hybrid"] = {
                 **_flat(hybrid),
                 "weight": self.hybrid_weight,
+                "per_triple_rr": per_triple_rr(hybrid),
                 **self.breakdown(hybrid, triples),
             }
             if model.cross is not None:
@@ -407,6 +437,14 @@ class TextLinkPredictionTask(Task):
                 p = predict_heads_text(model, self.kg, record["relation"], record["tail"], top_k)
             out.append(p.to_dict())
         return out
+
+
+def per_triple_rr(result: RankBasedMetrics) -> list[float]:
+    """``[n]`` each evaluated triple's reciprocal rank averaged over its sides (head and tail
+    prediction), aligned with the triples: the outcomes a paired bootstrap of two models' MRR
+    resamples (their mean is the MRR)."""
+    sides = torch.stack([r.double().reciprocal() for r in result.ranks.values()])  # [sides, n]
+    return [round(float(v), 6) for v in sides.mean(0)]
 
 
 def _flat(result: RankBasedMetrics) -> dict[str, Any]:
