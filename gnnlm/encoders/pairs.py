@@ -445,6 +445,8 @@ class RelationalPairs:
         edge_weight: Tensor | None = None,
         index: Tensor | None = None,
         size: int | None = None,
+        *,
+        block_order: bool = False,
     ) -> Tensor:
         """``scatter(op(aggregate(x, edge_weight), weight[pair_type]))`` without ``[S, d]`` temporaries.
 
@@ -456,13 +458,20 @@ class RelationalPairs:
             edge_weight: ``[E]`` weight per edge (input edge order); ``None`` = 1. Not differentiated.
             index: ``[S]`` output row of each slot (default ``pair_dst``); ``size``: output rows
                 (default ``num_nodes``), as in :meth:`scatter`.
+            block_order: ``weight`` is already ``weight[bucket_rel]`` (``[sum_k R_k, ...]``, one row
+                per block row in slot order), e.g. built for those relations only.
 
         Returns:
             ``[size, d_out]``; differentiable w.r.t. ``x`` and ``weight`` (once).
         """
         index = self.pair_dst if index is None else index  # [S]
         size = size or self.num_nodes
-        block_weight = weight[self.bucket_rel]  # [sum_k R_k, ...] in slot order
+        block_weight = weight if block_order else weight[self.bucket_rel]  # [sum_k R_k, ...]
+        if block_order and len(block_weight) != len(self.bucket_rel):
+            raise ValueError(
+                f"block_order=True expects one weight row per block row ({len(self.bucket_rel)}), "
+                f"got {len(block_weight)}"
+            )
         if self.num_pairs == 0:
             return x.new_zeros(size, op.out_width(x.size(1), block_weight))
         a, a_t = self.operators(x, edge_weight)

@@ -112,19 +112,27 @@ class RGCNConv(MessagePassing):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
-    def relation_weight(self) -> Tensor:
-        """``[R, d_in, d_out]``: the dense matrix of every relation (small: R x d_in x d_out)."""
+    def relation_weight(self, rows: Tensor | None = None) -> Tensor:
+        """``[R, d_in, d_out]``: the dense matrix of every relation (small: R x d_in x d_out).
+
+        ``rows``: ``[R']`` relation ids; returns ``[R', d_in, d_out]``, the matrices of those relations
+        (``relation_weight()[rows]``), built from their own coefficients or blocks only (no full
+        ``[R, d_in, d_out]`` tensor and no gather of it, forward or backward).
+        """
+        num = self.num_relations if rows is None else len(rows)
         if self.num_bases is not None:
-            # [R, B] x [B, d_in * d_out] -> [R, d_in, d_out]
-            w = self.comp @ self.weight.view(self.num_bases, -1)
-            return w.view(self.num_relations, self.in_channels, self.out_channels)
+            comp = self.comp if rows is None else self.comp[rows]  # [R', B]
+            # [R', B] x [B, d_in * d_out] -> [R', d_in, d_out]
+            w = comp @ self.weight.view(self.num_bases, -1)
+            return w.view(num, self.in_channels, self.out_channels)
+        weight = self.weight if rows is None else self.weight[rows]
         if self.num_blocks is not None:
             k = self.num_blocks
-            eye = torch.eye(k, dtype=self.weight.dtype, device=self.weight.device)  # [k, k]
-            # [R, k, bi, bo] x [k, l] -> [R, k, bi, l, bo] (block k on the diagonal l = k)
-            w = torch.einsum("rkio,kl->rkilo", self.weight, eye)
-            return w.reshape(self.num_relations, self.in_channels, self.out_channels)
-        return self.weight
+            eye = torch.eye(k, dtype=weight.dtype, device=weight.device)  # [k, k]
+            # [R', k, bi, bo] x [k, l] -> [R', k, bi, l, bo] (block k on the diagonal l = k)
+            w = torch.einsum("rkio,kl->rkilo", weight, eye)
+            return w.reshape(num, self.in_channels, self.out_channels)
+        return weight
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_type: Tensor) -> Tensor:
         """Apply the layer.
@@ -144,7 +152,11 @@ class RGCNConv(MessagePassing):
             base = edge_weight if edge_weight is not None else torch.ones_like(keep, dtype=x.dtype)
             edge_weight = base * keep / (1.0 - self.edge_dropout)
         if self.fused:  # aggregate, transform and scatter in one pass, no [S, d] temporaries
-            out = pairs.propagate(x, self.relation_weight(), MatmulOp(), edge_weight)  # [N, d_out]
+            # the matrices of the relations in slot order, built per relation (no [R, ...] gather)
+            weight = self.relation_weight(pairs.bucket_rel)  # [sum_k R_k, d_in, d_out]
+            out = pairs.propagate(
+                x, weight, MatmulOp(), edge_weight, block_order=True
+            )  # [N, d_out]
         else:
             if edge_weight is None:
                 edge_weight = x.new_ones(pairs.num_edges)

@@ -161,3 +161,20 @@ def test_sparse_mm_difference_value_and_gradients():
     for u, v in zip(got, want):
         torch.testing.assert_close(u, v)
     torch.testing.assert_close(got[1], -(b.to_dense().t() @ g))
+
+
+def test_propagate_block_order_weight_equals_gathered_weight():
+    """``block_order=True`` takes ``weight[bucket_rel]`` as given; a wrong row count is refused."""
+    edge_index, edge_type, gen = skewed_graph(seed=4)
+    pairs = RelationalPairs.build(edge_index, edge_type, 60, 12)
+    x = torch.randn(60, 3, dtype=torch.float64, generator=gen)
+    weight = torch.randn(12, 3, 2, dtype=torch.float64, generator=gen, requires_grad=True)
+    g = torch.randn(60, 2, dtype=torch.float64, generator=gen)
+    plain = pairs.propagate(x, weight, MatmulOp())
+    (grad_plain,) = torch.autograd.grad((plain * g).sum(), weight)
+    ordered = pairs.propagate(x, weight[pairs.bucket_rel], MatmulOp(), block_order=True)
+    (grad_ordered,) = torch.autograd.grad((ordered * g).sum(), weight)
+    torch.testing.assert_close(ordered, plain)
+    torch.testing.assert_close(grad_ordered, grad_plain)
+    with pytest.raises(ValueError, match="one weight row per block row"):
+        pairs.propagate(x, weight[pairs.bucket_rel][1:], MatmulOp(), block_order=True)

@@ -169,3 +169,20 @@ def test_many_relations_and_buckets_match_stock_pyg():
     (g_ours,) = torch.autograd.grad(out.square().sum(), x)
     (g_theirs,) = torch.autograd.grad(theirs(x, edge_index, edge_type).square().sum(), x)
     torch.testing.assert_close(g_ours, g_theirs)
+
+
+@pytest.mark.parametrize(
+    "decomp", [{}, {"num_bases": 2}, {"num_blocks": 2}], ids=["full", "basis", "block"]
+)
+def test_relation_weight_of_some_rows_equals_rows_of_all(decomp):
+    """``relation_weight(rows)`` (built per relation, the fused layer's input) = ``[rows]`` of all."""
+    conv = RGCNConv(4, 6, 5, **decomp)
+    rows = torch.tensor([3, 0, 4])
+    torch.testing.assert_close(conv.relation_weight(rows), conv.relation_weight()[rows])
+    grads = []
+    for w in (conv.relation_weight(rows), conv.relation_weight()[rows]):
+        conv.zero_grad(set_to_none=True)
+        (w * torch.arange(w.numel()).view_as(w)).sum().backward()
+        grads.append([p.grad.clone() for p in conv.parameters() if p.grad is not None])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
