@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -142,6 +143,8 @@ def train_config(
             file=sys.stderr,
         )
         return 130
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports the run
+        return 0
     if config.is_comparison:
         print(json.dumps({"run_dir": str(out), "comparison": str(out / "comparison.md")}))
         return 0

@@ -897,6 +897,12 @@ def train(
     if isinstance(config, RunConfig) and config.is_comparison:
         from gnnlm.train.variants import run_variants
 
+        if world_from_env().distributed:
+            raise ConfigError(
+                "a config with variants: or seeds: runs its arms one after another on one process; "
+                "under torchrun train one arm at a time (--set 'variants={}' --set 'seeds=[]' and "
+                "that arm's overrides)"
+            )
         return run_variants(
             config, run_dir, data=data if data is not None else kg, quiet=quiet, resume=resume,
             overwrite=overwrite,
