@@ -80,6 +80,18 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     out = args.out or run_dir / "curves.png"
-    plot_runs(runs, out, ranks=ranks, title=str(run_dir))
+    plot_runs(runs, out, ranks=ranks, title=str(run_dir), metric=_selection_metric(members))
     print(out)
     return 0
+
+
+def _selection_metric(members: dict[str, Path]) -> str | None:
+    """The selection metric a comparison's runs recorded in ``metrics.json`` (``None``: unknown)."""
+    import json
+
+    for path in members.values():
+        try:
+            return json.loads((path / "metrics.json").read_text()).get("selection_metric")
+        except (OSError, ValueError):
+            continue
+    return None

@@ -137,6 +137,7 @@ def plot_runs(
     *,
     ranks: Mapping[str, np.ndarray] | None = None,
     title: str | None = None,
+    metric: str | None = None,
 ) -> Figure:
     """Training curves of one or several runs, and a rank histogram when ``ranks`` are given.
 
@@ -145,12 +146,20 @@ def plot_runs(
         path: where to save (PNG by its suffix), or ``None``.
         ranks: ``{side: [n] ranks}`` of link prediction (``head``, ``tail``), drawn stacked.
         title: the figure's title.
+        metric: with several runs, the validation metric drawn (the selection metric; default: the
+            first logged), so that the arms stay readable; one run draws every metric.
     """
     names: dict[str, list[str]] = {}
     for rows in runs.values():
         for name, keys in panels(rows).items():
             names.setdefault(name, [])
             names[name] += [k for k in keys if k not in names[name]]
+    if len(runs) > 1:
+        valid = names.pop("valid", []) + names.pop("valid (other)", [])
+        chosen = f"valid_{metric}" if metric is not None else (valid[0] if valid else None)
+        if chosen in valid:
+            names = {"loss": names.pop("loss", []), f"valid {chosen[6:]}": [chosen], **names}
+            names = {k: v for k, v in names.items() if v}
     gates = {label: gate_series(list(rows)) for label, rows in runs.items()}
     if any(gates.values()):
         names["gates"] = []
@@ -178,7 +187,7 @@ def plot_runs(
                 line = "-" if not several else ["-", "--", ":", "-."][i % 4]
                 ax.plot(
                     steps, values, line, color=colour, marker="." if len(points) < 30 else None,
-                    label=f"{label} {shown}" if several else shown,
+                    label=(f"{label} {shown}" if len(drawn) > 1 else label) if several else shown,
                 )  # fmt: skip
         ax.set_title(name)
         ax.set_xlabel("optimizer step")

@@ -86,10 +86,15 @@ def test_several_runs_share_the_panels_one_colour_per_arm(tmp_path):
     other = [dict(r, **{"valid_mrr": r["valid_mrr"] / 2}) if "valid_mrr" in r else r for r in ROWS]
     runs = {"lm/seed-0": ROWS, "lm/seed-1": ROWS, "kg/seed-0": other}
     fig = plot_runs(runs, tmp_path / "arms.png")
-    valid = [ln for ln in fig.axes[1].get_lines()]
-    assert [ln.get_label() for ln in valid] == ["lm/seed-0 mrr", "lm/seed-1 mrr", "kg/seed-0 mrr"]
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["loss", "valid mrr", "learning rate", "gates"]  # one metric: readable arms
+    valid = list(fig.axes[1].get_lines())
+    assert [ln.get_label() for ln in valid] == ["lm/seed-0", "lm/seed-1", "kg/seed-0"]
     assert valid[0].get_color() == valid[1].get_color() != valid[2].get_color()
     assert valid[2].get_ydata().tolist() == [0.1, 0.3]
+    fig = plot_runs(runs, metric="mr")
+    assert fig.axes[1].get_title() == "valid mr"
+    assert fig.axes[1].get_lines()[0].get_ydata().tolist() == [40.0, 9.5]
 
 
 def test_history_from_log_or_csv_and_clear_errors(tmp_path):
