@@ -174,3 +174,18 @@ def test_comparison_config_and_bad_trials(setup, tmp_path):
     assert [row["state"] for row in result.rows] == ["fail", "complete"]
     assert "does not support the kvsall loop" in result.rows[0]["reason"]
     assert result.best_trial == 1
+
+
+def test_loaded_data_is_shared_by_the_trials(setup, tmp_path):
+    from gnnlm.data import load_dataset
+
+    config_path, space = setup
+    config = load_config(config_path)
+    kg = load_dataset(config.dataset, **config.dataset_kwargs)
+    shared = tune(config, space, tmp_path / "shared", trials=2, quiet=True, data=kg)
+    loaded = tune(config, space, tmp_path / "loaded", trials=2, quiet=True)
+    assert [t.value for t in shared.study.trials] == [t.value for t in loaded.study.trials]
+    searches_data = tmp_path / "data.yaml"
+    searches_data.write_text("dataset_kwargs.cache: {type: categorical, choices: [false]}\n")
+    with pytest.raises(ConfigError, match="searches the dataset, so data cannot be shared"):
+        tune(config, searches_data, tmp_path / "x", trials=1, data=kg)
