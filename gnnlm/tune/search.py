@@ -122,9 +122,15 @@ def tune(
             search ``dataset`` or ``dataset_kwargs``).
         on_trial: called with each trial's row when it finishes (progress lines).
 
+    A trial whose values the task refuses (a :class:`ConfigError` when it starts, e.g. a loss the
+    loop does not support) or whose loss diverges before any evaluation is recorded as failed, with
+    the reason in ``trials.csv``, and the search goes on; a trial that diverges later keeps the
+    value of its best weights.
+
     Raises:
-        ConfigError: a comparison config, a malformed space, a study in ``out`` made with another
-            config or space, or a task without a validation split.
+        ConfigError: ``trials < 1``, a comparison config, a malformed space, or a study in ``out``
+            made with another config or space.
+        RunDirError: another process is running a search in ``out``.
     """
     optuna = _optuna()
     from gnnlm.tasks import load_config
