@@ -231,6 +231,50 @@ def _watched_single_run(_: int, folder: str, data: str) -> None:
     torch.save(list(writes), Path(folder) / "watched.pt")
 
 
+# -- options under DDP: torch.compile, bf16 autocast -----------------------------------------------------------
+OPTIONS = {
+    "compiled": ("training.compile=true", "training.compile_kwargs={backend: aot_eager}"),
+    "bf16": ("training.autocast=bf16",),
+}
+
+
+def _options_job(folder: Path, data: str) -> dict[str, Any]:
+    out = {}
+    for name, overrides in OPTIONS.items():
+        torch._dynamo.reset()
+        config = tiny_config(Path(data), *KGE, "training.epochs=2", *overrides)
+        # the fused KvsAll loss hands Python floats on, which dynamo specialises on and recompiles
+        # for: one compilation per frame (then eager) keeps this test short
+        with torch._dynamo.config.patch(recompile_limit=1):
+            result = Trainer(config, quiet=True).fit()
+        out[name] = {"metrics": result.metrics, "state": _state(result), "history": result.history}
+    return out
+
+
+def test_compiled_steps_and_bf16_autocast_run_under_ddp(tmp_path, monkeypatch):
+    """DDP around a step compiled by dynamo (``aot_eager``: no C compiler) trains as one eager
+    process; bf16 autocast under DDP trains, both ranks agree, and its losses stay within bf16's
+    precision of one bf16 process (the shards' matrix products round differently)."""
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    data = write_tiny_kg(tmp_path / "kg")
+    torch.set_num_threads(1)
+    eager = Trainer(tiny_config(data, *KGE, "training.epochs=2"), quiet=True).fit()
+    bf16 = Trainer(tiny_config(data, *KGE, "training.epochs=2", *OPTIONS["bf16"]), quiet=True).fit()
+    ranks = _spawn("options", tmp_path, data=str(data))
+
+    compiled = ranks[0]["compiled"]
+    _assert_close_weights(compiled["state"], _state(eager))
+    _assert_close_metrics(compiled["metrics"], eager.metrics, ["mrr", "mr", "hits@10"])
+
+    run = ranks[0]["bf16"]
+    assert all(torch.equal(ranks[1]["bf16"]["state"][k], v) for k, v in run["state"].items())
+    losses = [[row["loss"] for row in r] for r in (run["history"], bf16.history)]
+    assert losses[0] == pytest.approx(losses[1], rel=2e-2)
+    assert losses[0][1] < losses[0][0]
+    assert run["metrics"]["test"]["mrr"] == pytest.approx(bf16.metrics["test"]["mrr"], abs=0.05)
+
+
 # -- a fusion task: triple classification with a tiny LM ------------------------------------------------------
 @pytest.fixture(scope="module")
 def named_kg(tmp_path_factory) -> Path:
@@ -341,4 +385,4 @@ def _initial(config) -> dict[str, torch.Tensor]:
     return task.build_model().state_dict()
 
 
-JOBS = {"kge": _kge_job, "fused": _fused_job}
+JOBS = {"kge": _kge_job, "options": _options_job, "fused": _fused_job}
