@@ -98,7 +98,11 @@ def main(argv: list[str] | None = None) -> None:
     record = {
         **header(argv, args.threads),
         "config": str(CONFIG.relative_to(ROOT)),
-        "space": str(args.space),
+        "space": str(
+            args.space.resolve().relative_to(ROOT)
+            if args.space.resolve().is_relative_to(ROOT)
+            else args.space
+        ),
         "epochs_per_trial": config.training.epochs,
         "trials": args.trials,
         "baseline_first": args.baseline,
