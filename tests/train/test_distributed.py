@@ -308,7 +308,7 @@ def _fused_config(graph_dir: Path, *overrides: str):
         graph_dir,
         **{"training.batch_size": 7, "training.epochs": 2, "evaluation.frequency": 1,
            "data.num_train": 8, "training.optimizer": "sgd", "training.lr": 0.1,
-           "training.optimizer_kwargs": {}},
+           "training.optimizer_kwargs": {"momentum": 0.9}},
     )  # fmt: skip
     from gnnlm.config import apply_overrides
 
@@ -341,6 +341,17 @@ def _fused_job(folder: Path, graph_dir: str) -> dict[str, Any]:
         ).fit()
         out[strategy] = {"metrics": result.metrics, "state": _state(result),
                          "history": result.history}  # fmt: skip
+    # FSDP killed mid-epoch 2 and resumed: each rank's optimizer shard comes back from the checkpoint
+    config = _fused_config(
+        Path(graph_dir), "training.distributed.strategy=fsdp", "training.checkpoint_steps=1"
+    )
+    run_dir = folder / "runs" / "fsdp-killed"
+    with pytest.raises(Killed):
+        Trainer(
+            _no_dropout_task(config), run_dir=run_dir, quiet=True, step_callbacks=[_kill_after(4)]
+        ).fit()
+    resumed = Trainer(_no_dropout_task(config), run_dir=run_dir, quiet=True).fit(resume=True)
+    out["fsdp_resumed"] = {"metrics": resumed.metrics, "state": _state(resumed)}
     return out
 
 
@@ -350,7 +361,7 @@ def test_two_processes_fine_tune_a_fused_lm_as_one_with_ddp_and_fsdp(
     """A tiny-bert triple classifier (graph + entity injection, dropout off), 2 epochs of batches of
     7 over 2 ranks (4 + 3 examples): DDP and FSDP give the weights, losses and metrics of one process.
 
-    Plain SGD without weight decay: Adam turns the float noise of gradients that are 0 in exact
+    SGD with momentum (an optimizer state to shard and checkpoint), without weight decay: Adam turns the float noise of gradients that are 0 in exact
     arithmetic (attention key biases) into whole steps; and FSDP's flat parameters give a parameter
     that no loss reaches a zero gradient (not ``None``), which weight decay then shrinks."""
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
@@ -373,6 +384,9 @@ def test_two_processes_fine_tune_a_fused_lm_as_one_with_ddp_and_fsdp(
         single.history[0]["train_accuracy"]
     )
     assert not torch.equal(ranks[0]["ddp"]["state"]["head.weight"], _initial(config)["head.weight"])
+    fsdp, resumed = ranks[0]["fsdp"], ranks[0]["fsdp_resumed"]
+    assert all(torch.equal(resumed["state"][k], v) for k, v in fsdp["state"].items())
+    assert _without_timing(resumed["metrics"]) == _without_timing(fsdp["metrics"])
 
 
 def _initial(config) -> dict[str, torch.Tensor]:
