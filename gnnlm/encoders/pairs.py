@@ -9,8 +9,9 @@ over relations as in stock PyG ``RGCNConv``), we
    row per unique ``(relation, dst)`` pair: one sparse-dense product ``A @ x`` with
    ``A: [num_slots, num_nodes]`` (:meth:`RelationalPairs.aggregate`);
 2. apply the relation's matrix once per pair: relations are bucketed by their number of pairs (powers
-   of ``2^(1/4)``) and each bucket is one ``torch.bmm`` over a ``[relations, pairs, d]`` block
-   (:meth:`RelationalPairs.relation_matmul`), about ``4 log2(max pairs)`` kernel calls in all;
+   of ``2^(1/4)`` on large graphs, ``sqrt(2)`` on small ones) and each bucket is one ``torch.bmm``
+   over a ``[relations, pairs, d]`` block (:meth:`RelationalPairs.relation_matmul`), a few times
+   ``log2(max pairs)`` kernel calls in all;
 3. add the pair results into their destination nodes (:meth:`RelationalPairs.scatter`).
 
 The rows of every pair tensor are *slots* laid out exactly as those padded blocks (a relation's pairs,
@@ -46,6 +47,9 @@ from torch.autograd.function import once_differentiable
 #: elements per chunk of slots in :meth:`RelationalPairs.propagate` (2 MiB of float32: a chunk's
 #: temporaries stay in cache, and the Python loop stays at a few hundred iterations on FB15k-237).
 CHUNK_ELEMENTS = 1 << 19
+#: pairs from which relations are bucketed by width ratio ``2^(1/4)`` instead of ``sqrt(2)`` (see
+#: :func:`_layout`)
+FINE_BUCKET_PAIRS = 1 << 16
 #: reused ``[S, d]`` buffers kept per graph and width (one per layer of a stack that shares the graph)
 MAX_WORKSPACES = 8
 
@@ -569,8 +573,9 @@ class RelationalPairs:
         """``out[s] = pair_x[s] @ weight[pair_type[s]]``: one ``torch.bmm`` per bucket.
 
         Hundreds of tiny per-relation GEMMs are slow on a busy multi-threaded CPU (and each slice's
-        backward would allocate a full-size gradient); the buckets need about ``4 log2(max pairs)``
-        calls with at most ``2^(1/4)``-fold padding, written in place in both directions (:class:`_BucketMatmul`).
+        backward would allocate a full-size gradient); the buckets need a few times
+        ``log2(max pairs)`` calls with at most ``sqrt(2)``-fold padding (see :func:`_layout`),
+        written in place in both directions (:class:`_BucketMatmul`).
 
         Args:
             pair_x: ``[S, d_in]`` slot features.
@@ -637,19 +642,21 @@ class RelationalPairs:
 def _layout(counts: list[int]) -> tuple[list[tuple[int, int]], Tensor, Tensor, Tensor, int]:
     """Slots for relations with ``counts[r]`` pairs each (pairs sorted by relation).
 
-    Relations are bucketed by ``floor(4 log2(count))``; each gets ``n_k`` (its bucket's largest count)
-    consecutive slots.
+    Relations are bucketed by ``floor(f log2(count))``; each gets ``n_k`` (its bucket's largest count)
+    consecutive slots. ``f = 4`` (width ratio at most ``2^(1/4)``) from :data:`FINE_BUCKET_PAIRS` pairs
+    on, where padding is what costs (FB15k-237: 159k slots for 150k pairs instead of 173k with
+    ``f = 2``); ``f = 2`` (ratio at most ``sqrt(2)``) below, where each bucket's kernel calls cost more
+    than its padding (e.g. the small subgraph batches of a fused LM).
 
     Returns:
         ``buckets`` ``[(R_k, n_k)]``, ``bucket_rel`` ``[sum_k R_k]``, ``slot_of_unique`` ``[P]`` (slot of
         the ``p``-th pair in relation-sorted order), ``rel_of_slot`` ``[S]``, and ``S``.
     """
     groups: dict[int, list[int]] = {}
+    fine = 4 if sum(counts) >= FINE_BUCKET_PAIRS else 2
     for r, n in enumerate(counts):
         if n:
-            # width ratio <= 2^(1/4): 8% padding on FB15k-237 (15% with sqrt(2)); every slot costs
-            # a row of each pass, the extra kernel calls are few
-            groups.setdefault(int(4 * math.log2(n)), []).append(r)
+            groups.setdefault(int(fine * math.log2(n)), []).append(r)
     starts = [0]
     for n in counts:
         starts.append(starts[-1] + n)

@@ -50,8 +50,11 @@ OPS = {"matmul": MatmulOp(), "mul": MulOp(), "conj_mul": ConjMulOp()}
 @pytest.mark.parametrize(
     "chunk", [1 << 19, 8], ids=["one-chunk-per-bucket", "one-relation-per-chunk"]
 )
-def test_propagate_equals_stepwise_values_and_gradients(op_name, chunk, monkeypatch):
+@pytest.mark.parametrize("fine", [False, True], ids=["sqrt2-buckets", "fine-buckets"])
+def test_propagate_equals_stepwise_values_and_gradients(op_name, chunk, fine, monkeypatch):
     monkeypatch.setattr(pairs_module, "CHUNK_ELEMENTS", chunk)
+    if fine:  # the large-graph layout (width ratio 2^(1/4)) on this small graph
+        monkeypatch.setattr(pairs_module, "FINE_BUCKET_PAIRS", 1)
     edge_index, edge_type, gen = skewed_graph()
     num_nodes, num_relations, d = 60, 12, 6
     pairs = RelationalPairs.build(edge_index, edge_type, num_nodes, num_relations)
@@ -178,3 +181,20 @@ def test_propagate_block_order_weight_equals_gathered_weight():
     torch.testing.assert_close(grad_ordered, grad_plain)
     with pytest.raises(ValueError, match="one weight row per block row"):
         pairs.propagate(x, weight[pairs.bucket_rel][1:], MatmulOp(), block_order=True)
+
+
+@pytest.mark.parametrize("fine", [False, True])
+def test_bucket_width_ratio_follows_the_graph_size(fine, monkeypatch):
+    """Relations share a bucket only within a width ratio of sqrt(2) (small graphs) or 2^(1/4)."""
+    if fine:
+        monkeypatch.setattr(pairs_module, "FINE_BUCKET_PAIRS", 1)
+    counts = list(range(1, 300))
+    buckets, bucket_rel, _, _, num_slots = pairs_module._layout(counts)
+    bound = 2 ** (1 / 4) if fine else 2**0.5
+    rel = 0
+    for r, n in buckets:
+        members = [counts[int(i)] for i in bucket_rel[rel : rel + r]]
+        assert max(members) == n and n / min(members) < bound
+        rel += r
+    assert num_slots == sum(r * n for r, n in buckets) >= sum(counts)
+    assert len(buckets) == (28 if fine else 16)  # distinct floor(f log2 n), n = 1..299
