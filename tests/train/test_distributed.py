@@ -400,3 +400,34 @@ def _initial(config) -> dict[str, torch.Tensor]:
 
 
 JOBS = {"kge": _kge_job, "options": _options_job, "fused": _fused_job}
+
+
+# -- the command line -------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_torchrun_gnnlm_train_matches_one_process(tmp_path, monkeypatch, capsys):
+    """``torchrun --standalone --nproc-per-node 2 -m gnnlm train CONFIG --out RUN`` (fresh processes:
+    slow to start) writes one run, reports it once, and ends with the metrics of ``gnnlm train``."""
+    import json
+    import subprocess
+
+    from gnnlm.cli import main
+    from tests.train.tiny_kg import write_tiny_config
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    data = write_tiny_kg(tmp_path / "kg")
+    config = write_tiny_config(tmp_path / "tiny.yaml", data, *KGE)
+    assert main(["train", str(config), "--out", str(tmp_path / "one"), "--quiet"]) == 0
+    capsys.readouterr()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "gnnlm", "train", str(config), "--out", str(tmp_path / "two"), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count('"run_dir"') == 1  # rank 0 reports
+    one, two = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("one", "two"))
+    _assert_close_metrics(two, one, ["mrr", "mr", "hits@1", "hits@10"])
+    saved = [load_file(tmp_path / r / "model" / "model.safetensors") for r in ("one", "two")]
+    _assert_close_weights(saved[1], saved[0])
