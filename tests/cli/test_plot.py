@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -36,6 +37,10 @@ def test_plot_link_prediction_run_with_its_test_ranks(tmp_path, capsys):
     # the default output goes into the run directory
     assert main(["plot", str(run), "--no-ranks"]) == 0
     assert (run / "curves.png").stat().st_size > 10_000
+    # a run without a saved model (interrupted, or a pruned tuning trial): curves only
+    shutil.rmtree(run / "model")
+    assert recompute_test_ranks(run) is None
+    assert main(["plot", str(run), "--out", str(tmp_path / "no-model.png")]) == 0
 
 
 def test_plot_comparison_draws_every_arm(tmp_path, capsys):
