@@ -363,7 +363,7 @@ class Trainer:
     def _full_parameters(self, *, writeback: bool = False) -> Iterator[None]:
         """The whole parameters in the model for the block (FSDP gathers them on every rank; a no-op
         otherwise, and inside another such block)."""
-        if self._gathered or not is_fsdp(self._step):
+        if getattr(self, "_gathered", False) or not is_fsdp(getattr(self, "_step", None)):
             yield
             return
         self._gathered = True
