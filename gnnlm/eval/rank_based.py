@@ -23,9 +23,10 @@ The algorithm, per side:
 
 Peak extra memory is one ``[Q, N]`` block (``max_scores`` floats) plus one slice.
 
-**Millions of entities.** When fewer than :data:`MIN_QUERIES_PER_BLOCK` queries fit in ``max_scores``
-(``N`` above ~500k for the default budget; a single row may not even fit), a block of ``Q`` queries
-is scored against *slices of entities* instead, ``[Q, W]`` at a time with ``Q W <= max_scores``
+**Millions of entities.** When a single row of scores does not fit in ``max_scores``, or fewer than
+:data:`MIN_QUERIES_PER_BLOCK` do (``N`` above ~500k for the default budget) and 1-N scoring is a
+matrix product (``supports_gemm``), a block of ``Q`` queries is scored against *slices of entities*
+instead, ``[Q, W]`` at a time with ``Q W <= max_scores``
 (:meth:`RankBasedEvaluator._rank_side_sliced`): a first sweep reads the true scores from the slices
 that hold the targets, a second one filters each slice and adds up its better / unequal counts. The
 slices are scored by the same call with the same shapes in both sweeps, so the comparisons are
@@ -121,9 +122,10 @@ class RankBasedEvaluator:
         sides: which sides to rank, ``("head", "tail")`` by default.
         quiet: no progress bar.
         slice_entities: score slices of entities (see the module docstring) instead of whole rows:
-            ``None`` (auto) when fewer than :data:`MIN_QUERIES_PER_BLOCK` rows fit in
-            ``max_scores``; needs a :class:`~gnnlm.kge.LinkPredictionModel` (others are scored by
-            whole rows). The ranks do not depend on it.
+            ``None`` (auto) when one row does not fit in ``max_scores``, or fewer than
+            :data:`MIN_QUERIES_PER_BLOCK` rows do and the interaction ``supports_gemm``; needs a
+            :class:`~gnnlm.kge.LinkPredictionModel` (others are scored by whole rows). The ranks
+            do not depend on it.
         num_threads: intra-op CPU threads while evaluating (``torch.set_num_threads``; the caller's
             count is restored afterwards); ``None`` keeps the caller's. The default, 1, is measured
             (``benchmarks/evaluator.py``, FB15k-237 test, ComplEx d=200, two cores): two threads gain
@@ -171,7 +173,13 @@ class RankBasedEvaluator:
             return False
         if self.slice_entities is not None:
             return self.slice_entities
-        return self.max_scores // max(1, num_entities) < MIN_QUERIES_PER_BLOCK
+        if num_entities > self.max_scores:  # not even one row fits the budget
+            return True
+        # Fewer than 16 rows per block: slices turn matrix-vector products into matrix-matrix ones
+        # (DistMult at 2.5M entities: 35 s against 52 s), but cost a second sweep, which loses
+        # where 1-N scoring is no product (TransE: 183 s against 104 s; benchmarks/scale.py).
+        few_rows = self.max_scores // max(1, num_entities) < MIN_QUERIES_PER_BLOCK
+        return few_rows and model.interaction.supports_gemm
 
     @torch.no_grad()
     def evaluate(self, model: RankableModel, triples: Tensor) -> RankBasedMetrics:

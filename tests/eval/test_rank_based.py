@@ -299,6 +299,11 @@ def test_slices_are_chosen_when_few_rows_fit_the_budget():
     assert RankBasedEvaluator(max_scores=15 * NUM_ENTITIES).sliced(model, NUM_ENTITIES)
     assert not RankBasedEvaluator(max_scores=16 * NUM_ENTITIES).sliced(model, NUM_ENTITIES)
     assert RankBasedEvaluator().sliced(model, 2_500_000)  # 3 rows of 2.5M entities in 2**23 floats
+    # Without a matrix product, slices only when a single row exceeds the budget.
+    transe = integer_model("transe")
+    assert not RankBasedEvaluator().sliced(transe, 2_500_000)
+    assert RankBasedEvaluator(max_scores=NUM_ENTITIES - 1).sliced(transe, NUM_ENTITIES)
+    assert not RankBasedEvaluator(max_scores=NUM_ENTITIES).sliced(transe, NUM_ENTITIES)
 
 
 def test_entity_slices_report_non_finite_true_scores():
