@@ -349,8 +349,9 @@ class Trainer:
             )
         if self.world.distributed and getattr(self.task, "sparse_updates", False):
             raise ConfigError(
-                f"{cfg.at('training.sparse_updates')}training.sparse_updates: row-sparse gradients "
-                "are not reduced across processes; set training.sparse_updates: false under torchrun"
+                f"{cfg.at('training.sparse_updates')}training.sparse_updates: the engine reduces "
+                "dense gradients across processes only (NCCL has no sparse all-reduce); set "
+                "training.sparse_updates: false under torchrun"
             )
         step = wrap_step(
             self.model, self.task, world=self.world, device=self.device,

@@ -56,6 +56,39 @@ def test_shards_cover_the_global_batch_and_their_weights_make_its_mean():
     assert shard(batch, World()) is batch
 
 
+def test_the_world_comes_from_torchruns_variables(monkeypatch):
+    from gnnlm.config import ConfigError
+    from gnnlm.train.distributed import world_from_env
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert world_from_env() == World() and not World().distributed
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    world = world_from_env()
+    assert world == World(rank=2, local_rank=0, size=4) and world.distributed and not world.is_main
+    monkeypatch.setenv("RANK", "4")
+    with pytest.raises(ConfigError, match="RANK=4 must lie in 0..WORLD_SIZE-1"):
+        world_from_env()
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ConfigError, match="WORLD_SIZE must be a whole number, got 'two'"):
+        world_from_env()
+
+
+def test_a_comparison_is_refused_under_torchrun(tmp_path, monkeypatch):
+    """Arms run one after another and their runner writes on every rank: one arm per launch."""
+    from gnnlm.config import ConfigError
+    from gnnlm.train import train
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    config = tiny_config(write_tiny_kg(tmp_path / "kg"), "seeds=[0, 1]")
+    with pytest.raises(ConfigError, match="under torchrun train one arm at a time"):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 # -- the processes ------------------------------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:
