@@ -180,14 +180,16 @@ def _read(path: Path, rows: int, hidden: int) -> Tensor | None:
 def _encode(
     lm, tokenizer, texts: list[str], batch_size: int, max_length: int, quiet: bool
 ) -> Tensor:
-    from tqdm.auto import tqdm
+    from gnnlm.utils.progress import progress
 
     device = next(lm.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths per batch
     out = torch.empty(len(texts), lm.hidden_size)
     starts = range(0, len(texts), batch_size)
     with eval_mode(lm):
-        for s in tqdm(starts, desc="node features", unit="batch", disable=quiet or len(starts) < 2):
+        for s in progress(
+            starts, desc="node features", unit="batch", disable=quiet or len(starts) < 2
+        ):
             index = order[s : s + batch_size]
             enc = tokenizer(
                 [texts[i] for i in index],

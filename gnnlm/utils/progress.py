@@ -31,6 +31,23 @@ def _in_notebook() -> bool:
     return ip is not None and "IPKernelApp" in getattr(ip, "config", {})
 
 
+def _tqdm_class() -> type:
+    """A widget bar in a notebook with ipywidgets, else a text bar (``tqdm.auto`` would warn in a notebook
+    without ipywidgets, and that warning would be saved in the notebook's outputs)."""
+    if _in_notebook():
+        try:
+            import ipywidgets  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            from tqdm.notebook import tqdm
+
+            return tqdm
+    from tqdm.std import tqdm
+
+    return tqdm
+
+
 def is_interactive(stream: IO[str]) -> bool:
     """Whether ``stream`` is a terminal (or a notebook's output), where a redrawn bar belongs."""
     try:
@@ -69,8 +86,7 @@ def progress(
     """
     stream = file if file is not None else sys.stderr
     if not disable and is_interactive(stream):
-        from tqdm.auto import tqdm
-
+        tqdm = _tqdm_class()
         tqdm_kwargs.setdefault("dynamic_ncols", True)
         return tqdm(
             iterable, total=total, desc=desc, leave=leave, unit=unit, file=stream, initial=initial,

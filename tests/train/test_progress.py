@@ -101,3 +101,26 @@ def test_training_outside_a_terminal_writes_a_line_per_epoch(tiny_kg, capsys):
         f"epochs: {k}/2 ({50 * k}%)" for k in range(1, 3)
     ]
     assert all("loss=" in line for line in lines)
+
+
+def test_a_notebook_without_ipywidgets_gets_a_text_bar_and_no_warning(monkeypatch):
+    """``tqdm.auto`` warns in a notebook without ipywidgets, and a saved notebook keeps that warning."""
+    import builtins
+    import warnings
+
+    from tqdm.std import tqdm as text_tqdm
+
+    monkeypatch.setattr(progress_module, "_in_notebook", lambda: True)
+    real_import = builtins.__import__
+
+    def no_widgets(name, *args, **kwargs):
+        if name == "ipywidgets":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_widgets)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bar = progress(range(3), file=io.StringIO())
+    assert type(bar) is text_tqdm
+    bar.close()
