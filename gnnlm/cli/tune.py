@@ -45,6 +45,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_false",
         help="do not make the config's own values the first trial of a new search",
     )
+    parser.add_argument(
+        "--prune-after-trials", type=int, default=5, metavar="N",
+        help="trials that finish before the median pruner prunes anything (default 5)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prune-warmup", type=int, default=0, metavar="N",
+        help="a trial's first N validations (epochs, or steps with evaluation.steps) are never "
+        "pruned (default 0: from its first validation)",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress lines or bars")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
@@ -83,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         result = tune(
             config, args.space, out, trials=args.trials, timeout=args.timeout, quiet=True,
             baseline=args.baseline, on_trial=None if args.quiet else progress,
+            pruner_startup_trials=args.prune_after_trials, pruner_warmup_steps=args.prune_warmup,
         )  # fmt: skip
     except KeyboardInterrupt:
         again = (

@@ -46,3 +46,32 @@ def test_tune_cli_bad_space_names_file_and_line(tmp_path, capsys):
     assert err.startswith(f"gnnlm tune: {space}:2: model.dim=8 does not fit the config: unknown "
                           "config key 'model.dim'")  # fmt: skip
     assert not (tmp_path / "s").exists()  # refused before anything was created
+
+
+def test_tune_cli_passes_the_pruner_settings(tmp_path, monkeypatch):
+    import gnnlm.tune
+
+    seen = {}
+
+    def fake_tune(config, space, out, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop here: the arguments are what this test is about
+
+    monkeypatch.setattr(gnnlm.tune, "tune", fake_tune)
+    config = write_tiny_config(tmp_path / "tiny.yaml", write_tiny_kg(tmp_path / "kg"))
+    space = tmp_path / "space.yaml"
+    space.write_text("training.lr: {type: float, low: 1e-3, high: 0.3}\n")
+    args = [
+        "tune",
+        str(config),
+        "--space",
+        str(space),
+        "--trials",
+        "4",
+        "--out",
+        str(tmp_path / "s"),
+    ]
+    assert main([*args, "--prune-after-trials", "3", "--prune-warmup", "2"]) == 130
+    assert seen["pruner_startup_trials"] == 3 and seen["pruner_warmup_steps"] == 2
+    assert main(args) == 130
+    assert seen["pruner_startup_trials"] == 5 and seen["pruner_warmup_steps"] == 0
