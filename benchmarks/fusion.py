@@ -19,7 +19,10 @@ inflates less than wall-clock time), its ratio to LM-only *of the same implement
 wall-clock step and the median of the per-round wall-clock ratios. Memory (this tree only): each variant
 runs one forward + backward in its own child process, which resets the kernel's peak-RSS mark after
 loading (``/proc/self/clear_refs``) and reports the step's peak resident memory and its growth over the
-loaded model and batch. ``--profile`` adds, per variant, the CPU time of the GNN layers and of each
+loaded model and batch. Each variant's floating-point work (one forward + backward, matrix products
+and attention, ``FLOP x LM``) is counted too: the ratio a mode would reach if its extra work ran at
+the LM's own FLOP rate, so a mode whose count exceeds an aim cannot meet it without less work.
+``--profile`` adds, per variant, the CPU time of the GNN layers and of each
 injection mode's blocks (forward, from ``torch.profiler`` record_function ranges) and the share of the
 step they take. Writes ``benchmarks/results/fusion.json``.
 """
@@ -294,6 +297,64 @@ def _block_times(models: dict, batch, repeats: int) -> dict:
     return out
 
 
+def count_flops(loss_fn, batch) -> float:
+    """Floating-point operations of one forward + backward of ``loss_fn(batch)`` (GFLOP).
+
+    ``torch.utils.flop_counter`` counts matrix products and attention; two corrections make it count
+    the work done here: a product with a *sparse* operand (the GNN's ``A @ x``) is ``2 nnz d``, not
+    the dense shape's count, and the CPU attention kernel (absent from its registry) is two products
+    forward (``Q K^T``, ``P V``) and twice that backward. The ratio of a mode's count to LM-only is
+    the time ratio it would reach if its extra work ran at the LM's FLOP rate: a floor for the aims
+    unless the work itself changes.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode, flop_registry
+
+    aten = torch.ops.aten
+
+    def raw(fn):
+        fn._get_raw = True  # FlopCounterMode passes the tensors themselves, not their shapes
+        return fn
+
+    def sparse_aware(packet, sparse_arg: int):
+        dense = flop_registry[packet]
+
+        @raw
+        def count(*args, out_val=None, **kwargs):
+            a, b = args[sparse_arg], args[sparse_arg + 1]
+            if a.layout != torch.strided:
+                return 2 * a._nnz() * b.shape[-1]
+            return dense(*args, out_val=out_val, **kwargs)
+
+        return count
+
+    def attention(q_shape, k_shape) -> int:
+        *batch, nq, d = q_shape
+        nk = k_shape[-2]
+        n = 1
+        for size in batch:
+            n *= size
+        return 4 * n * nq * nk * d  # Q K^T and P V, 2 flops per multiply-add
+
+    @raw
+    def attention_forward(query, key, *args, out_val=None, **kwargs):
+        return attention(query.shape, key.shape)
+
+    @raw
+    def attention_backward(grad_out, query, key, *args, out_val=None, **kwargs):
+        return 2 * attention(query.shape, key.shape)
+
+    mapping = {
+        aten.mm: sparse_aware(aten.mm, 0),
+        aten.addmm: sparse_aware(aten.addmm, 1),
+        aten._scaled_dot_product_flash_attention_for_cpu: attention_forward,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: attention_backward,
+    }
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        loss_fn(batch).backward()
+    return counter.get_total_flops() / 1e9
+
+
 def worker(args: argparse.Namespace) -> None:
     """Timing worker: builds every variant, then runs ``step <variant>`` commands from stdin."""
     import torch
@@ -327,6 +388,13 @@ def worker(args: argparse.Namespace) -> None:
             continue
         if command == "profile":
             print(json.dumps(_profile_shares(models, batch)), flush=True)
+            continue
+        if command == "flops":
+            flops = {}
+            for v, (model, loss_fn, _) in models.items():
+                flops[v] = round(count_flops(loss_fn, batch), 3)
+                model.zero_grad(set_to_none=True)
+            print(json.dumps(flops), flush=True)
             continue
         step = models[variant][2]
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -382,7 +450,9 @@ def _forward_args(args: argparse.Namespace) -> list[str]:
     return cmd
 
 
-def timing(args: argparse.Namespace, arms: dict[str, Path]) -> tuple[dict, dict, dict, dict, dict]:
+def timing(
+    args: argparse.Namespace, arms: dict[str, Path]
+) -> tuple[dict, dict, dict, dict, dict, dict]:
     """Interleaved steps of every (implementation, variant): wall and CPU seconds, batch info."""
     workers = {}
     try:
@@ -407,6 +477,7 @@ def timing(args: argparse.Namespace, arms: dict[str, Path]) -> tuple[dict, dict,
                 f"round {round_ + 1}/{args.warmup + args.rounds} done", file=sys.stderr, flush=True
             )
         profiles = {arm: w.ask("profile") for arm, w in workers.items()} if args.profile else {}
+        flops = workers["after"].ask("flops")
         blocks = {arm: {} for arm in arms}
         for _ in range(args.block_rounds):  # interleaved too; min over everything
             for arm, w in workers.items():
@@ -415,7 +486,7 @@ def timing(args: argparse.Namespace, arms: dict[str, Path]) -> tuple[dict, dict,
     finally:
         for w in workers.values():
             w.close()
-    return times, cpu_times, infos, profiles, blocks
+    return times, cpu_times, infos, profiles, blocks, flops
 
 
 #: the issue's aim (CPU ratio to LM-only of the same step).
@@ -485,7 +556,7 @@ def main() -> None:
     if args.base is not None:
         arms["before"] = args.base.resolve()
     load_before = os.getloadavg()
-    times, cpu_times, infos, profiles, blocks = timing(args, arms)
+    times, cpu_times, infos, profiles, blocks, flops = timing(args, arms)
     info = infos["after"]
     memory = {}
     for variant in [] if args.no_memory else args.variants:
@@ -514,6 +585,8 @@ def main() -> None:
             aim = AIM["three_modes"] if len(modes) >= 3 else AIM["single_mode"]
             record["aim_ratio"] = aim
             record["meets_aim"] = record["cpu_ratio_to_lm"] <= aim
+        record["gflop"] = flops[variant]
+        record["flop_ratio_to_lm"] = round(flops[variant] / flops["lm"], 3)
         record["parameters"] = info["parameters"][variant]
         record.update(memory.get(variant, {}))
         if profiles:
@@ -525,7 +598,8 @@ def main() -> None:
     before = "before" in arms
     head = f"{'variant':>22} | "
     head += f"{'before CPU ms':>13} | {'x LM':>5} | " if before else ""
-    head += f"{'CPU ms':>7} | {'x LM':>5} | {'min x LM':>8} | {'aim':>5} | {'wall x LM':>9} | "
+    head += f"{'CPU ms':>7} | {'x LM':>5} | {'min x LM':>8} | {'aim':>5} | {'FLOP x LM':>9} | "
+    head += f"{'wall x LM':>9} | "
     head += f"{'peak MB':>7} | {'step +MB':>8}"
     print("\n" + head)
     print("-" * len(head))
@@ -539,7 +613,7 @@ def main() -> None:
         line += (
             f"{r['cpu_ms']:7.0f} | {r['cpu_ratio_to_lm']:5.2f} | {r['cpu_ratio_to_lm_min']:8.2f} | "
         )
-        line += f"{aim} | {r['ratio_to_lm']:9.2f} | "
+        line += f"{aim} | {r['flop_ratio_to_lm']:9.3f} | {r['ratio_to_lm']:9.2f} | "
         print(line + f"{peak} | {grow}")
     print(
         f"\nstep = forward + backward + AdamW step; seq {info['seq_len']}, "
@@ -582,7 +656,11 @@ def main() -> None:
             "cpu_ratio_to_lm_min compares the fastest steps (other load only adds time); "
             "meets_aim uses the median CPU ratio; "
             "'before' is the --base checkout, timed interleaved with this tree in the same run; "
-            "memory (peak_rss_mb, step_rss_growth_mb) is one forward + backward of this tree"
+            "memory (peak_rss_mb, step_rss_growth_mb) is one forward + backward of this tree; "
+            "gflop: one forward + backward of this tree (matrix products with sparse operands "
+            "counted by their nonzeros, CPU attention as two products forward and four backward; "
+            "elementwise work and the optimizer not counted); flop_ratio_to_lm: the CPU ratio "
+            "a mode would reach if its extra work ran at the LM's FLOP rate"
         ),
         "records": records,
         "blocks_ms": blocks,
