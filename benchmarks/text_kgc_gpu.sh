@@ -8,9 +8,10 @@
 #   GNNLM_DATA_DIR=/path/to/datasets bash benchmarks/text_kgc_gpu.sh [--datasets wn18rr] [--resume]
 #
 # Writes runs/text_kgc_gpu/ and benchmarks/results/text_kgc_gpu.{json,md}. Extra arguments go to
-# benchmarks/text_kgc.py (e.g. --kge-epochs 50 to bound the KGE arm). Rough cost on one H200 (not yet
+# benchmarks/text_kgc.py (e.g. --kge-epochs 50 to bound the KGE arm, --seeds 0 for one seed
+# instead of the default three). Rough cost on one H200 (not yet
 # measured: no device was lent to the session that wrote it): per text arm a few minutes per epoch
-# (three MiniLM passes per example: query, key, self-negative key), so about 1 h for both datasets.
+# (three MiniLM passes per example: query, key, self-negative key), so about 1 h for both datasets per seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GNNLM_DATA_DIR="${GNNLM_DATA_DIR:-/work/shared/datasets}"
