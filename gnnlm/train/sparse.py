@@ -49,8 +49,8 @@ clearly cheaper than the dense one at FB15k-237 scale (d = 200, batch 1024, 1 ne
 14,541 entity rows per batch, 18%): the dense optimizer streams each tensor once, the row-wise one
 reads and writes the touched rows of three tensors at random places (gather, kernel, write-back);
 what the sparse path saves is the dense gradient (a zeroed full-size table per step) in the
-backward. Measured in CPU time per step (``benchmarks/throughput.py``'s arms, loaded machine):
-lazy Adam 10.2 / 9.6 / 19.6 / 19.9 ms against dense fused Adam 9.6 / 8.5 / 20.2 / 20.4 ms for
+backward. Measured in CPU time per step (``benchmarks/throughput.py --clock cpu``, one run):
+lazy Adam 8.9 / 8.0 / 16.5 / 17.0 ms against dense fused Adam 8.6 / 7.1 / 15.4 / 16.9 ms for
 TransE / DistMult / ComplEx / RotatE. Hence auto keeps Adam dense (exact, and as fast); the sparse
 path pays off where a batch touches a smaller share of a larger table.
 """

@@ -141,3 +141,31 @@ def test_embedding_representation_reset_parameters():
     assert rep.relation.weight.abs().sum() > 0
     torch.testing.assert_close(rep.entity.weight.norm(dim=1), torch.ones(5))  # constrained
     assert "entity_dim=6" in repr(rep)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_score_pairs_of_gathered_pairs_equals_score_hrt(name, sparse):
+    """The sLCWA scoring path (one [2B] gather, heads and tails as a [2, B, d] block, the
+    interaction's ``score_pairs`` where it has one) scores as ``score_hrt`` does, from the tables'
+    rows or from precomputed ``reps``; interactions without ``score_pairs`` (TuckER, ConvE) take
+    ``forward`` on the unbound block, bit for bit."""
+    torch.manual_seed(0)
+    model = build_kge_model(name, 11, 3, DIM.get(name, 8))
+    model.eval()  # ConvE's dropout
+    triples = torch.tensor([[0, 1, 5], [3, 0, 3], [10, 2, 7], [4, 1, 0]])
+    expected = model.score_hrt(triples)
+    reps = None if sparse else model.representations()
+    pairs, rel = model.gather_pairs(triples, reps, sparse=sparse)
+    assert pairs.shape == (2, 4, DIMS[name][0]) and rel.shape == (4, DIMS[name][1])
+    scores = model.score_pairs(pairs, rel)
+    if hasattr(model.interaction, "score_pairs"):
+        torch.testing.assert_close(scores, expected)
+    else:
+        assert torch.equal(scores, expected)
+    scores.sum().backward()  # gradients reach the tables (sparse: row-sparse)
+    grad = model.representation.entity.weight.grad
+    assert grad.is_sparse == sparse
+    touched = torch.zeros(11, dtype=torch.bool)
+    touched[triples[:, [0, 2]].flatten()] = True
+    assert (grad.to_dense()[~touched] == 0).all() and (grad.to_dense()[touched] != 0).any()
