@@ -1,5 +1,6 @@
-"""Text-aware KG completion (``task: text_link_prediction``): a SimKGC bi-encoder, the graph tower beside
-it, score ensembling with a KGE run, and unseen entities ranked from their text."""
+"""Text-aware KG completion (``task: text_link_prediction``): a SimKGC bi-encoder (or, at a CPU budget, a
+query adapter over a frozen LM), the graph tower beside it, score ensembling with a KGE run, and unseen
+entities ranked from their text."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 from gnnlm.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from gnnlm.tasks.text_link_prediction.adapter import QueryAdapter
     from gnnlm.tasks.text_link_prediction.config import (
         TextKGCDataConfig,
         TextKGCHybridConfig,
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GraphTower",
+    "QueryAdapter",
     "TextKGCDataConfig",
     "TextKGCHybridConfig",
     "TextKGCModel",
@@ -44,6 +47,7 @@ __getattr__, __dir__ = lazy_exports(
             "gnnlm.tasks.text_link_prediction.config",
         ),
         "GraphTower": "gnnlm.tasks.text_link_prediction.model",
+        "QueryAdapter": "gnnlm.tasks.text_link_prediction.adapter",
         "TextKGCModel": "gnnlm.tasks.text_link_prediction.model",
         "TextLinkPredictionTask": "gnnlm.tasks.text_link_prediction.task",
     },
