@@ -276,7 +276,12 @@ class _RowOptimizer(torch.optim.Optimizer):
         numel = math.prod(shape)
         key = (id(param), slot)
         buf = self._buffers.get(key)
-        if buf is None or buf.numel() < numel or buf.dtype != param.dtype:
+        if (
+            buf is None
+            or buf.numel() < numel
+            or buf.dtype != param.dtype
+            or buf.device != param.device
+        ):
             buf = self._buffers[key] = param.new_empty(numel)
         return buf[:numel].view(shape)
 
@@ -306,8 +311,8 @@ class _RowOptimizer(torch.optim.Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._buffers = {}
-        for group in self.param_groups:
-            group.setdefault("fused", False)
+        for group in self.param_groups:  # a checkpoint from before ``fused``: the default form
+            group.setdefault("fused", bool(self.kernel and _fused_kernel(self.kernel)))
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 - torch.optim's signature

@@ -361,3 +361,21 @@ def test_row_optimizers_coalesce_a_gradient_with_repeated_rows(fused):
         opt.step()
     torch.testing.assert_close(sparse, dense)
     assert torch.equal(sparse[[0, 2, 4]], dense[[0, 2, 4]])
+
+
+def test_row_optimizer_state_dict_round_trip_and_an_older_checkpoint_without_fused():
+    torch.manual_seed(0)
+    param = torch.nn.Parameter(torch.randn(6, 4))
+    opt = LazyAdam([param], lr=0.1)
+    (torch.nn.functional.embedding(torch.tensor([1, 4]), param, sparse=True) ** 2).sum().backward()
+    opt.step()
+    saved = opt.state_dict()
+    del saved["param_groups"][0]["fused"]  # as written before the fused form existed
+    other = LazyAdam([param], lr=0.1, fused=False)
+    other.load_state_dict(saved)
+    assert other.param_groups[0]["fused"] is True  # the default form where torch has the kernel
+    assert torch.equal(other.state[param]["exp_avg"], opt.state[param]["exp_avg"])
+    other.zero_grad()
+    (torch.nn.functional.embedding(torch.tensor([4]), param, sparse=True) ** 2).sum().backward()
+    other.step()  # scratch buffers are rebuilt after loading
+    assert other.state[param]["step"].item() == 2
