@@ -109,10 +109,19 @@ class LinkPredictionTrainingConfig(TrainingConfig):
 
 @dataclass
 class LinkPredictionEvaluationConfig(EvaluationConfig):
-    """Filtered rank-based validation (the engine's options; ``metric`` one of :data:`HEADLINE`)."""
+    """Filtered rank-based validation (the engine's options; ``metric`` one of :data:`HEADLINE`).
+
+    ``protocol``: ``full`` ranks against every entity (filtered); ``ogb`` against the negatives OGB
+    ships with each valid/test triple of ``ogbl-*`` datasets (:mod:`gnnlm.eval.ogb_run`).
+    """
 
     frequency: int = checked(5, AT_LEAST_0, "5, or 0 for only at the end")
     metric: str | None = "mrr"
+    protocol: str = "full"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("full", "ogb"):
+            raise ValueError(f"evaluation.protocol must be 'full' or 'ogb', got {self.protocol!r}")
 
 
 @dataclass

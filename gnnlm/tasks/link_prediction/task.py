@@ -82,6 +82,13 @@ class LinkPredictionTask(Task):
         self.evaluator = RankBasedEvaluator(
             self.kg.filter_index, batch_size=self.config.evaluation.batch_size, quiet=True
         )
+        if self.config.evaluation.protocol == "ogb":  # OGB's sampled negatives (ogbl-wikikg2)
+            from gnnlm.eval.ogb_run import OGBProtocolEvaluator
+
+            self.evaluator = OGBProtocolEvaluator.from_dataset(
+                self.config.dataset, kg=self.kg, data_dir=self.config.dataset_kwargs.get("data_dir"),
+                batch_size=self.config.evaluation.batch_size,
+            )  # fmt: skip
 
     def build_model(self) -> nn.Module:
         from gnnlm.train.pretrained import build_model
