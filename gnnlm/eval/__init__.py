@@ -12,14 +12,17 @@ from gnnlm.utils.lazy import lazy_exports
 if TYPE_CHECKING:
     from gnnlm.eval.metrics import HEADLINE_METRICS, RankBasedMetrics, RankMetrics
     from gnnlm.eval.ogb import OGBEvaluator, ogb_split_to_global
+    from gnnlm.eval.ogb_run import OGBProtocolEvaluator, load_ogb_negatives
     from gnnlm.eval.rank_based import RankBasedEvaluator
 
 __all__ = [
     "HEADLINE_METRICS",
     "OGBEvaluator",
+    "OGBProtocolEvaluator",
     "RankBasedEvaluator",
     "RankBasedMetrics",
     "RankMetrics",
+    "load_ogb_negatives",
     "ogb_split_to_global",
 ]
 
@@ -32,6 +35,8 @@ __getattr__, __dir__ = lazy_exports(
         "RankMetrics": "gnnlm.eval.metrics",
         "OGBEvaluator": "gnnlm.eval.ogb",
         "ogb_split_to_global": "gnnlm.eval.ogb",
+        "OGBProtocolEvaluator": "gnnlm.eval.ogb_run",
+        "load_ogb_negatives": "gnnlm.eval.ogb_run",
         "RankBasedEvaluator": "gnnlm.eval.rank_based",
     },
 )
