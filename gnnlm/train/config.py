@@ -71,22 +71,20 @@ class DistributedConfig(Config):
 
     Attributes:
         strategy: ``ddp`` (``DistributedDataParallel``: every rank holds the whole model) or ``fsdp``
-            (torch's ``FullyShardedDataParallel``: parameters, gradients and optimizer state sharded
-            across ranks between steps, for a fused LM that does not fit one device).
+            (torch's ``FullyShardedDataParallel``, one unit: parameters, gradients and optimizer
+            state sharded across ranks between steps, the whole parameters gathered for a step;
+            for optimizer state and gradients that do not fit one device).
         backend: the process group's backend (``None``: ``nccl`` on CUDA, ``gloo`` on CPU).
         find_unused_parameters: DDP's option: let a step leave trainable parameters without a
             gradient (a fused LM's unused pooler, an arm's idle gates). Costs a graph walk per step;
             ``false`` when every trainable parameter always gets a gradient.
         timeout_minutes: how long a rank waits for the others (e.g. while rank 0 evaluates).
-        fsdp_min_params: FSDP's units: 0 wraps the whole model as one unit; ``N`` also every
-            submodule of at least ``N`` parameters (``size_based_auto_wrap_policy``).
     """
 
     strategy: str = "ddp"
     backend: str | None = None
     find_unused_parameters: bool = True
     timeout_minutes: float = checked(60.0, POSITIVE, "60")
-    fsdp_min_params: int = checked(0, AT_LEAST_0, "1000000, or 0 for one unit")
 
     def __post_init__(self) -> None:
         if self.strategy not in ("ddp", "fsdp"):

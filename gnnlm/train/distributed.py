@@ -245,25 +245,15 @@ def wrap_step(
 
     FSDP is torch's ``FullyShardedDataParallel`` with ``use_orig_params=True``: the model keeps its
     parameter objects (sharded, flat, between steps; the optimizer built before wrapping updates the
-    shards) and one FSDP unit (``settings.fsdp_min_params: 0``) or one per submodule of at least that
-    many parameters (torch's ``size_based_auto_wrap_policy``).
+    shards) in one FSDP unit, gathered whole for each step. Units per layer would gather a layer only
+    when its own ``forward`` runs, but the fused LM calls into its layers' parts
+    (:meth:`gnnlm.lm.backbone.TransformerBackbone.layer_forward`), so they are not offered.
     """
     step: nn.Module = TaskStep(model, task)
     if world.distributed and settings.strategy == "fsdp":
         from torch.distributed.fsdp import FullyShardedDataParallel
 
-        policy = None
-        if settings.fsdp_min_params:
-            import functools
-
-            from torch.distributed.fsdp.wrap import size_based_auto_wrap_policy
-
-            policy = functools.partial(
-                size_based_auto_wrap_policy, min_num_params=settings.fsdp_min_params
-            )
-        step = FullyShardedDataParallel(
-            step, use_orig_params=True, auto_wrap_policy=policy, device_id=device,
-        )  # fmt: skip
+        step = FullyShardedDataParallel(step, use_orig_params=True, device_id=device)
     elif world.distributed:
         from torch.nn.parallel import DistributedDataParallel
 

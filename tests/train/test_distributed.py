@@ -341,7 +341,7 @@ def _fused_config(graph_dir: Path, *overrides: str):
         graph_dir,
         **{"training.batch_size": 7, "training.epochs": 2, "evaluation.frequency": 1,
            "data.num_train": 8, "training.optimizer": "sgd", "training.lr": 0.1,
-           "training.optimizer_kwargs": {"momentum": 0.9}},
+           "training.optimizer_kwargs": {"momentum": 0.9}, "training.clip_grad_norm": 0.05},
     )  # fmt: skip
     from gnnlm.config import apply_overrides
 
@@ -394,7 +394,8 @@ def test_two_processes_fine_tune_a_fused_lm_as_one_with_ddp_and_fsdp(
     """A tiny-bert triple classifier (graph + entity injection, dropout off), 2 epochs of batches of
     7 over 2 ranks (4 + 3 examples): DDP and FSDP give the weights, losses and metrics of one process.
 
-    SGD with momentum (an optimizer state to shard and checkpoint), without weight decay: Adam turns the float noise of gradients that are 0 in exact
+    Gradients clipped (FSDP clips by the norm over every rank's shard). SGD with momentum (an
+    optimizer state to shard and checkpoint), without weight decay: Adam turns the float noise of gradients that are 0 in exact
     arithmetic (attention key biases) into whole steps; and FSDP's flat parameters give a parameter
     that no loss reaches a zero gradient (not ``None``), which weight decay then shrinks."""
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
