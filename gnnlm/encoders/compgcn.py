@@ -31,6 +31,17 @@ def ccorr(a: Tensor, b: Tensor) -> Tensor:
     return torch.fft.irfft(torch.conj(torch.fft.rfft(a, dim=-1)) * torch.fft.rfft(b, dim=-1), n=d)
 
 
+def irfft_basis(d: int, dtype: torch.dtype, device: torch.device | None = None) -> Tensor:
+    """``[2F, d]`` matrix of ``irfft(., n=d)`` on interleaved (re, im) rows, ``F = d // 2 + 1``.
+
+    ``u @ irfft_basis(d) == irfft(view_as_complex(u.view(-1, F, 2)), n=d)`` for ``u: [*, 2F]``
+    (the inverse real FFT is linear; rows of the imaginary parts it ignores are zero).
+    """
+    f = d // 2 + 1
+    eye = torch.eye(2 * f, dtype=dtype, device=device).view(2 * f, f, 2)
+    return torch.fft.irfft(torch.view_as_complex(eye), n=d)  # [2F, d]
+
+
 def compose(x: Tensor, z: Tensor, composition: str, weight_sum: Tensor | None = None) -> Tensor:
     """The composition ``phi`` applied to a *weighted sum* of entity vectors.
 
@@ -158,14 +169,21 @@ class CompGCNConv(MessagePassing):
 
     def _neighbour_sums(
         self, pairs, x: Tensor, relation: Tensor, edge_weight: Tensor, direction_index: Tensor
-    ) -> Tensor:
-        """``[2N, d_in]``: ``sum alpha phi(x_u, z_r)`` per node and direction (row ``2 v + inverse``).
+    ) -> tuple[Tensor, Tensor | None]:
+        """``sum alpha phi(x_u, z_r)`` per node and direction (row ``2 v + inverse``), and a basis.
+
+        Returns ``(sums, None)`` with ``sums: [2N, d_in]``, or for ``corr`` ``(sums_hat, basis)``:
+        the sums still in the frequency domain, ``[2N, 2F]`` (``F = d_in // 2 + 1``, interleaved real
+        and imaginary parts), and ``basis: [2F, d_in]``, the inverse real FFT as a matrix
+        (``sums = sums_hat @ basis``), which the caller folds into ``W_dir`` (no inverse FFT of the
+        ``[2N, 2F]`` sums, forward or backward).
 
         ``sub``: ``A x - B z`` with ``A: [2N, N]`` (``alpha`` per edge) and ``B: [2N, R]`` (``alpha`` summed
         per relation), two sparse products. ``mult``: ``(A_pairs x) * z_r`` per pair, scattered in
         place (:meth:`~gnnlm.encoders.pairs.RelationalPairs.propagate`). ``corr``: the same in the
         frequency domain, ``irfft(sum conj(A_pairs rfft(x)) rfft(z_r))``, since ``rfft`` is linear
-        (the pair sums and the scatter commute with it), so the FFTs run on ``N`` and ``R`` rows only.
+        (the pair sums and the scatter commute with it), so the FFTs run on ``N`` and ``R`` rows only,
+        and the ``irfft`` is linear too, so it joins the direction weights.
         """
         num_nodes = x.size(0)
         if self.composition == "sub":
@@ -184,18 +202,18 @@ class CompGCNConv(MessagePassing):
 
             key = ("compgcn-sub", relation.size(0), x.dtype, x.device)
             a, a_t, b, b_t = pairs.memo(key, build)
-            return sparse_mm_difference(a, a_t, x, b, b_t, relation)
+            return sparse_mm_difference(a, a_t, x, b, b_t, relation), None
         if self.composition == "mult":
             return pairs.propagate(
                 x, relation, MulOp(), edge_weight, direction_index, 2 * num_nodes
-            )  # [2N, d_in]
+            ), None  # [2N, d_in]
         d = x.size(1)
         x_hat = torch.view_as_real(torch.fft.rfft(x, dim=-1)).flatten(-2)  # [N, 2F], F = d // 2 + 1
         z_hat = torch.view_as_real(torch.fft.rfft(relation, dim=-1)).flatten(-2)  # [R, 2F]
         node_hat = pairs.propagate(
             x_hat, z_hat, ConjMulOp(), edge_weight, direction_index, 2 * num_nodes
         )  # [2N, 2F]
-        return torch.fft.irfft(torch.view_as_complex(node_hat.view(2 * num_nodes, -1, 2)), n=d)
+        return node_hat, irfft_basis(d, x.dtype, x.device)  # [2N, 2F], [2F, d]
 
     def forward(
         self, x: Tensor, edge_index: Tensor, edge_type: Tensor, relation: Tensor
@@ -222,8 +240,11 @@ class CompGCNConv(MessagePassing):
         edge_weight, direction_index = self._structure(pairs, half)  # [E], [S]
         # W_dir is shared by all relations of a direction: sum the composed messages per node first,
         # then one [N, d_in] x [d_in, d_out] product per direction (not one per pair or edge).
+        basis = None
         if self.fused:
-            node_msg = self._neighbour_sums(pairs, x, relation, edge_weight, direction_index)
+            node_msg, basis = self._neighbour_sums(
+                pairs, x, relation, edge_weight, direction_index
+            )  # [2N, d_in], or [2N, 2F] with basis [2F, d_in] (corr)
         else:
             pair_msg = self.propagate(
                 pairs.pair_edge_index,
@@ -237,22 +258,49 @@ class CompGCNConv(MessagePassing):
         # (small) weights and the bias and loop term in one addmm: each [N, d_out] pass or fresh
         # tensor saved here is a memory-bound pass (and a page-faulting allocation) saved
         third = 1.0 / 3.0
-        w_dir = torch.cat([self.w_in, self.w_out]) * third  # [2 d_in, d_out]
+        w_in, w_out = self.w_in, self.w_out
+        if basis is not None:  # corr: the inverse FFT joins the weights, [2F, d_in] x [d_in, d_out]
+            w_in, w_out = basis @ w_in, basis @ w_out
+        w_dir = torch.cat([w_in, w_out]) * third  # [2 d_in, d_out] ([4F, d_out] for corr)
         neighbours = (
             node_msg.view(num_nodes, 2 * node_msg.size(-1)) @ w_dir
         )  # [N, 2 d_in] -> [N, d_out], already / 3 (dropout commutes with the positive scale)
         neighbours = F.dropout(
             neighbours, self.dropout, self.training
         )  # one mask per node, channel
-        loop_in = compose(x, self.loop_rel, self.composition)  # [N, d_in]
-        if self.bias is not None:
+        bias = self.bias
+        if self.fused:  # phi(x, z_loop) @ W_loop = x @ W~ + c: no [N, d_in] composition
+            loop_in, w_loop, offset = x, *self._loop_weight()
+            if offset is not None:
+                bias = offset * third if bias is None else bias + offset * third
+        else:  # the readable reference: compose, then multiply
+            loop_in, w_loop = compose(x, self.loop_rel, self.composition), self.w_loop
+        if bias is not None:
             # addmm's backward does not read its output, so adding in place is safe
-            out = torch.addmm(self.bias, loop_in, self.w_loop, alpha=third).add_(neighbours)
+            out = torch.addmm(bias, loop_in, w_loop, alpha=third).add_(neighbours)
         else:
-            out = torch.addmm(neighbours, loop_in, self.w_loop, alpha=third)  # [N, d_out]
+            out = torch.addmm(neighbours, loop_in, w_loop, alpha=third)  # [N, d_out]
         if self.bn is not None:
             out = self.bn(out)
         return out, relation @ self.w_rel
+
+    def _loop_weight(self) -> tuple[Tensor, Tensor | None]:
+        """``(W~, c)`` with ``phi(x, z_loop) @ W_loop = x @ W~ + c`` for every ``x``.
+
+        ``sub``: ``W~ = W_loop``, ``c = -z_loop @ W_loop``; ``mult``: ``W~ = diag(z_loop) W_loop``;
+        ``corr``: ``W~ = C W_loop`` with ``C[i, k] = z_loop[(i + k) mod d]`` (circular correlation with
+        a fixed ``z`` is this ``[d, d]`` matrix); ``c = None`` for the last two. ``[d_in, d_out]`` work
+        instead of a pass (and, for ``corr``, three FFTs) over ``[N, d_in]``.
+        """
+        z = self.loop_rel[0]  # [d_in]
+        if self.composition == "sub":
+            return self.w_loop, -(z @ self.w_loop)
+        if self.composition == "mult":
+            return z.unsqueeze(-1) * self.w_loop, None
+        d = z.size(0)
+        idx = torch.arange(d, device=z.device)
+        circulant = z[(idx.unsqueeze(-1) + idx) % d]  # [d, d]: C[i, k] = z[(i + k) mod d]
+        return circulant @ self.w_loop, None
 
     def message(self, x_j: Tensor, z: Tensor, edge_weight: Tensor) -> Tensor:
         """Edge-wise message ``alpha_e * phi(x_j, z_{r_e})``: ``[E, d], [E, d], [E] -> [E, d]``.

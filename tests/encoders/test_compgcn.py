@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from gnnlm.encoders import CompGCN, CompGCNConv, ccorr, compose
+from gnnlm.encoders.compgcn import irfft_basis
 
 
 def tiny_graph(seed: int = 0):
@@ -187,3 +188,22 @@ def test_dropout_is_one_mask_over_both_directions_and_unbiased():
     torch.testing.assert_close(runs.mean(0), clean, atol=0.1 * clean.abs().max().item(), rtol=0)
     conv.dropout = 0.0  # without dropout, training mode is the reference output exactly
     torch.testing.assert_close(conv(x, edge_index, edge_type, relation)[0], clean)
+
+
+@pytest.mark.parametrize("d", [7, 8])
+def test_irfft_basis_is_the_inverse_real_fft(d):
+    """``u @ irfft_basis(d)`` equals ``irfft`` of the interleaved rows, odd and even widths."""
+    f = d // 2 + 1
+    u = torch.randn(5, 2 * f, dtype=torch.float64)
+    want = torch.fft.irfft(torch.view_as_complex(u.view(5, f, 2)), n=d)
+    torch.testing.assert_close(u @ irfft_basis(d, torch.float64), want)
+
+
+@pytest.mark.parametrize("composition", ["sub", "mult", "corr"])
+def test_folded_self_loop_weight_equals_compose_then_multiply(composition):
+    """``x @ W~ + c`` (the fused layer's self-loop term) = ``phi(x, z_loop) @ W_loop``."""
+    conv = CompGCNConv(6, 4, composition=composition).double()
+    x = torch.randn(9, 6, dtype=torch.float64)
+    w, offset = conv._loop_weight()
+    got = x @ w + (0 if offset is None else offset)
+    torch.testing.assert_close(got, compose(x, conv.loop_rel, composition) @ conv.w_loop)
