@@ -396,7 +396,7 @@ def markdown(records: list[dict]) -> str:
             f"`{rec['kge_config']}` with `{' '.join(rec['kge_overrides'])}`.",
             "",
             "| model | MRR | Hits@1 | Hits@3 | Hits@10 | MRR, all test triples with an unseen "
-            "entity (n) | weight per seed | train s |",
+            "entity (n) | text weight w per seed | train s |",
             "|---|---|---|---|---|---|---|---|",
         ]
         u = rec["untrained_text"]
