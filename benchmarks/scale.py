@@ -1,6 +1,6 @@
 """KGs with millions of entities (issue 17): step time and memory when the entity count grows 10x.
 
-    python benchmarks/scale.py                          # 250k and 2.5M entities, TransE and RotatE
+    MALLOC_MMAP_THRESHOLD_=1048576 python benchmarks/scale.py    # 250k and 2.5M entities
     python benchmarks/scale.py --sizes 100000 1000000 --steps 10 --models transe
 
 A synthetic KG with few triples (``--triples``, 200k; uniform random heads, relations and tails) and
@@ -19,7 +19,9 @@ steps after ``--warmup``:
 
 Per arm: median step time (and the 10th percentile), the tensors it keeps (tables + optimizer
 state, MiB), and a step's *transient* peak: the rise of the process's peak RSS (``VmHWM``, reset
-through ``/proc/self/clear_refs`` before each arm's steps) over its RSS before them. ``ratio`` is the
+through ``/proc/self/clear_refs`` before each arm's steps) over its RSS before them. A fixed glibc
+mmap threshold (``MALLOC_MMAP_THRESHOLD_``, recorded) makes every block over 1 MiB a fresh mapping, so
+a phase's allocations show instead of reusing memory an earlier phase freed. ``ratio`` is the
 largest size's median over the smallest's.
 
 Then, at every size, the filtered evaluation of ``--test-triples`` test triples on both sides
@@ -350,6 +352,7 @@ def main(argv: list[str] | None = None) -> dict:
     record["kvsall"] = measure_kvsall(args, data)
     record["seconds"] = time.perf_counter() - start
     record["loadavg"] = {"before": load_before, "after": os.getloadavg()}
+    record["malloc_mmap_threshold"] = os.environ.get("MALLOC_MMAP_THRESHOLD_")
     record["peak_rss_mib"] = process_peak() / MIB
     write_results(args.out, record, table(record))
     if tmp is not None:

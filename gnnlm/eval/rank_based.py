@@ -336,10 +336,10 @@ class RankBasedEvaluator:
         key_ptr = torch.zeros(len(unique_keys) + 1, dtype=torch.long)
         key_ptr[1:] = torch.bincount(inverse, minlength=len(unique_keys)).cumsum(0)
         block = min(self.batch_size or SLICED_QUERIES, self.max_scores)
-        width = max(1, self.max_scores // block)  # entities per slice: [Q, W] <= max_scores
         progress = progress_bar(total=n, desc=f"ranking {side}s", unit="triple", disable=self.quiet)
         for start in range(0, len(unique_keys), block):
             stop = min(start + block, len(unique_keys))
+            width = max(1, self.max_scores // (stop - start))  # entities per slice: Q W <= budget
             idx = order[key_ptr[start] : key_ptr[stop]]  # [T] triples of this block
             rows = (inverse[idx] - start).to(reps[0].device)  # [T] row of each triple
             score = _slice_scorer(side, model, reps, unique_keys[start:stop])

