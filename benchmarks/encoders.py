@@ -130,7 +130,10 @@ def speed_worker(spec: dict) -> dict:
         cap = _vm_size_bytes() + int(spec["mem_cap_gb"] * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     dim, opts, impl = spec["dim"], dict(spec["options"]), spec["impl"]
-    x = nn.Parameter(torch.randn(num_nodes, dim) * 0.1)
+    device = torch.device(spec.get("device", "cpu"))
+    cuda = device.type == "cuda"
+    edge_index, edge_type = edge_index.to(device), edge_type.to(device)
+    x = nn.Parameter((torch.randn(num_nodes, dim) * 0.1).to(device))
     params = [x]
     relation = None
     if impl == "ours-rgcn":
@@ -145,7 +148,7 @@ def speed_worker(spec: dict) -> dict:
         from gnnlm.encoders import CompGCN
 
         enc = CompGCN(dim, dim, num_layers=2, **opts)
-        relation = nn.Parameter(torch.randn(num_rel, dim) * 0.1)
+        relation = nn.Parameter((torch.randn(num_rel, dim) * 0.1).to(device))
         params.append(relation)
 
         def run():
@@ -164,6 +167,7 @@ def speed_worker(spec: dict) -> dict:
 
     else:
         raise ValueError(impl)
+    enc.to(device)
     params += list(enc.parameters())
     opt = torch.optim.Adam(params, lr=1e-3)
     times, cpu_times = [], []
@@ -173,6 +177,8 @@ def speed_worker(spec: dict) -> dict:
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if cuda:  # kernels run asynchronously: the step ends when the device is done
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - start_cpu)
     measured, cpu = times[spec["warmup"] :], cpu_times[spec["warmup"] :]
@@ -185,6 +191,8 @@ def speed_worker(spec: dict) -> dict:
         "cpu_seconds_min": min(cpu),
         "first_step_seconds": times[0],
         "peak_rss_mb": _max_rss_mb(),
+        "device": str(device),
+        "peak_cuda_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
         "base_rss_mb": base_rss,
         "num_parameters": sum(p.numel() for p in params),
     }
@@ -225,6 +233,7 @@ def speed_table(args) -> list[dict]:
             "warmup": 0 if stock else 1,
             "steps": args.stock_steps if stock else args.steps,
             "mem_cap_gb": args.mem_cap_gb if stock else None,
+            "device": args.device,
         }
         arms = [(name, spec)]
         if args.compare_tree and not stock:  # the other checkout first, then ours
@@ -304,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=("speed", "mrr"), default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--device", default="cpu", help="cpu or cuda[:i] for the speed rows (peak_cuda_mb recorded)"
+    )
     parser.add_argument("--steps", type=int, default=3, help="timed steps of our layers")
     parser.add_argument("--stock-steps", type=int, default=1, help="timed steps of stock PyG")
     parser.add_argument("--skip-stock", action="store_true", help="skip stock PyG layers")

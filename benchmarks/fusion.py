@@ -363,11 +363,14 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
     kg, batch, collate_ms = make_batch(args)
-    lm = load_lm(args.lm, attn_implementation=args.attn)
+    batch = batch.to(device)
+    lm = load_lm(args.lm, attn_implementation=args.attn).to(device)
     models = {}
     for v in args.variants:
         model, loss_fn = make_model(v, kg, lm, args)
+        model.to(device)
         models[v] = (model, loss_fn, make_step(model, loss_fn))
     info = {
         "collate_ms": round(collate_ms, 1),
@@ -399,6 +402,8 @@ def worker(args: argparse.Namespace) -> None:
         step = models[variant][2]
         start, cpu_start = time.perf_counter(), time.process_time()
         step(batch)
+        if device.type == "cuda":  # kernels run asynchronously: the step ends when the device is done
+            torch.cuda.synchronize(device)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         print(json.dumps({"wall": elapsed, "cpu": cpu}), flush=True)
 
@@ -445,6 +450,7 @@ def _forward_args(args: argparse.Namespace) -> list[str]:
         "seq_len",
         "max_nodes",
         "threads",
+        "device",
     ):
         cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     return cmd
@@ -519,6 +525,9 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--max-nodes", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1, help="1: CPU time = single-thread work")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu, or cuda for step times on a GPU (wall time counts there)"
+    )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
