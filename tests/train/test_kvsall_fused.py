@@ -352,3 +352,43 @@ def test_sliced_side_loss_equals_the_fused_loop(interaction, reciprocal, name):
     torch.testing.assert_close(value.detach(), expected.detach(), rtol=1e-5, atol=1e-6)
     for a, b in zip((p.grad for p in model.parameters()), ref):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("reciprocal", [True, False])
+@pytest.mark.parametrize("name", ["bce", "crossentropy"])
+def test_loop_over_its_score_budget_slices_and_equals_the_one_buffer_step(reciprocal, name):
+    """A KvsAllLoop whose batch's [B, N] scores exceed ``max_scores`` scores bounded slices of
+    candidates (the path for millions of entities) and gives the one-buffer step's loss and gradients."""
+    g = torch.Generator().manual_seed(1)
+    triples = torch.stack(
+        [torch.randint(13, (40,), generator=g), torch.randint(3, (40,), generator=g),
+         torch.randint(13, (40,), generator=g)], dim=1,
+    )  # fmt: skip
+    indices = torch.arange(16)
+    results = []
+    for max_scores in (None, 40):  # 40 floats: slices of a few entities
+        torch.manual_seed(0)
+        model = build_kge_model("distmult", 13, 3, 4, reciprocal=reciprocal)
+        loop = KvsAllLoop(
+            model, triples, 3, LOSSES[name](), batch_size=16, reciprocal=reciprocal,
+            label_smoothing=0.1, max_scores=max_scores,
+        )  # fmt: skip
+        calls = []
+        original = kvsall_fused.sliced_kvsall_loss
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(
+                kvsall_fused, "sliced_kvsall_loss",
+                lambda *a, _calls=calls, _original=original, **k: (
+                    _calls.append(k) or _original(*a, **k)
+                ),
+            )  # fmt: skip
+            loss = loop.batch_loss(indices, torch.Generator())
+        loss.backward()
+        assert bool(calls) == (max_scores is not None)
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (a, grads_a), (b, grads_b) = results
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    for x, y in zip(grads_b, grads_a):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="max_scores must be >= 1"):
+        KvsAllLoop(model, triples, 3, LOSSES[name](), batch_size=16, max_scores=0)
