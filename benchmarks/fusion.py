@@ -402,7 +402,7 @@ def worker(args: argparse.Namespace) -> None:
         step = models[variant][2]
         start, cpu_start = time.perf_counter(), time.process_time()
         step(batch)
-        if device.type == "cuda":  # kernels run asynchronously: the step ends when the device is done
+        if device.type == "cuda":  # asynchronous kernels: the step ends when the device is done
             torch.cuda.synchronize(device)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         print(json.dumps({"wall": elapsed, "cpu": cpu}), flush=True)
