@@ -526,7 +526,9 @@ def main() -> None:
     parser.add_argument("--max-nodes", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1, help="1: CPU time = single-thread work")
     parser.add_argument(
-        "--device", default="cpu", help="cpu, or cuda for step times on a GPU (wall time counts there)"
+        "--device",
+        default="cpu",
+        help="cpu, or cuda for step times on a GPU (wall time counts there)",
     )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
