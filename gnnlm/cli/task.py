@@ -24,6 +24,8 @@ TASKS = {"triple-classification": "triple_classification"}
 
 
 def add_parser(subparsers) -> None:
+    from gnnlm.cli.train import add_overrides_argument
+
     parser = subparsers.add_parser(
         "task",
         help="shortcut for `gnnlm train` of a built-in task (flags become --set overrides)",
@@ -45,10 +47,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--num-test", type=int, help="= --set data.num_test=N")
     parser.add_argument("--epochs", type=int, help="= --set training.epochs=N")
     parser.add_argument("--seed", type=int, help="= --set seed=S --set seeds=[] (one seed)")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="any other override, as in gnnlm train (repeatable)",
-    )  # fmt: skip
+    add_overrides_argument(parser, "any other override, as in gnnlm train (repeatable)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     mode = parser.add_mutually_exclusive_group()

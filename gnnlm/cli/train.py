@@ -23,14 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "comparison.json.",
     )
     parser.add_argument("config", type=Path, help="YAML config (see configs/)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set training.lr=0.01 (repeatable; values are YAML)",
-    )
+    add_overrides_argument(parser)
     parser.add_argument(
         "--out", type=Path, default=None, help="run directory (default: runs/<config>-<time>)"
     )
@@ -57,6 +50,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "dataset; fresh optimizer, scheduler and RNGs; recorded in init_from.json)",
     )
     parser.set_defaults(func=run)
+
+
+def add_overrides_argument(
+    parser: argparse.ArgumentParser,
+    help: str = "override a config value, e.g. --set training.lr=0.01 (repeatable; values are YAML)",
+) -> None:
+    """``--set KEY=VALUE`` (repeatable), collected in ``args.overrides``: one spelling in every command."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
 
 
 def set_threads(threads: int | None, command: str) -> int | None:

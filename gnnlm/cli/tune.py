@@ -11,6 +11,8 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from gnnlm.cli.train import add_overrides_argument
+
     parser = subparsers.add_parser(
         "tune",
         help="hyperparameter search over a YAML space (Optuna TPE + median pruning)",
@@ -31,13 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--timeout", type=float, default=None, help="start no new trial after this many seconds"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value before tuning, e.g. --set training.epochs=50 (repeatable)",
+    add_overrides_argument(
+        parser, "override a config value before tuning, e.g. --set training.epochs=50 (repeatable)"
     )
     parser.add_argument(
         "--no-baseline",
