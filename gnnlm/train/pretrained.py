@@ -123,6 +123,18 @@ def build_model(
             reciprocal=reciprocal,
             encoder_kwargs=model_config.encoder_kwargs,
         )
+    elif getattr(model_config, "representation", None):
+        from gnnlm.tasks.link_prediction.config import representation_class
+
+        table = representation_class(model_config.representation)
+        if table is not None:  # e.g. memory-mapped files; None: the in-RAM table below
+            representation = table.for_interaction(
+                interaction,
+                num_entities,
+                2 * num_relations if reciprocal else num_relations,
+                model_config.embedding_dim,
+                **(model_config.representation_kwargs or {}),
+            )
     return build_kge_model(
         interaction,
         num_entities,
@@ -191,7 +203,8 @@ def from_pretrained(
     config = PretrainedConfig.load(directory)
     source = str(directory / CONFIG_NAME)
     if not trust_remote_code:
-        for spec in (config.model.interaction, config.model.encoder, config.dataset):
+        model = config.model
+        for spec in (model.interaction, model.encoder, model.representation, config.dataset):
             if is_dotted_path(spec):
                 raise UntrustedCodeError(untrusted_code_message(source, spec))
     vocab = load_vocab(directory)
@@ -203,6 +216,9 @@ def from_pretrained(
             kg = align_graph(kg, vocab, source=str(directory / VOCAB_NAME))
     elif kg is not None and vocab is not None:
         check_graph(kg, vocab, source=str(directory / VOCAB_NAME))
+    # A file-backed table (model.representation: memmap) gets fresh files under the user cache: the
+    # folder the training wrote may still be in use, and the weights come from model.safetensors.
+    config.model.representation_kwargs.pop("directory", None)
     guard = contextlib.nullcontext() if trust_remote_code else refuse_code_imports(source)
     with guard:
         model = build_model(

@@ -138,10 +138,11 @@ def test_saved_dotted_path_runs_no_code_unless_trusted(tmp_path, setup, plugin, 
     assert plugin.read_text() == "ran"
 
 
-def test_saved_encoder_path_is_refused_before_import(tmp_path, plugin):
+@pytest.mark.parametrize("field", ["encoder", "representation"])
+def test_saved_encoder_or_table_path_is_refused_before_import(tmp_path, plugin, field):
     folder = tmp_path / "downloaded"
     config = PretrainedConfig(
-        ModelConfig("distmult", embedding_dim=4, encoder="gnnlm_test_plugin:X"), 5, 2
+        ModelConfig("distmult", embedding_dim=4, **{field: "gnnlm_test_plugin:X"}), 5, 2
     )
     config.save(folder)
     kg = KnowledgeGraph(Vocabulary(f"e{i}" for i in range(5)), Vocabulary(["r0", "r1"]), {})

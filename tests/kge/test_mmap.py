@@ -191,3 +191,66 @@ def test_skipping_draws_in_chunks_consumes_the_generator_as_one_call(count):
     torch.manual_seed(0)
     _skip_normal_draws(count)
     assert torch.equal(torch.rand(4), expected)
+
+
+# -- from a config: model.representation ------------------------------------------------------------
+
+
+def _tiny_run_config(tmp_path, *overrides):
+    from tests.train.tiny_kg import tiny_config, write_tiny_kg
+
+    folder = write_tiny_kg(tmp_path / "kg")
+    return tiny_config(
+        folder, "training.loop=slcwa", "training.loss=softplus", "training.sparse_updates=true",
+        "training.optimizer=adagrad", "training.reciprocal=true", "evaluation.frequency=0",
+        *overrides,
+    )  # fmt: skip
+
+
+def test_a_config_trains_a_memory_mapped_table_like_the_in_ram_one(tmp_path):
+    """``model.representation: memmap`` from a config: the same run as the in-RAM table (same seed,
+    same row updates), the table's files in ``representation_kwargs.directory``; the saved model
+    loads with fresh files and leaves the run's folder alone."""
+    from gnnlm.train import Trainer
+    from gnnlm.train.pretrained import from_pretrained
+
+    tables = tmp_path / "tables"
+    results = {}
+    for name, extra in (
+        ("ram", ()),
+        ("memmap", ("model.representation=memmap", f"model.representation_kwargs.directory={tables}")),
+    ):  # fmt: skip
+        config = _tiny_run_config(tmp_path, *extra)
+        results[name] = Trainer(config, run_dir=tmp_path / name, quiet=True).fit()
+    rep = results["memmap"].model.representation
+    assert isinstance(rep, MemmapRepresentation) and rep.directory == tables
+    assert (tables / HEADER_NAME).is_file()
+    assert results["memmap"].metrics["test"]["mrr"] == pytest.approx(
+        results["ram"].metrics["test"]["mrr"], abs=1e-6
+    )
+    torch.testing.assert_close(
+        rep.entity.weight.detach(), results["ram"].model.representation.entity.weight.detach()
+    )
+    stamp = (tables / "entity.f32").stat().st_mtime_ns
+    loaded = from_pretrained(tmp_path / "memmap" / "model")
+    assert isinstance(loaded.representation, MemmapRepresentation)
+    assert loaded.representation.directory != tables
+    torch.testing.assert_close(loaded.representation.entity.weight, rep.entity.weight.detach())
+    assert (tables / "entity.f32").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("model.representation=memmapp",), "model.representation"),
+        (("model.representation=memmap", "model.encoder=rgcn"), "the encoder computes the entity"),
+        (("model.representation=memmap", "model.representation_kwargs.folder=/tmp/x"), "folder"),
+        (("model.representation=embedding", "model.representation_kwargs.directory=/tmp/x"),
+         "the in-RAM table takes none"),
+    ],
+)  # fmt: skip
+def test_bad_representation_settings_are_refused_before_training(tmp_path, overrides, message):
+    from gnnlm.train import ConfigError, Trainer
+
+    with pytest.raises(ConfigError, match=message):
+        Trainer(_tiny_run_config(tmp_path, *overrides), quiet=True)

@@ -5,7 +5,8 @@ A run is described by one YAML file (``configs/<dataset>/<model>.yaml``)::
     dataset: umls
     dataset_kwargs: {}
     seed: 0
-    model: {interaction: complex, interaction_kwargs: {}, embedding_dim: 200, encoder: null, encoder_kwargs: {}}
+    model: {interaction: complex, interaction_kwargs: {}, embedding_dim: 200, encoder: null, encoder_kwargs: {},
+            representation: null, representation_kwargs: {}}
     training: {loop: kvsall, epochs: 100, batch_size: 256, lr: 0.001, optimizer: adam, loss: bce, ...}
     evaluation: {batch_size: 256, frequency: 5, patience: 5, metric: mrr}
 
@@ -56,6 +57,12 @@ class ModelConfig(Config):
         encoder: ``None`` for a plain embedding table, else a GNN encoder spec (``rgcn``, ``compgcn``,
             ``pkg.mod:Class``, ``pyg:GATConv``) computing the entity representations.
         encoder_kwargs: keyword arguments of the encoder.
+        representation: where a plain table lives: ``None`` / ``embedding`` (in RAM), ``memmap``
+            (memory-mapped files, for tables larger than RAM: :mod:`gnnlm.kge.mmap`), or a dotted path
+            to a :class:`~gnnlm.kge.representation.Representation` with a ``for_interaction``
+            classmethod (e.g. a sharded table). Not with ``encoder``, which computes the entities.
+        representation_kwargs: keyword arguments of the representation (``memmap``: ``directory``,
+            the folder of its files; default a fresh folder under the user cache).
     """
 
     interaction: str = "complex"
@@ -63,6 +70,8 @@ class ModelConfig(Config):
     embedding_dim: int = checked(200, AT_LEAST_1, "200")
     encoder: str | None = None
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    representation: str | None = None
+    representation_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,6 +220,8 @@ def check_components(config: LinkPredictionConfig, *, dataset: bool = True) -> N
     check_kwargs(config, "model.interaction_kwargs", interaction, m.interaction_kwargs, skip)
     if m.encoder:
         _check_encoder(config)
+    if m.representation:
+        _check_representation(config)
     check_training(config)
     loss = lookup_component(config, "training.loss", loss_resolver, t.loss)
     check_kwargs(config, "training.loss_kwargs", loss, t.loss_kwargs)
@@ -218,6 +229,43 @@ def check_components(config: LinkPredictionConfig, *, dataset: bool = True) -> N
     lookup_component(config, "training.sampler", sampler_resolver, t.sampler)
     if t.regularizer:
         lookup_component(config, "training.regularizer", regularizer_resolver, t.regularizer)
+
+
+def representation_class(name: str) -> type | None:
+    """The class of ``model.representation`` (``None`` for the in-RAM table, ``embedding``)."""
+    import gnnlm.kge.mmap  # noqa: F401  (registers memmap)
+    from gnnlm.kge.representation import EmbeddingRepresentation, representation_resolver
+
+    cls = representation_resolver.lookup(name)
+    return None if cls is EmbeddingRepresentation else cls
+
+
+def _check_representation(config: LinkPredictionConfig) -> None:
+    from gnnlm.kge.representation import representation_resolver
+
+    m = config.model
+    lookup_component(config, "model.representation", representation_resolver, m.representation)
+    cls = representation_class(m.representation)
+    if cls is None:
+        if m.representation_kwargs:
+            raise ConfigError(
+                f"{config.at('model.representation_kwargs')}model.representation_kwargs: the "
+                f"in-RAM table takes none, got {sorted(m.representation_kwargs)}"
+            )
+        return
+    if m.encoder:
+        raise ConfigError(
+            f"{config.at('model.representation')}model.representation "
+            f"{quote(m.representation)} and model.encoder {quote(m.encoder)}: the encoder computes "
+            "the entity representations; set one of them"
+        )
+    if not hasattr(cls, "for_interaction"):
+        raise ConfigError(
+            f"{config.at('model.representation')}model.representation {quote(m.representation)}: "
+            f"{cls.__name__} has no for_interaction classmethod (how the table is sized and "
+            "initialised for the interaction; see gnnlm.kge.mmap.MemmapRepresentation)"
+        )
+    check_kwargs(config, "model.representation_kwargs", cls, m.representation_kwargs)
 
 
 def _check_encoder(config: LinkPredictionConfig) -> None:
