@@ -81,6 +81,13 @@ def test_parametrize_injects_after_the_parameters_cell_and_refuses_unknown_names
         execute_module.parametrize(nb, {"EPOCH": 1})
 
 
+@pytest.fixture(autouse=True)
+def one_thread_kernel(monkeypatch):
+    """The kernel inherits the environment: one torch thread, as a smoke run needs no more. With two
+    on a busy machine, OpenMP's waiting threads made the PyG convs' cells 10-50x slower."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
 @pytest.mark.skipif(not (DATA / "umls").is_dir(), reason="needs $GNNLM_DATA_DIR with umls")
 def test_custom_encoder_notebook_runs(tmp_path):
     nb = _run(NOTEBOOKS_BY_NAME["custom_encoder"], tmp_path)
