@@ -32,8 +32,11 @@ TIMING = ("train_seconds", "eval_seconds", "examples_per_second")
 
 @pytest.fixture(scope="module")
 def graph_dir(tmp_path_factory) -> Path:
+    return write_named_kg(tmp_path_factory.mktemp("named-kg"))
+
+
+def write_named_kg(folder: Path) -> Path:
     """A small named KG in the tsv format: 20 entities, 3 relations, 90 / 12 / 12 triples."""
-    folder = tmp_path_factory.mktemp("named-kg")
     rng = random.Random(0)
     triples = set()
     while len(triples) < 114:

@@ -312,26 +312,9 @@ def test_compiled_steps_and_bf16_autocast_run_under_ddp(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def named_kg(tmp_path_factory) -> Path:
     """A small KG with entity names (tsv): 20 entities, 3 relations, 90 / 12 / 12 triples."""
-    import random
+    from tests.tasks.test_triple_classification import write_named_kg
 
-    from tests.tasks.test_triple_classification import WORDS
-
-    folder = tmp_path_factory.mktemp("named-kg")
-    rng = random.Random(0)
-    triples: set[tuple[str, str, str]] = set()
-    while len(triples) < 114:
-        h, t = rng.sample(range(len(WORDS)), 2)
-        triples.add((f"e{h}", rng.choice(["likes", "fears", "holds"]), f"e{t}"))
-    ordered = sorted(triples)
-    rng.shuffle(ordered)
-    for split, rows in (
-        ("train", ordered[:90]),
-        ("valid", ordered[90:102]),
-        ("test", ordered[102:]),
-    ):
-        (folder / f"{split}.txt").write_text("".join("\t".join(x) + "\n" for x in rows))
-    (folder / "names.tsv").write_text("".join(f"e{i}\t{w}\n" for i, w in enumerate(WORDS)))
-    return folder
+    return write_named_kg(tmp_path_factory.mktemp("named-kg"))
 
 
 def _fused_config(graph_dir: Path, *overrides: str):
