@@ -23,6 +23,7 @@ from gnnlm.tasks.entity_linking.metrics import linking_metrics
 from gnnlm.tasks.entity_linking.reader import read_benchmark
 from gnnlm.tasks.entity_linking.reranker import CoherenceReranker
 from gnnlm.train import Trainer
+from tests.tasks.helpers import set_up
 
 torch.set_num_threads(1)
 
@@ -154,11 +155,8 @@ def tiny_config(root: Path, **overrides) -> EntityLinkingConfig:
     return apply_overrides(EntityLinkingConfig(), values)
 
 
-def load_task(config: EntityLinkingConfig) -> EntityLinkingTask:
-    task = EntityLinkingTask(config)
-    task.validate()
-    task.setup()
-    return task
+def load_task(config) -> EntityLinkingTask:
+    return set_up(EntityLinkingTask, config)
 
 
 # -- reader ----------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import torch
 from gnnlm.config import ConfigError, apply_overrides
 from gnnlm.tasks.generative_qa import GenerativeQAConfig, GenerativeQATask
 from gnnlm.train import Trainer
+from tests.tasks.helpers import set_up
 from tests.tasks.test_metaqa import DIRECTORS, MOVIES, YEARS, movie_kb  # noqa: F401 (fixture)
 
 
@@ -40,10 +41,7 @@ def tiny_config(root, **overrides) -> GenerativeQAConfig:
 
 
 def load_task(config) -> GenerativeQATask:
-    task = GenerativeQATask(config)
-    task.validate()
-    task.setup()
-    return task
+    return set_up(GenerativeQATask, config)
 
 
 def test_prompts_per_style_link_the_topic_and_hold_whole_triples(movie_kb):  # noqa: F811

@@ -17,6 +17,7 @@ from gnnlm.tasks.metaqa import MetaQAConfig, MetaQATask
 from gnnlm.tasks.metaqa.data import hop_folders, read_hops, read_questions, split_dev
 from gnnlm.tasks.metaqa.model import NodeRankingHead, candidate_scores, ranking_loss
 from gnnlm.train import Trainer
+from tests.tasks.helpers import set_up
 
 DATA = os.environ.get("GNNLM_DATA_DIR", "")
 needs_metaqa = pytest.mark.skipif(
@@ -87,11 +88,8 @@ def tiny_config(root: Path, **overrides) -> MetaQAConfig:
     return apply_overrides(MetaQAConfig(), values)
 
 
-def load_task(config: MetaQAConfig) -> MetaQATask:
-    task = MetaQATask(config)
-    task.validate()
-    task.setup()
-    return task
+def load_task(config) -> MetaQATask:
+    return set_up(MetaQATask, config)
 
 
 # -- reader ----------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from gnnlm.tasks.pretraining.edges import canonical_triples
 from gnnlm.tasks.pretraining.masking import IGNORE
 from gnnlm.train import Trainer
 from gnnlm.train.trainer import seed_everything
+from tests.tasks.helpers import set_up
 
 CONFIGS = Path(__file__).parents[2] / "configs" / "tasks"
 WORDS = (
@@ -75,10 +76,7 @@ def tiny_config(**overrides) -> PretrainingConfig:
 
 
 def load_task(config: PretrainingConfig, kg: KnowledgeGraph) -> PretrainingTask:
-    task = PretrainingTask(config, data=kg)
-    task.validate()
-    task.setup()
-    return task
+    return set_up(PretrainingTask, config, data=kg)
 
 
 # -- masking -----------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from gnnlm.config import ConfigError, apply_overrides
 from gnnlm.tasks import TripleClassificationConfig, TripleClassificationTask, build_examples
 from gnnlm.train import Trainer
 from gnnlm.train.trainer import seed_everything
+from tests.tasks.helpers import set_up
 
 DATA = os.environ.get("GNNLM_DATA_DIR", "")
 needs_wn18rr = pytest.mark.skipif(
@@ -74,11 +75,8 @@ def tiny_config(graph_dir: Path, **overrides) -> TripleClassificationConfig:
     return apply_overrides(TripleClassificationConfig(), values)
 
 
-def load_task(config: TripleClassificationConfig) -> TripleClassificationTask:
-    task = TripleClassificationTask(config)
-    task.validate()
-    task.setup()
-    return task
+def load_task(config) -> TripleClassificationTask:
+    return set_up(TripleClassificationTask, config)
 
 
 # -- examples ----------------------------------------------------------------------------------------
