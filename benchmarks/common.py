@@ -14,6 +14,30 @@ from pathlib import Path
 
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def comparison_parser(
+    doc: str | None, *, name: str, threads: int, quick: str, runs: str | None = None
+) -> argparse.ArgumentParser:
+    """The options every comparison benchmark takes: ``--seeds``, ``--threads``, ``--bootstrap``,
+    ``--out`` (``runs/<runs or name>``), ``--results`` (``benchmarks/results/<name>.json``),
+    ``--resume``, ``--quick`` (its smoke run: ``quick``) and ``--quiet``; a script adds its own."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--threads", type=int, default=threads)
+    parser.add_argument("--bootstrap", type=int, default=10000, help="paired bootstrap rounds")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / (runs or name))
+    parser.add_argument(
+        "--results", type=Path, default=ROOT / "benchmarks" / "results" / f"{name}.json"
+    )
+    parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
+    parser.add_argument("--quick", action="store_true", help=f"{quick}: a smoke run")
+    parser.add_argument("--quiet", action="store_true")
+    return parser
+
 
 def header(argv: list[str] | None, threads: int) -> dict:
     """``{"command", "machine"}`` of a benchmark invoked with ``argv`` (``None``: ``sys.argv``)."""

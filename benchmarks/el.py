@@ -25,7 +25,7 @@ import statistics
 from pathlib import Path
 
 import torch
-from common import header, run_arms, write_results
+from common import comparison_parser, header, run_arms, write_results
 
 from gnnlm.train.variants import paired_bootstrap, summarize
 
@@ -185,21 +185,9 @@ def markdown(record: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = comparison_parser(__doc__, name="el", threads=1, quick="tiny-bert, a few documents")
     parser.add_argument("--budget", choices=("small", "full"), default="small")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--bootstrap", type=int, default=10000)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "el")
-    parser.add_argument("--results", type=Path, default=RESULTS / "el.json")
-    parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny-bert, a few documents: a smoke run"
-    )
-    parser.add_argument("--quiet", action="store_true")
     parser.add_argument(
         "--render", action="store_true", help="rewrite the .md from the --results JSON, no runs"
     )

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import header, write_results
+from common import comparison_parser, header, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -191,21 +191,13 @@ def fewrel_markdown(record: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = comparison_parser(
+        __doc__, name="fewrel", runs="bench", threads=2, quick="tiny-bert, tiny budget"
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--arms", nargs="+", default=None, help="a subset of the config's variants")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--bootstrap", type=int, default=10000)
     parser.add_argument(
         "--set", dest="set_fewrel", action="append", default=[], metavar="KEY=VALUE"
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench")
-    parser.add_argument("--results", type=Path, default=RESULTS / "fewrel.json")
-    parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
-    parser.add_argument("--quick", action="store_true", help="tiny-bert, tiny budget: a smoke run")
-    parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     record = {**header(argv, args.threads), "fewrel": run_fewrel(args)}

@@ -23,14 +23,13 @@ run. Writes ``benchmarks/results/injection_metaqa.{json,md}``; runs go to ``--ou
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
-from common import header, run_arms, write_results
+from common import comparison_parser, header, run_arms, write_results
 
 from gnnlm.train.variants import paired_bootstrap, summarize
 
@@ -98,18 +97,11 @@ def markdown(record: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--bootstrap", type=int, default=10000)
+    parser = comparison_parser(
+        __doc__, name="injection_metaqa", runs="injection-ablation-metaqa", threads=2,
+        quick="tiny-bert, 32 questions",
+    )  # fmt: skip
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "injection-ablation-metaqa")
-    parser.add_argument("--results", type=Path, default=RESULTS / "injection_metaqa.json")
-    parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
-    parser.add_argument("--quick", action="store_true", help="tiny-bert, 32 questions: a smoke run")
-    parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()

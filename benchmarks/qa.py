@@ -23,7 +23,7 @@ import statistics
 from pathlib import Path
 
 import torch
-from common import header, run_arms, write_results
+from common import comparison_parser, header, run_arms, write_results
 
 from gnnlm.train.variants import paired_bootstrap, summarize
 
@@ -115,24 +115,12 @@ def markdown(record: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
+    parser = comparison_parser(__doc__, name="qa", threads=2, quick="tiny-bert, a few questions")
     # the task order of --tasks is the order they run (and the table's)
+    parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     parser.add_argument("--budget", choices=("small", "full"), default="small")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--bootstrap", type=int, default=10000)
     for name in TASKS:
         parser.add_argument(f"--set-{name}", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "qa")
-    parser.add_argument("--results", type=Path, default=RESULTS / "qa.json")
-    parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny-bert, a few questions: a smoke run"
-    )
-    parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     record = {**header(argv, args.threads), "budget": "quick" if args.quick else args.budget,

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import header, write_results
+from common import comparison_parser, header, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -170,27 +170,15 @@ def markdown(record: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    # one thread: on a busy 2-core machine a second thread waits for the first (3x slower, measured)
+    parser = comparison_parser(__doc__, name="re", threads=1, quick="tiny-bert, a few sentences")
     parser.add_argument("--tasks", nargs="+", choices=("semeval", "fewrel"),
                         default=["semeval", "fewrel"])  # fmt: skip
     parser.add_argument("--budget", choices=("small", "full"), default="small")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    # one thread: on a busy 2-core machine a second thread waits for the first (3x slower, measured)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--bootstrap", type=int, default=10000)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override of configs/tasks/semeval.yaml")  # fmt: skip
     parser.add_argument("--set-fewrel", action="append", default=[], metavar="KEY=VALUE",
                         help="override of the FewRel config (read by fewrel_bench)")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "re")
-    parser.add_argument("--results", type=Path, default=RESULTS / "re.json")
-    parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny-bert, a few sentences: a smoke run"
-    )
-    parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     record = {**header(argv, args.threads), "budget": "quick" if args.quick else args.budget,

@@ -29,7 +29,6 @@ the runs go to ``--out`` (default ``runs/strategies``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -39,6 +38,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import comparison_parser
 
 from gnnlm.train.variants import paired_bootstrap, summarize
 
@@ -119,22 +119,12 @@ def bar_plot(record: dict, path: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = comparison_parser(
+        __doc__, name="strategies", threads=2, quick="tiny-bert, a few examples"
     )
     parser.add_argument("--config", type=Path, default=CONFIG)
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--bootstrap", type=int, default=10000)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--no-multitask", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "strategies")
-    parser.add_argument("--results", type=Path, default=RESULTS / "strategies.json")
-    parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny-bert, a few examples: a smoke run"
-    )
-    parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from gnnlm.tasks.loading import load_config
