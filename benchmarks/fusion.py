@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 from gnnlm.utils.atomic import atomic_write_text
+from gnnlm.utils.memory import proc_status_bytes, reset_peak_rss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,25 +63,6 @@ KWARGS = {
     "entity(learned)": {"entity": {"source": "learned"}},
     "graph+entity+relation": {"entity": {"source": "gnn"}},
 }
-
-
-def _status_mb(field: str) -> float:
-    """``VmRSS`` / ``VmHWM`` (peak RSS) of this process from ``/proc/self/status``, in MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the peak-RSS high-water mark (Linux >= 4.0), so it measures only what follows."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def make_batch(args: argparse.Namespace):
@@ -169,11 +151,13 @@ def memory_child(args: argparse.Namespace) -> dict:
     model, loss_fn = make_model(args.variant, kg, lm, args)
     del kg
     gc.collect()
-    reset = _reset_peak_rss()
-    base = _status_mb("VmRSS")
+    reset = reset_peak_rss()
+    base = proc_status_bytes("VmRSS") / 2**20
     loss_fn(batch).backward()
     peak = (
-        _status_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        proc_status_bytes("VmHWM") / 2**20
+        if reset
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
     return {
         "peak_rss_mb": round(peak, 1),

@@ -66,44 +66,36 @@ from gnnlm.train.loops import SLCWALoop  # noqa: E402
 from gnnlm.train.losses import BCELoss, SoftplusLoss  # noqa: E402
 from gnnlm.train.negative_sampling import UniformNegativeSampler  # noqa: E402
 from gnnlm.train.sparse import RowAdagrad  # noqa: E402
+from gnnlm.utils.memory import proc_status_bytes, reset_peak_rss  # noqa: E402
 
 MIB = 2**20
 DIMS = {"transe": 32, "rotate": 16}
 
 
 # -- memory ----------------------------------------------------------------------------------------
-def _status(field: str) -> int:
-    """``VmRSS`` / ``VmHWM`` of this process, in bytes."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 #: the process's peak RSS over all resets (``clear_refs`` also resets ``getrusage``'s maximum).
 _PEAK = {"bytes": 0}
 
 
 def process_peak() -> int:
     """The highest RSS of this process so far, in bytes."""
-    _PEAK["bytes"] = max(_PEAK["bytes"], _status("VmHWM"))
+    _PEAK["bytes"] = max(_PEAK["bytes"], proc_status_bytes("VmHWM"))
     return _PEAK["bytes"]
 
 
 def reset_peak() -> int:
     """Reset the peak RSS to the current RSS (``clear_refs``); returns the current RSS."""
     process_peak()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status("VmRSS")
+    if not reset_peak_rss():
+        raise OSError("cannot reset the peak RSS: /proc/self/clear_refs is not writable")
+    return proc_status_bytes("VmRSS")
 
 
 def peak_rise(run: Callable[[], Any]) -> tuple[Any, int]:
     """``(run(), bytes by which the peak RSS rose above the RSS before it)``."""
     before = reset_peak()
     out = run()
-    return out, max(0, _status("VmHWM") - before)
+    return out, max(0, proc_status_bytes("VmHWM") - before)
 
 
 def tensor_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,22 +22,9 @@ from gnnlm.train.loops import SLCWALoop
 from gnnlm.train.losses import BCELoss, SoftplusLoss
 from gnnlm.train.negative_sampling import UniformNegativeSampler
 from gnnlm.train.sparse import RowAdagrad
+from gnnlm.utils.memory import peak_rise
 
 NUM_RELATIONS, NUM_TRAIN, NUM_TEST, KVSALL_BATCH = 5, 2000, 12, 32
-
-
-def _status(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
-
-
-def peak_rise(run: Callable[[], Any]) -> tuple[Any, int]:
-    """``(run(), bytes by which the peak RSS rose above the RSS before it)``."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before = _status("VmRSS")
-    out = run()
-    return out, max(0, _status("VmHWM") - before)
 
 
 def triples(num_entities: int) -> torch.Tensor:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from gnnlm.utils.memory import reset_peak_rss
+
 # ~1 min on two idle cores (a 2.5M-entity model built four times): with the slow tests.
 pytestmark = pytest.mark.slow
 
@@ -24,18 +26,9 @@ MIB = 2**20
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _clear_refs_works() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory):
-    if not _clear_refs_works():
+    if not reset_peak_rss():
         pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
     # A fixed mmap threshold: glibc then maps (and on free unmaps) every block over 1 MiB, so a
     # phase's allocations show in its RSS instead of reusing memory an earlier phase freed.
