@@ -20,6 +20,14 @@ relation that reaches them, with a relation's weight its inverse document freque
 ``gender``), then by a fixed random rank (so ties do not favour low ids). A weight of ``-inf`` removes a
 relation from the walk entirely.
 
+Question-aware pruning: the weights can also be given per example (``node_set(seeds, relation_weight=...)``,
+e.g. the log-relevance of each relation to a question), and with ``path_scores=True`` a candidate is ranked
+by the best *path* from a seed, the sum of its edges' weights, rather than by its last edge: after "the
+movies written by X", a genre reached from one of X's films through ``has_genre`` outranks a genre of a film
+X only starred in. Hops still fill in breadth-first order, so a nearer node always comes before a farther
+one. This is GraftNet's retrieval (personalised PageRank with question-relation edge weights, Sun et al.,
+2018, https://arxiv.org/abs/1809.00782) reduced to its best path.
+
 The expansion walks a CSR adjacency (``O(degree of the frontier)`` per hop) instead of calling
 :func:`torch_geometric.utils.k_hop_subgraph` per example, whose cost is ``O(num_edges)`` per hop; with no
 budget the node sets are identical (tested against ``k_hop_subgraph``).
@@ -58,6 +66,8 @@ class SubgraphSampler:
         seed: seed of the random tie-break rank.
         allocation: ``"per_seed"`` (each seed its share of the budget at every hop, unused shares
             passed on) or ``"joint"`` (one breadth-first search from all seeds under one budget).
+        path_scores: rank a hop's candidates by the best path's summed relation weight from a seed
+            instead of by the best last edge (the same with all-zero weights).
     """
 
     def __init__(
@@ -70,6 +80,7 @@ class SubgraphSampler:
         inverse_offset: int | None = None,
         seed: int = 0,
         allocation: str = "per_seed",
+        path_scores: bool = False,
     ) -> None:
         if num_hops < 0 or max_nodes < 1:
             raise ValueError(
@@ -78,6 +89,7 @@ class SubgraphSampler:
         if allocation not in ("per_seed", "joint"):
             raise ValueError(f"allocation must be 'per_seed' or 'joint', got {allocation!r}")
         self.allocation = allocation
+        self.path_scores = path_scores
         self.num_nodes = int(graph.num_nodes)
         self.num_relations = int(graph.num_relations)
         self.num_hops = num_hops
@@ -88,11 +100,7 @@ class SubgraphSampler:
         if relation_weight is None:
             count = torch.bincount(edge_type, minlength=self.num_relations).clamp_min(1).double()
             relation_weight = torch.log(len(edge_type) / count).float()  # [num_relations]
-        if relation_weight.shape != (self.num_relations,):
-            raise ValueError(
-                f"relation_weight must have shape [{self.num_relations}], got {tuple(relation_weight.shape)}"
-            )
-        self.relation_weight = relation_weight.float()
+        self.relation_weight = self._checked_weight(relation_weight)
         perm = torch.argsort(src, stable=True)
         self.src, self.dst, self.edge_type = src[perm], dst[perm], edge_type[perm]  # CSR order
         counts = torch.bincount(self.src, minlength=self.num_nodes)
@@ -101,6 +109,14 @@ class SubgraphSampler:
         self.rank = torch.randperm(self.num_nodes, generator=generator)  # tie-break
         self._member = torch.zeros(self.num_nodes, dtype=torch.bool)  # scratch membership mask
 
+    def _checked_weight(self, weight: Tensor) -> Tensor:
+        weight = torch.as_tensor(weight)
+        if weight.shape != (self.num_relations,):
+            raise ValueError(
+                f"relation_weight must have shape [{self.num_relations}], got {tuple(weight.shape)}"
+            )
+        return weight.float()
+
     def _in(self, values: Tensor, nodes: Tensor) -> Tensor:
         """``values`` in ``nodes`` via a reusable ``[num_nodes]`` mask (faster than ``isin`` on hubs)."""
         self._member[nodes] = True
@@ -108,24 +124,30 @@ class SubgraphSampler:
         self._member[nodes] = False
         return out
 
-    def _expand(self, frontier: Tensor, selected: Tensor) -> tuple[Tensor, Tensor]:
-        """Unseen neighbours of ``frontier`` and the best relation weight reaching each."""
+    def _expand(
+        self, frontier: Tensor, score: Tensor, selected: Tensor, weight: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Unseen neighbours of ``frontier`` (``[k]``, its nodes' path scores ``score: [k]``) and the
+        best score reaching each: the frontier node's score plus the edge's relation weight."""
+        start = self.ptr[frontier]
+        count = self.ptr[frontier + 1] - start
         pos = _csr_positions(self.ptr, frontier)
-        weight = self.relation_weight[self.edge_type[pos]]
+        step = weight[self.edge_type[pos]]
         neighbour = self.dst[pos]
-        keep = ~self._in(neighbour, selected) & (weight > -math.inf)
-        neighbour, weight = neighbour[keep], weight[keep]
-        candidates, inverse = torch.unique(neighbour, return_inverse=True)
-        best = torch.full((len(candidates),), -math.inf).scatter_reduce(0, inverse, weight, "amax")
+        keep = ~self._in(neighbour, selected) & (step > -math.inf)
+        reach = torch.repeat_interleave(score, count)[keep] + step[keep]  # [edges kept]
+        candidates, inverse = torch.unique(neighbour[keep], return_inverse=True)
+        best = torch.full((len(candidates),), -math.inf).scatter_reduce(0, inverse, reach, "amax")
         return candidates, best
 
-    def _prune(self, candidates: Tensor, best: Tensor, budget: int) -> Tensor:
-        """The ``budget`` best candidates: highest relation weight first, then the fixed random rank."""
-        if len(candidates) <= budget:
-            return candidates
-        order = torch.argsort(self.rank[candidates], stable=True)  # lexsort via two stable sorts
-        order = order[torch.argsort(-best[order], stable=True)]
-        return candidates[order[:budget]]
+    def _prune(self, candidates: Tensor, best: Tensor, budget: int) -> tuple[Tensor, Tensor]:
+        """The ``budget`` best candidates and their scores: highest score first, then the fixed
+        random rank; the scores carried on are 0 without ``path_scores``."""
+        if len(candidates) > budget:
+            order = torch.argsort(self.rank[candidates], stable=True)  # lexsort: two stable sorts
+            order = order[torch.argsort(-best[order], stable=True)][:budget]
+            candidates, best = candidates[order], best[order]
+        return candidates, (best if self.path_scores else torch.zeros_like(best))
 
     def _seeds(self, seeds: Tensor) -> Tensor:
         """``seeds`` checked, deduplicated, in first-occurrence order."""
@@ -138,22 +160,34 @@ class SubgraphSampler:
         )
         return unique[torch.argsort(order)]
 
-    def node_set(self, seeds: Tensor) -> Tensor:
-        """Global ids of the kept nodes, seeds first (deduplicated, in order), then hop by hop."""
+    def node_set(self, seeds: Tensor, relation_weight: Tensor | None = None) -> Tensor:
+        """Global ids of the kept nodes, seeds first (deduplicated, in order), then hop by hop.
+
+        Args:
+            seeds: ``[num_seeds]`` global entity ids.
+            relation_weight: ``[num_relations]`` weights for this call only (e.g. a question's
+                relation relevance), in place of the sampler's.
+        """
         selected = self._seeds(seeds)
+        weight = (
+            self.relation_weight
+            if relation_weight is None
+            else self._checked_weight(relation_weight)
+        )
         if self.allocation == "joint" or len(selected) <= 1:
-            return self._joint(selected)
-        frontiers = [selected[i : i + 1] for i in range(len(selected))]
+            return self._joint(selected, weight)
+        frontiers = [(selected[i : i + 1], torch.zeros(1)) for i in range(len(selected))]
         for _ in range(self.num_hops):
             budget = self.max_nodes - len(selected)
             if budget <= 0:
                 break
             expansions = [
-                self._expand(f, selected) if len(f) else (f, f.float()) for f in frontiers
+                self._expand(f, score, selected, weight) if len(f) else (f, score)
+                for f, score in frontiers
             ]
             shares = water_fill([len(c) for c, _ in expansions], budget)
             frontiers = [self._prune(c, b, n) for (c, b), n in zip(expansions, shares)]
-            picked = torch.cat(frontiers)
+            picked = torch.cat([f for f, _ in frontiers])
             if not len(picked):
                 break
             # a node two seeds both picked is kept once (the budget is then not quite used up)
@@ -167,15 +201,15 @@ class SubgraphSampler:
         first = first.scatter_reduce(0, inverse, torch.arange(len(values)), "amin")
         return first[inverse] != torch.arange(len(values))
 
-    def _joint(self, selected: Tensor) -> Tensor:
+    def _joint(self, selected: Tensor, weight: Tensor) -> Tensor:
         """One breadth-first search from all seeds under one budget."""
-        frontier = selected
+        frontier, score = selected, torch.zeros(len(selected))
         for _ in range(self.num_hops):
             budget = self.max_nodes - len(selected)
             if budget <= 0 or len(frontier) == 0:
                 break
-            candidates, best = self._expand(frontier, selected)
-            frontier = self._prune(candidates, best, budget)
+            candidates, best = self._expand(frontier, score, selected, weight)
+            frontier, score = self._prune(candidates, best, budget)
             selected = torch.cat([selected, frontier])
         return selected
 
@@ -251,7 +285,12 @@ class SubgraphSampler:
         )  # fmt: skip
         return self._induced(nodes, num_seeds, exclude)
 
-    def sample(self, seeds: Tensor | list[int], exclude: Tensor | None = None) -> Data:
+    def sample(
+        self,
+        seeds: Tensor | list[int],
+        exclude: Tensor | None = None,
+        relation_weight: Tensor | None = None,
+    ) -> Data:
         """The subgraph of one example.
 
         Args:
@@ -259,12 +298,13 @@ class SubgraphSampler:
             exclude: ``[k, 3]`` (head, relation, tail) triples whose edges must not appear (for a triple
                 being classified, its own edge); with ``inverse_offset`` the inverse edge
                 ``(tail, relation + inverse_offset, head)`` is removed too.
+            relation_weight: per-example pruning weights (see :meth:`node_set`).
 
         Returns:
             ``Data`` with ``n_id: [n]`` global ids (seeds first), ``edge_index: [2, e]`` local ids,
             ``edge_type: [e]``, ``num_nodes = n`` and ``num_seeds``.
         """
-        nodes = self.node_set(torch.as_tensor(seeds, dtype=torch.long))
+        nodes = self.node_set(torch.as_tensor(seeds, dtype=torch.long), relation_weight)
         num_seeds = len(torch.unique(torch.as_tensor(seeds, dtype=torch.long)))
         return self._induced(nodes, num_seeds, exclude)
 

@@ -158,3 +158,65 @@ def test_path_nodes_are_ranked_by_relevance_within_the_budget():
     assert sorted(kept.tolist()) == sorted(best.tolist())
     assert data.num_seeds == k == 3 and data.num_nodes == k + 4
     assert data.edge_index.max() < data.num_nodes
+
+
+def reference_path_scored(graph, seed, weight, hops, max_nodes, rank):
+    """Brute force: every node's hop distance from ``seed`` and its best path score (the summed
+    weights of the edges of the best path of that length) over all paths, then hop by hop, best
+    score first, the sampler's random rank on ties, until the budget is spent."""
+    adjacency = {}
+    for (a, b), t in zip(graph.edge_index.t().tolist(), graph.edge_type.tolist()):
+        adjacency.setdefault(a, []).append((b, float(weight[t])))
+    kept, score, frontier = [seed], {seed: 0.0}, [seed]
+    for _ in range(hops):
+        best = {}
+        for u in frontier:
+            for v, w in adjacency.get(u, []):
+                if v not in score and w > float("-inf"):
+                    best[v] = max(best.get(v, float("-inf")), score[u] + w)
+        order = sorted(best, key=lambda v: (-best[v], int(rank[v])))[: max_nodes - len(kept)]
+        for v in order:
+            score[v] = best[v]
+        kept += order
+        frontier = order
+    return kept
+
+
+@pytest.mark.parametrize("max_nodes", [6, 20, 60])
+def test_path_scores_equal_a_brute_force_reference(max_nodes):
+    graph = random_graph(seed=3, n=120, e=300, r=4)
+    g = torch.Generator().manual_seed(1)
+    sampler = SubgraphSampler(graph, num_hops=3, max_nodes=max_nodes, path_scores=True)
+    for seed in (0, 17, 64):
+        weight = torch.log_softmax(torch.randn(8, generator=g) * 3, 0)
+        ours = sampler.node_set(torch.tensor([seed]), relation_weight=weight).tolist()
+        ref = reference_path_scored(graph, seed, weight, 3, max_nodes, sampler.rank)
+        assert ours[0] == seed and len(ours) == len(ref)
+        assert set(ours) == set(ref)  # (a hop under its budget keeps its nodes in id order)
+
+
+def test_path_scores_follow_the_question_and_per_call_weights_leave_the_sampler_alone():
+    # 0 -written-> 1, 0 -starred-> 2; film 1 -genre-> 3, film 2 -genre-> 4, film 2 -year-> 5
+    edge_index = torch.tensor([[0, 0, 1, 2, 2], [1, 2, 3, 4, 5]])
+    edge_type = torch.tensor([0, 1, 2, 2, 3])  # written, starred, genre, year
+    graph = Data(edge_index=edge_index, edge_type=edge_type, num_nodes=6, num_relations=4)
+    question = torch.log(torch.tensor([0.45, 0.05, 0.45, 0.05]))  # "genres of films written by 0"
+    path = SubgraphSampler(graph, num_hops=2, max_nodes=4, path_scores=True)
+    # hop 1 keeps both films (the budget allows); hop 2 keeps film 1's genre over film 2's
+    assert path.node_set(torch.tensor([0]), question).tolist() == [0, 1, 2, 3]
+    last_edge = SubgraphSampler(graph, num_hops=2, max_nodes=4)
+    # ranked by the last edge alone, both genres tie and the random rank decides
+    tied = last_edge.node_set(torch.tensor([0]), question).tolist()
+    assert tied[:3] == [0, 1, 2] and tied[3] in (3, 4)
+    # all-zero weights: path scores change nothing
+    zeros = torch.zeros(4)
+    for budget in (2, 3, 4, 6):
+        a = SubgraphSampler(graph, num_hops=2, max_nodes=budget, path_scores=True)
+        b = SubgraphSampler(graph, num_hops=2, max_nodes=budget)
+        assert a.node_set(torch.tensor([0]), zeros).tolist() == b.node_set(
+            torch.tensor([0]), zeros
+        ).tolist()
+    # the call's weights are not kept
+    assert torch.equal(path.relation_weight, SubgraphSampler(graph).relation_weight)
+    with pytest.raises(ValueError, match=r"relation_weight must have shape \[4\]"):
+        path.node_set(torch.tensor([0]), torch.zeros(3))
