@@ -76,11 +76,41 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
             "counts": r[seeds[0]]["test"].get("counts"),
             "num_test": r[seeds[0]]["test"].get("num_examples"),
         }  # fmt: skip
+    rules = metaqa_rules(config, reference, seeds) if name == "metaqa" and not args.quick else {}
+    for rule in (r for key, r in rules.items() if key != "ceiling"):  # same for every seed
+        rule["vs_fused"] = (
+            paired_bootstrap(
+                correct["fused"], [rule.pop("expected")] * len(seeds), rounds=args.bootstrap
+            )
+            if "fused" in correct
+            else None
+        )
     return {
         "overrides": overrides, "seeds": seeds, "reference": reference, "arms": arms,
-        "anchors": spec["anchors"], "metrics": spec["metrics"],
+        "rules": rules, "anchors": spec["anchors"], "metrics": spec["metrics"],
         "wall_seconds": ran.seconds,
     }  # fmt: skip
+
+
+def metaqa_rules(config, arm: str, seeds: list[int]) -> dict:
+    """MetaQA's baselines with no parameters on the same test questions and subgraphs
+    (:mod:`gnnlm.tasks.metaqa.rule`): the hop rule, and with ``data.pruning: question`` the path rule
+    (the retrieval's own best path at the hop distance)."""
+    from gnnlm.tasks.metaqa import MetaQATask
+    from gnnlm.tasks.metaqa.rule import hop_rule
+
+    task = MetaQATask(config.variant(arm, seeds[0]))
+    task.validate()
+    task.setup()
+    rules = {"hop rule": hop_rule(task, "test")}
+    if task.config.data.pruning == "question":
+        rules["path rule"] = hop_rule(task, "test", scored=True)
+    rules["ceiling"] = {"counts": task.counts["test"]}
+    return rules
+
+
+def _diff(d: dict | None) -> str:
+    return "—" if d is None else f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
 
 
 def _cell(s: dict | None) -> str:
@@ -109,6 +139,24 @@ def markdown(record: dict) -> str:
             )
             cells = " | ".join(_cell(a["test"].get(m)) for m in metrics)
             lines.append(f"| {arm} | {cells} | {ci} | {statistics.fmean(a['train_seconds']):.0f} |")
+        rules = dict(t.get("rules", {}))
+        counts = rules.pop("ceiling", {}).get("counts")
+        for rule, r in rules.items():
+            cells = " | ".join(f"{r[m]:.4f}" if r.get(m) is not None else "—" for m in metrics)
+            lines.append(f"| {rule} (no parameters) | {cells} | — | 0 |")
+        if rules:
+            lines += ["", "Rules: a uniformly random node at the question's hop distance in its subgraph "
+                      "(it reads the hop count, which no model sees); the path rule keeps only those "
+                      "on the best-scored path of the question-aware pruning. fused vs each rule: "
+                      + "; ".join(f"{rule} {_diff(r['vs_fused'])}" for rule, r in rules.items())
+                      + "."]  # fmt: skip
+        if counts:
+            inside = [f"{k} {counts[k]['answers_in_subgraph'] / counts[k]['num_questions']:.4f}"
+                      for k in counts if k.endswith("hop") and isinstance(counts[k], dict)]  # fmt: skip
+            lines += [
+                "",
+                "Ceiling (a gold answer in the budgeted subgraph): " + ", ".join(inside) + ".",
+            ]
         lines += ["", f"Published anchors: {t['anchors']}.",
                   f"Wall clock: {t['wall_seconds'] / 60:.1f} min.", ""]  # fmt: skip
     return "\n".join(lines)

@@ -34,6 +34,9 @@ class TextGraphExample:
             classifier is asked about).
         label: optional target.
         id: optional identifier, named in error messages (with the example's index in its batch).
+        relation_weight: ``[num_relations]`` pruning weights of this example's subgraph (e.g. its
+            question's relevance to each relation), in place of the sampler's (see
+            :meth:`~gnnlm.data.subgraph.SubgraphSampler.node_set`).
     """
 
     text: str
@@ -42,6 +45,7 @@ class TextGraphExample:
     exclude: Tensor | None = None
     label: float | int | None = None
     id: str | int | None = None
+    relation_weight: Tensor | None = None
 
     @property
     def seeds(self) -> list[int]:
@@ -195,7 +199,7 @@ class TextGraphCollator:
             return_tensors="pt",
         )
         offsets = encoded.pop("offset_mapping")  # [batch, seq, 2]
-        graphs = [self.sampler.sample(ex.seeds, ex.exclude) for ex in examples]
+        graphs = [self.sampler.sample(ex.seeds, ex.exclude, ex.relation_weight) for ex in examples]
         graph = Batch.from_data_list(graphs)
         token_node = torch.full(encoded["input_ids"].shape, -1, dtype=torch.long)  # [batch, seq]
         anchor = torch.full((len(examples),), -1, dtype=torch.long)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gnnlm.config import AT_LEAST_0, AT_LEAST_1, UNIT_INTERVAL, Config, checked
+from gnnlm.config import AT_LEAST_0, AT_LEAST_1, POSITIVE, UNIT_INTERVAL, Config, checked
 from gnnlm.tasks.fused import FusedTrainingConfig
 from gnnlm.tasks.metaqa.model import ARMS
 from gnnlm.train.config import EvaluationConfig, RunConfig
 
 #: how a subgraph is cut to its budget (see MetaQADataConfig.pruning)
-PRUNING = ("uniform", "idf")
+PRUNING = ("uniform", "idf", "question")
 
 
 @dataclass
@@ -100,6 +100,7 @@ class MetaQADataConfig(Config):
     num_hops: int | None = checked(None, AT_LEAST_1, "2, or null for max(hops)")
     max_nodes: int = checked(128, AT_LEAST_1, "128")
     pruning: str = "uniform"
+    relation_temperature: float = checked(0.05, POSITIVE, "0.05")
     max_length: int = checked(48, AT_LEAST_1, "48")
     max_train: int = checked(0, AT_LEAST_0, "0 for all")
     max_valid: int = checked(0, AT_LEAST_0, "0 for all")

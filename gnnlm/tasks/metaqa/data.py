@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from torch import Tensor
+
 from gnnlm.data.errors import DataFormatError
 
 #: folder names of question sets: ``1-hop``, ``2-hop``, ...
@@ -165,12 +167,15 @@ class LinkedQuestion:
         answers: ids of the gold answers found in the KB (answers not in the KB cannot be hit).
         reachable: whether some answer lies within ``question.hops`` hops of the topic in the whole
             KB.
+        relation_weight: ``[num_relations]`` the question's own subgraph pruning weights
+            (``data.pruning: question``), ``None`` for the sampler's.
     """
 
     question: Question
     topic: int | None
     answers: frozenset[int]
     reachable: bool
+    relation_weight: Tensor | None = None
 
 
 def link_questions(

@@ -107,6 +107,7 @@ class MetaQATask(Task):
         self.train_indices: list[int] = []
         self.entity_id: dict[str, int] = {}
         self._tables: dict[str, Tensor] = {}
+        self._lm = None  # the frozen LM of data.pruning: question, while setting up
 
     # -- before training ---------------------------------------------------------------------------
     def validate(self) -> None:
@@ -181,12 +182,13 @@ class MetaQATask(Task):
         for i in range(kg.num_entities):
             self.entity_id.setdefault(kg.entity_label(i), i)
         graph = kg.homogeneous(add_inverse=True)
-        # uniform weights: the sampler's ties fall to its fixed random rank (plain BFS order)
-        weight = torch.zeros(graph.num_relations) if d.pruning == "uniform" else None
+        # uniform weights: the sampler's ties fall to its fixed random rank (plain BFS order);
+        # question: each question brings its own weights, summed along paths
+        weight = torch.zeros(graph.num_relations) if d.pruning != "idf" else None
         # split_seed, not the run's seed: every arm and seed sees the same subgraphs
         sampler = memo_sampler(
             graph, num_hops=d.radius, max_nodes=d.max_nodes, inverse_offset=kg.num_relations,
-            seed=d.split_seed, relation_weight=weight,
+            seed=d.split_seed, relation_weight=weight, path_scores=d.pruning == "question",
         )  # fmt: skip
         reach = _Reach(graph)
         dev = read_hops(root, d.hops, "dev")
@@ -199,7 +201,7 @@ class MetaQATask(Task):
         limits = {"train": d.max_train, "valid": d.max_valid, "test": d.max_test}
         for split, questions in raw.items():
             questions = sample_in_order(questions, limits[split], d.split_seed)
-            linked, inside, counts = self._link(questions, sampler, reach)
+            linked, inside, counts = self._link(questions, sampler, reach, self._weights(questions))
             self.questions[split], self.in_subgraph[split], self.counts[split] = (
                 linked,
                 inside,
@@ -207,21 +209,47 @@ class MetaQATask(Task):
             )
         self.train_indices = [i for i, ok in enumerate(self.in_subgraph["train"]) if ok]
         self.counts["train"]["trained_on"] = len(self.train_indices)
+        self._lm = None  # predict loads it again if it needs it
         self.collate = TextGraphCollator(
             load_tokenizer(c.model.lm), sampler, max_length=d.max_length,
             max_positions=text_positions(load_lm_config(c.model.lm)),
         )  # fmt: skip
 
+    def _weights(self, questions: list) -> Tensor | None:
+        """``[len(questions), 2R]`` the questions' relation log-relevance for ``data.pruning:
+        question`` (:mod:`gnnlm.tasks.metaqa.relevance`), else ``None``."""
+        c, kg = self.config, self.kg
+        if c.data.pruning != "question":
+            return None
+        from gnnlm.tasks.metaqa.relevance import relation_relevance
+
+        if self._lm is None:
+            from gnnlm.lm import load_lm
+
+            self._lm = load_lm(c.model.lm)
+        texts = [
+            (kg.relation_text[r] if kg.relation_text else None) or kg.relations.name(r)
+            for r in range(kg.num_relations)
+        ]
+        return relation_relevance(
+            self._lm, questions, texts, temperature=c.data.relation_temperature
+        )
+
     def _link(
-        self, questions: list, sampler: Any, reach: _Reach
+        self, questions: list, sampler: Any, reach: _Reach, weights: Tensor | None = None
     ) -> tuple[list[LinkedQuestion], list[bool], dict[str, Any]]:
         """Link ``questions`` to the KB: ``(linked, inside, counts)`` where ``inside[i]`` says whether
         question ``i``'s budgeted subgraph holds a gold answer, and ``counts`` are those of
         :func:`~gnnlm.tasks.metaqa.data.link_questions` plus ``answers_in_subgraph``, over all
-        questions and per hop (``counts["1hop"]``)."""
+        questions and per hop (``counts["1hop"]``). ``weights[i]`` are question ``i``'s pruning
+        weights (``None``: the sampler's)."""
         linked, counts = link_questions(questions, self.entity_id, reach)
+        if weights is not None:
+            for q, w in zip(linked, weights):
+                q.relation_weight = w
         inside = [
-            q.topic is not None and bool(q.answers & set(sampler.node_set([q.topic]).tolist()))
+            q.topic is not None
+            and bool(q.answers & set(sampler.node_set([q.topic], q.relation_weight).tolist()))
             for q in linked
         ]
         counts["answers_in_subgraph"] = sum(inside)
@@ -391,6 +419,9 @@ class MetaQATask(Task):
             linked.append(LinkedQuestion(question, self.entity_id[topic], frozenset(), False))
         if not linked:
             return []
+        weights = self._weights([q.question for q in linked])
+        for q, w in zip(linked, weights if weights is not None else []):
+            q.relation_weight = w
         from torch_geometric.utils import to_dense_batch
 
         was_training = model.training
@@ -422,13 +453,16 @@ def _example(q: LinkedQuestion):
     topic."""
     from gnnlm.fusion import TextGraphExample
 
-    return TextGraphExample(q.question.text, [(*q.question.span, q.topic)], id=q.question.source)
+    return TextGraphExample(
+        q.question.text, [(*q.question.span, q.topic)], id=q.question.source,
+        relation_weight=q.relation_weight,
+    )  # fmt: skip
 
 
 def memo_sampler(*args: Any, **kwargs: Any):
     """A :class:`~gnnlm.data.subgraph.SubgraphSampler` that remembers each seed set's node set: the
     sampler is deterministic, questions share topics and every epoch and evaluation reads the same
-    subgraphs again."""
+    subgraphs again (with per-question weights, the weights are part of the key)."""
     from gnnlm.data.subgraph import SubgraphSampler
 
     class MemoSubgraphSampler(SubgraphSampler):
@@ -436,11 +470,13 @@ def memo_sampler(*args: Any, **kwargs: Any):
             super().__init__(*args, **kwargs)
             self.memo: dict[tuple[int, ...], Tensor] = {}
 
-        def node_set(self, seeds: Tensor) -> Tensor:
+        def node_set(self, seeds: Tensor, relation_weight: Tensor | None = None) -> Tensor:
             key = tuple(torch.as_tensor(seeds).reshape(-1).tolist())
+            if relation_weight is not None:
+                key += (torch.as_tensor(relation_weight).float().numpy().tobytes(),)
             nodes = self.memo.get(key)
             if nodes is None:
-                nodes = self.memo[key] = super().node_set(seeds)
+                nodes = self.memo[key] = super().node_set(seeds, relation_weight)
             return nodes
 
     return MemoSubgraphSampler()
