@@ -15,6 +15,10 @@
 # 3. the encoder and fusion benchmarks (benchmarks/encoders.py, benchmarks/fusion.py, --device cuda):
 #    step time and peak CUDA memory of our R-GCN/CompGCN and stock PyG's on full FB15k-237, and the
 #    fused-LM step ratios against LM-only (wall time, synchronised).
+# 4. question answering (issue 13), the runs a CPU cannot afford: CommonsenseQA + ConceptNet on all 8,500
+#    training questions for 3 epochs, 4 arms x 3 seeds (about 12 h on 2 CPU cores), and MetaQA as
+#    shipped; through benchmarks/qa.py (results: benchmarks/results/gpu_qa.{json,md}). --quick: one
+#    epoch, 2,000 training questions. SECTIONS=qa picks it alone.
 # Written when no device was lent: none of it has run on a GPU yet.
 # Each section writes its own JSON, so a run cut short keeps what finished; SECTIONS=kge,precision picks.
 set -euo pipefail
@@ -23,7 +27,7 @@ cd "$(dirname "$0")/.."
 export GNNLM_DATA_DIR
 QUICK=0
 if [[ "${1:-}" == "--quick" ]]; then QUICK=1; shift; fi
-SECTIONS="${SECTIONS:-kge,precision,encoders,fusion}"
+SECTIONS="${SECTIONS:-kge,precision,encoders,fusion,qa}"
 python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device')"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
@@ -65,5 +69,13 @@ if has fusion; then
   echo "== 3b. fusion on the GPU"
   python benchmarks/fusion.py --device cuda --threads 8 --rounds 20 --block-rounds 0 --no-memory \
     --out "$RESULTS/gpu_fusion.json"
+fi
+if has qa; then
+  echo "== 4. CommonsenseQA (full training data) and MetaQA on the GPU"
+  CSQA=(--set-commonsenseqa data.num_train=0 --set-commonsenseqa training.epochs=3)
+  ((QUICK)) && CSQA=(--set-commonsenseqa data.num_train=2000)
+  python benchmarks/qa.py --tasks commonsenseqa metaqa --budget full --threads 8 --quiet \
+    --set-commonsenseqa training.device=cuda --set-metaqa training.device=cuda "${CSQA[@]}" \
+    --out runs/gpu_qa --results "$RESULTS/gpu_qa.json"
 fi
 echo "done: $RESULTS/gpu_*.json"
