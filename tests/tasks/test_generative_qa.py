@@ -130,6 +130,8 @@ def test_bad_options_are_refused(movie_kb):  # noqa: F811
         GenerativeQATask(
             tiny_config(movie_kb, **{"model.style": "text", "model.freeze_lm": True})
         ).validate()
+    with pytest.raises(ConfigError, match="data.pruning: question is not supported"):
+        GenerativeQATask(tiny_config(movie_kb, **{"data.pruning": "question"})).validate()
 
 
 # -- KG completion as generation ---------------------------------------------------------------------
