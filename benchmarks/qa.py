@@ -76,37 +76,66 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
             "counts": r[seeds[0]]["test"].get("counts"),
             "num_test": r[seeds[0]]["test"].get("num_examples"),
         }  # fmt: skip
-    rules = metaqa_rules(config, reference, seeds) if name == "metaqa" and not args.quick else {}
-    for rule in (r for key, r in rules.items() if key != "ceiling"):  # same for every seed
-        rule["vs_fused"] = (
-            paired_bootstrap(
-                correct["fused"], [rule.pop("expected")] * len(seeds), rounds=args.bootstrap
-            )
-            if "fused" in correct
-            else None
+    rules, ceiling = ({}, None) if args.quick else RULES[name](config, reference, seeds)
+    kg_arm = next((a for a in ("fused", "both") if a in correct), None)
+    for rule in rules.values():  # a rule's expected hits are the same for every seed
+        expected = [rule.pop("expected")] * len(seeds)
+        rule[f"vs_{reference}"] = paired_bootstrap(
+            expected, correct[reference], rounds=args.bootstrap
+        )
+        rule["kg_arm"] = kg_arm
+        rule["kg_arm_vs_rule"] = (
+            None
+            if kg_arm is None
+            else paired_bootstrap(correct[kg_arm], expected, rounds=args.bootstrap)
         )
     return {
         "overrides": overrides, "seeds": seeds, "reference": reference, "arms": arms,
-        "rules": rules, "anchors": spec["anchors"], "metrics": spec["metrics"],
+        "rules": rules, "ceiling": ceiling, "anchors": spec["anchors"], "metrics": spec["metrics"],
         "wall_seconds": ran.seconds,
     }  # fmt: skip
 
 
-def metaqa_rules(config, arm: str, seeds: list[int]) -> dict:
+def _set_up(task_class, config):
+    task = task_class(config)
+    task.validate()
+    task.setup()
+    return task
+
+
+def metaqa_rules(config, arm: str, seeds: list[int]) -> tuple[dict, dict]:
     """MetaQA's baselines with no parameters on the same test questions and subgraphs
     (:mod:`gnnlm.tasks.metaqa.rule`): the hop rule, and with ``data.pruning: question`` the path rule
-    (the retrieval's own best path at the hop distance)."""
+    (the retrieval's own best path at the hop distance); and the test counts (the ceiling)."""
     from gnnlm.tasks.metaqa import MetaQATask
     from gnnlm.tasks.metaqa.rule import hop_rule
 
-    task = MetaQATask(config.variant(arm, seeds[0]))
-    task.validate()
-    task.setup()
+    task = _set_up(MetaQATask, config.variant(arm, seeds[0]))
     rules = {"hop rule": hop_rule(task, "test")}
     if task.config.data.pruning == "question":
         rules["path rule"] = hop_rule(task, "test", scored=True)
-    rules["ceiling"] = {"counts": task.counts["test"]}
-    return rules
+    return rules, task.counts["test"]
+
+
+def multiple_choice_rules(config, arm: str, seeds: list[int]) -> tuple[dict, None]:
+    """CommonsenseQA's baselines with no parameters on the same subgraphs
+    (:mod:`gnnlm.tasks.multiple_choice.rule`): "is there a path?" and "how many question concepts
+    does the choice connect to?" (the data is shared with the runs of this process)."""
+    from gnnlm.tasks.multiple_choice import MultipleChoiceTask
+    from gnnlm.tasks.multiple_choice.rule import rule_baselines
+
+    task = _set_up(MultipleChoiceTask, config.variant(arm, seeds[0]))
+    return {f"{k} rule": v for k, v in rule_baselines(task, "test").items()}, None
+
+
+RULES = {"metaqa": metaqa_rules, "commonsenseqa": multiple_choice_rules}
+RULE_NOTES = {
+    "metaqa": "a uniformly random node at the question's hop distance in its subgraph (it reads the hop "
+    "count, which no model sees); the path rule keeps only those on the best-scored path of the "
+    "question-aware pruning.",
+    "commonsenseqa": "a uniformly random choice among those whose subgraph joins the question to the "
+    "choice (path) or connects the most question concepts (links); chance is .20.",
+}
 
 
 def _diff(d: dict | None) -> str:
@@ -139,16 +168,14 @@ def markdown(record: dict) -> str:
             )
             cells = " | ".join(_cell(a["test"].get(m)) for m in metrics)
             lines.append(f"| {arm} | {cells} | {ci} | {statistics.fmean(a['train_seconds']):.0f} |")
-        rules = dict(t.get("rules", {}))
-        counts = rules.pop("ceiling", {}).get("counts")
+        rules, counts = t.get("rules", {}), t.get("ceiling")
         for rule, r in rules.items():
             cells = " | ".join(f"{r[m]:.4f}" if r.get(m) is not None else "—" for m in metrics)
-            lines.append(f"| {rule} (no parameters) | {cells} | — | 0 |")
+            lines.append(f"| {rule} (no parameters) | {cells} | {_diff(r[f'vs_{ref}'])} | 0 |")
         if rules:
-            lines += ["", "Rules: a uniformly random node at the question's hop distance in its subgraph "
-                      "(it reads the hop count, which no model sees); the path rule keeps only those "
-                      "on the best-scored path of the question-aware pruning. fused vs each rule: "
-                      + "; ".join(f"{rule} {_diff(r['vs_fused'])}" for rule, r in rules.items())
+            lines += ["", f"Rules: {RULE_NOTES[name]} {next(iter(rules.values()))['kg_arm']} "
+                      "against each rule (95% paired bootstrap CI): "
+                      + "; ".join(f"{rule} {_diff(r['kg_arm_vs_rule'])}" for rule, r in rules.items())
                       + "."]  # fmt: skip
         if counts:
             inside = [f"{k} {counts[k]['answers_in_subgraph'] / counts[k]['num_questions']:.4f}"

@@ -446,3 +446,31 @@ def test_real_commonsenseqa_counts_and_grounding():
     assert concepts(matcher, "department store") == ["department store"]
     grounded = sum(bool(matcher.ground(q.stem)) for q in dev[:200])
     assert grounded >= 195
+
+
+# -- the no-parameter rules ------------------------------------------------------------------------
+def test_the_rules_score_connectivity_and_pick_uniformly_among_the_top(kg, ready):
+    from gnnlm.tasks.multiple_choice.rule import (
+        expected_correct,
+        links_score,
+        path_score,
+        rule_baselines,
+    )
+
+    names = {n: i for i, n in enumerate(kg.entity_text.names)}
+    extractor = BridgeExtractor(kg, max_nodes=40, max_hops=2)
+    joined = extractor.extract([names["dog"]], [names["park"]])  # dog - fetch ball - park
+    assert (path_score(joined), links_score(joined)) == (1.0, 1.0)
+    alone = extractor.extract([names["dog"]], [])  # no choice concept: nothing joined
+    assert (path_score(alone), links_score(alone)) == (0.0, 0.0)
+    assert expected_correct([1, 0, 1, 0, 0], 2) == 0.5
+    assert expected_correct([1, 0, 1, 0, 0], 1) == 0.0
+    assert expected_correct([0, 0, 0, 0, 0], 3) == 0.2  # no signal: chance
+    rules = rule_baselines(ready, "test")
+    for rule, score in (("path", path_score), ("links", links_score)):
+        expected = rules[rule]["expected"]
+        assert len(expected) == len(ready.qa.questions["test"])
+        for i, q in enumerate(ready.qa.questions["test"]):
+            scores = [score(p.graph) for p in ready.qa.pairs("test", i)]
+            assert expected[i] == expected_correct(scores, q.question.answer)
+        assert rules[rule]["accuracy"] == pytest.approx(sum(expected) / len(expected))
