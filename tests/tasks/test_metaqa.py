@@ -387,7 +387,7 @@ def test_relation_relevance_masks_the_topic_and_is_a_log_softmax_per_question():
 @needs_metaqa
 def test_on_real_2_hop_questions_question_pruning_keeps_more_answers_than_uniform():
     """MiniLM's question-relation similarity: at 128 nodes a gold answer stays in the subgraph of
-    96.6% of 2-hop test questions against 87.6% with uniform pruning (full test file); on 300 of
+    96.5% of 2-hop test questions against 87.3% with uniform pruning (full test file); on 300 of
     them the margin is asserted loosely."""
     from gnnlm.data import load_dataset
     from gnnlm.data.subgraph import SubgraphSampler
