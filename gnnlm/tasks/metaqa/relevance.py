@@ -12,9 +12,8 @@ their best path's summed log-relevance (:class:`~gnnlm.data.subgraph.SubgraphSam
 al., 2018, https://arxiv.org/abs/1809.00782).
 
 On the full 2-hop test file this keeps a gold answer in 96.5% of the subgraphs at 128 nodes (14,358 of
-14,872; uniform pruning: 90.3% at 256 nodes, and 87.3% of a 2,000-question sample at 128; 97.7% have one
-within 2 hops of the whole
-KB), and 9,945 of the 9,947 1-hop answers.
+14,872; uniform pruning: 90.3% at 256 nodes, and 87.3% of a 2,000-question sample at 128; 97.7% have
+one within 2 hops of the whole KB), and 9,945 of the 9,947 1-hop answers.
 """
 
 from __future__ import annotations
