@@ -387,9 +387,8 @@ def test_relation_relevance_masks_the_topic_and_is_a_log_softmax_per_question():
 @needs_metaqa
 def test_on_real_2_hop_questions_question_pruning_keeps_more_answers_than_uniform():
     """MiniLM's question-relation similarity: at 128 nodes a gold answer stays in the subgraph of
-    96.5% of the 2-hop test questions (full file) against 87.3% of a 2,000-question sample with uniform
-    pruning; on 300 of
-    them the margin is asserted loosely."""
+    96.5% of the 2-hop test questions (full file) against 87.3% of a 2,000-question sample with
+    uniform pruning; on 300 of them the margin is asserted loosely."""
     from gnnlm.data import load_dataset
     from gnnlm.data.subgraph import SubgraphSampler
     from gnnlm.tasks.metaqa.data import link_questions, sample_in_order
