@@ -213,9 +213,10 @@ def test_path_scores_follow_the_question_and_per_call_weights_leave_the_sampler_
     for budget in (2, 3, 4, 6):
         a = SubgraphSampler(graph, num_hops=2, max_nodes=budget, path_scores=True)
         b = SubgraphSampler(graph, num_hops=2, max_nodes=budget)
-        assert a.node_set(torch.tensor([0]), zeros).tolist() == b.node_set(
-            torch.tensor([0]), zeros
-        ).tolist()
+        assert (
+            a.node_set(torch.tensor([0]), zeros).tolist()
+            == b.node_set(torch.tensor([0]), zeros).tolist()
+        )
     # the call's weights are not kept
     assert torch.equal(path.relation_weight, SubgraphSampler(graph).relation_weight)
     with pytest.raises(ValueError, match=r"relation_weight must have shape \[4\]"):
