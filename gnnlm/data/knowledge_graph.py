@@ -230,6 +230,15 @@ class KnowledgeGraph:
         fallback = self.entities.name(idx)
         return self.entity_text.name_or_id(idx, fallback) if self.entity_text else fallback
 
+    def relation_label(self, idx: int) -> str:
+        """Readable name of a relation (its text when known, else its identifier)."""
+        text = (
+            self.relation_text[idx]
+            if self.relation_text and idx < len(self.relation_text)
+            else None
+        )
+        return text or self.relations.name(idx)
+
     def __repr__(self) -> str:
         s = self.statistics()
         types = f", node_types={self.node_types}" if len(self.node_types) > 1 else ""

@@ -129,8 +129,7 @@ class SubgraphSampler:
     ) -> tuple[Tensor, Tensor]:
         """Unseen neighbours of ``frontier`` (``[k]``, its nodes' path scores ``score: [k]``) and the
         best score reaching each: the frontier node's score plus the edge's relation weight."""
-        start = self.ptr[frontier]
-        count = self.ptr[frontier + 1] - start
+        count = self.ptr[frontier + 1] - self.ptr[frontier]  # [k] out-degrees
         pos = _csr_positions(self.ptr, frontier)
         step = weight[self.edge_type[pos]]
         neighbour = self.dst[pos]

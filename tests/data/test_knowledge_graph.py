@@ -86,3 +86,12 @@ def test_statistics_and_repr():
         "num_test": 1,
     }
     assert "node_types=['drug', 'protein']" in repr(kg)
+
+
+def test_relation_label_is_the_text_when_known_else_the_identifier():
+    kg = typed_kg()
+    assert [kg.relation_label(r) for r in range(2)] == ["targets", "interacts"]
+    named = KnowledgeGraph(
+        kg.entities, kg.relations, kg.splits, name="named", relation_text=["binds to", None]
+    )
+    assert [named.relation_label(r) for r in range(2)] == ["binds to", "interacts"]

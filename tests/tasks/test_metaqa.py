@@ -405,7 +405,9 @@ def test_on_real_2_hop_questions_question_pruning_keeps_more_answers_than_unifor
     )
     uniform = SubgraphSampler(graph, **options)
     question = SubgraphSampler(graph, **options, path_scores=True)
-    weights = relation_relevance("minilm", questions, [t or "" for t in kg.relation_text])
+    texts = [kg.relation_label(r) for r in range(kg.num_relations)]
+    assert texts[:2] == ["directed by", "written by"]
+    weights = relation_relevance("minilm", questions, texts)
     kept = {"uniform": 0, "question": 0}
     for q, w in zip(linked, weights):
         kept["uniform"] += bool(q.answers & set(uniform.node_set([q.topic]).tolist()))

@@ -81,9 +81,8 @@ class GenerativeQATask(MetaQATask):
                 f"{c.at('model.freeze_lm')}model.freeze_lm: style {m.style} has no graph module, "
                 "so nothing would train; use finetuning.lora or another style"
             )
-        if (
-            c.data.pruning == "question"
-        ):  # the prompts' subgraphs are cached per topic, not question
+        # the prompts' subgraphs and answer tries are cached per topic, not per question
+        if c.data.pruning == "question":
             raise ConfigError(
                 f"{c.at('data.pruning')}data.pruning: question is not supported by generative_qa "
                 "(its verbalised subgraphs and answer tries are per topic); use uniform or idf"

@@ -61,9 +61,12 @@ def relation_relevance(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if isinstance(lm, str):
         lm = load_lm(lm)
-    encode = lambda texts: torch.nn.functional.normalize(  # noqa: E731
-        text_node_features(lm, list(texts), quiet=quiet), dim=-1
-    )
+
+    def encode(texts) -> Tensor:  # [len(texts), hidden], unit rows
+        return torch.nn.functional.normalize(
+            text_node_features(lm, list(texts), quiet=quiet), dim=-1
+        )
+
     if not questions:
         return torch.zeros(0, len(relation_texts) * (2 if inverse else 1))
     similarity = encode(masked_question(q) for q in questions) @ encode(relation_texts).t()

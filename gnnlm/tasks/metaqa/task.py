@@ -201,7 +201,7 @@ class MetaQATask(Task):
         limits = {"train": d.max_train, "valid": d.max_valid, "test": d.max_test}
         for split, questions in raw.items():
             questions = sample_in_order(questions, limits[split], d.split_seed)
-            linked, inside, counts = self._link(questions, sampler, reach, self._weights(questions))
+            linked, inside, counts = self._link(questions, sampler, reach)
             self.questions[split], self.in_subgraph[split], self.counts[split] = (
                 linked,
                 inside,
@@ -215,38 +215,35 @@ class MetaQATask(Task):
             max_positions=text_positions(load_lm_config(c.model.lm)),
         )  # fmt: skip
 
-    def _weights(self, questions: list) -> Tensor | None:
-        """``[len(questions), 2R]`` the questions' relation log-relevance for ``data.pruning:
-        question`` (:mod:`gnnlm.tasks.metaqa.relevance`), else ``None``."""
+    def _attach_weights(self, linked: list[LinkedQuestion]) -> None:
+        """With ``data.pruning: question``, give each question its ``[2R]`` relation
+        log-relevance (:mod:`gnnlm.tasks.metaqa.relevance`), which its subgraph is pruned by."""
         c, kg = self.config, self.kg
-        if c.data.pruning != "question":
-            return None
+        if c.data.pruning != "question" or not linked:
+            return
         from gnnlm.tasks.metaqa.relevance import relation_relevance
 
         if self._lm is None:
             from gnnlm.lm import load_lm
 
             self._lm = load_lm(c.model.lm)
-        texts = [
-            (kg.relation_text[r] if kg.relation_text else None) or kg.relations.name(r)
-            for r in range(kg.num_relations)
-        ]
-        return relation_relevance(
-            self._lm, questions, texts, temperature=c.data.relation_temperature
+        texts = [kg.relation_label(r) for r in range(kg.num_relations)]
+        weights = relation_relevance(
+            self._lm, [q.question for q in linked], texts, temperature=c.data.relation_temperature
         )
+        for q, w in zip(linked, weights):
+            q.relation_weight = w
 
     def _link(
-        self, questions: list, sampler: Any, reach: _Reach, weights: Tensor | None = None
+        self, questions: list, sampler: Any, reach: _Reach
     ) -> tuple[list[LinkedQuestion], list[bool], dict[str, Any]]:
         """Link ``questions`` to the KB: ``(linked, inside, counts)`` where ``inside[i]`` says whether
-        question ``i``'s budgeted subgraph holds a gold answer, and ``counts`` are those of
+        question ``i``'s budgeted subgraph (pruned by its own weights with ``data.pruning:
+        question``) holds a gold answer, and ``counts`` are those of
         :func:`~gnnlm.tasks.metaqa.data.link_questions` plus ``answers_in_subgraph``, over all
-        questions and per hop (``counts["1hop"]``). ``weights[i]`` are question ``i``'s pruning
-        weights (``None``: the sampler's)."""
+        questions and per hop (``counts["1hop"]``)."""
         linked, counts = link_questions(questions, self.entity_id, reach)
-        if weights is not None:
-            for q, w in zip(linked, weights):
-                q.relation_weight = w
+        self._attach_weights(linked)
         inside = [
             q.topic is not None
             and bool(q.answers & set(sampler.node_set([q.topic], q.relation_weight).tolist()))
@@ -419,9 +416,7 @@ class MetaQATask(Task):
             linked.append(LinkedQuestion(question, self.entity_id[topic], frozenset(), False))
         if not linked:
             return []
-        weights = self._weights([q.question for q in linked])
-        for q, w in zip(linked, weights if weights is not None else []):
-            q.relation_weight = w
+        self._attach_weights(linked)
         from torch_geometric.utils import to_dense_batch
 
         was_training = model.training
