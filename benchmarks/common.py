@@ -36,6 +36,10 @@ def comparison_parser(
     parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
     parser.add_argument("--quick", action="store_true", help=f"{quick}: a smoke run")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--keep-checkpoints", action="store_true",
+        help="keep each finished run's resumable checkpoint (~4x its model; deleted by default)",
+    )  # fmt: skip
     return parser
 
 
@@ -69,7 +73,9 @@ def run_arms(config_path: Path, overrides: list[str], args: argparse.Namespace) 
     overrides = list(overrides)
     if getattr(args, "seeds", None):
         overrides.append(f"seeds={args.seeds}")
-    config = load_config(config_path, overrides)
+    # a measurement needs each run's model/ and metrics.json, not its checkpoint (GBs over a sweep)
+    keep = getattr(args, "keep_checkpoints", False)
+    config = load_config(config_path, overrides + [f"training.keep_checkpoint={str(keep).lower()}"])
     start = time.perf_counter()
     comparison = run_variants(
         config, args.out, quiet=args.quiet, resume=args.resume, overwrite=not args.resume

@@ -123,6 +123,10 @@ class TrainingConfig(Config):
         checkpoint_frequency: write a resumable checkpoint every this many epochs (0: never).
         checkpoint_steps: also every this many optimizer steps, inside an epoch (0: never); resuming
             from one continues mid-epoch, exactly.
+        keep_checkpoint: keep the resumable checkpoint once the run has finished (it holds the last
+            and best weights and the optimizer state, ~4x the model). ``False`` deletes it after
+            ``model/`` and ``metrics.json`` are written, for sweeps and benchmarks of many runs; such a
+            run can no longer be continued with more epochs.
         log_steps: also log a row every this many optimizer steps with the running means of the
             epoch's training logs (``train_<name>``; 0: rows at epoch ends and evaluations only), e.g.
             to plot injection gates over training.
@@ -151,6 +155,7 @@ class TrainingConfig(Config):
     clip_grad_norm: float | None = checked(None, POSITIVE, "1.0, or null for no clipping")
     checkpoint_frequency: int = checked(1, AT_LEAST_0, "1, or 0 for never")
     checkpoint_steps: int = checked(0, AT_LEAST_0, "500, or 0 for only at epoch ends")
+    keep_checkpoint: bool = True
     log_steps: int = checked(0, AT_LEAST_0, "10, or 0 for rows at epoch ends and evaluations only")
     deterministic: bool = True
     device: str = "cpu"

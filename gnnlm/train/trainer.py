@@ -93,6 +93,8 @@ if TYPE_CHECKING:
     from gnnlm.train.variants import Comparison
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
+# Settings a resumed run may change: a longer schedule, and whether the checkpoint outlives the run.
+FREE_ON_RESUME = frozenset({"training.epochs", "training.keep_checkpoint"})
 INIT_FROM_NAME = "init_from.json"
 
 
@@ -404,7 +406,8 @@ class Trainer:
             CheckpointError: ``resume`` without a readable checkpoint; an unusable ``init_from``.
             RunDirError: ``run_dir`` is in use by another process, or not empty without ``resume`` /
                 ``overwrite``.
-            ConfigError: ``resume`` with a config that differs from the run's (other than ``training.epochs``).
+            ConfigError: ``resume`` with a config that differs from the run's (other than
+                ``training.epochs`` and ``training.keep_checkpoint``).
             TrainingDivergedError: the loss became NaN/inf (after saving the best model and metrics).
         """
         if resume and init_from is not None:
@@ -736,6 +739,8 @@ class Trainer:
         if self._writes is not None:
             self.task.save_model(self.model, self.run_dir / "model")
             atomic_write_json(self.run_dir / "metrics.json", metrics)
+            if not self.config.training.keep_checkpoint:  # the run's results are all written
+                (self.run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
         model = self.model
         if is_fsdp(self._step):  # a plain copy: the trained module goes back to its shards
             model = self.task.build_model().to(self.device)
@@ -857,7 +862,11 @@ class Trainer:
             raise CheckpointError("resume needs a run directory")
         path = self.run_dir / CHECKPOINT_NAME
         if not path.exists():
-            raise CheckpointError(f"{path}: no checkpoint to resume from")
+            finished = (self.run_dir / "metrics.json").is_file()
+            raise CheckpointError(
+                f"{path}: no checkpoint to resume from"
+                + ("; the run finished with training.keep_checkpoint: false" if finished else "")
+            )
         _, state = load_tensors(path)
         processes = state.get("world_size", 1)
         if processes != self.world.size:
@@ -866,7 +875,7 @@ class Trainer:
                 f"many (torchrun --nproc-per-node {processes}); this is {self.world.size}"
             )
         saved = type(self.config).from_dict(state["config"], source=str(path))
-        diff = {k: v for k, v in config_diff(saved, self.config).items() if k != "training.epochs"}
+        diff = {k: v for k, v in config_diff(saved, self.config).items() if k not in FREE_ON_RESUME}
         if diff:
             lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
             raise ConfigError(f"{path}: cannot resume with a different config ({lines})")

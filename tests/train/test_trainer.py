@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gnnlm.train import ConfigError, TrainConfig, Trainer, from_pretrained
-from gnnlm.train.checkpoint import load_tensors
+from gnnlm.train.checkpoint import CheckpointError, load_tensors
 from gnnlm.train.config import apply_overrides
 
 TIMING = {"seconds", "train_seconds", "triples_per_second", "eval_seconds"}
@@ -125,6 +125,27 @@ def test_resume_refuses_a_different_config(tmp_path, load_real):
         resume=True
     )
     assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
+
+
+def test_keep_checkpoint_false_deletes_it_once_the_run_is_written(tmp_path, load_real):
+    kg = load_real("nations")
+    kept = Trainer(config("training.epochs=2"), run_dir=tmp_path / "kept", kg=kg, quiet=True).fit()
+    result = Trainer(config("training.epochs=2", "training.keep_checkpoint=false"),
+                     run_dir=tmp_path / "lean", kg=kg, quiet=True).fit()  # fmt: skip
+    assert (tmp_path / "kept" / "checkpoint.safetensors").is_file()
+    assert not (tmp_path / "lean" / "checkpoint.safetensors").exists()
+    for name in ("metrics.json", "model/model.safetensors", "metrics.csv"):
+        assert (tmp_path / "lean" / name).is_file(), name
+    # the same run otherwise: the checkpoint's deletion changes nothing the run reports
+    assert result.metrics["test"] == kept.metrics["test"]
+    with pytest.raises(CheckpointError, match="no checkpoint to resume from; the run finished"):
+        Trainer(config("training.epochs=4", "training.keep_checkpoint=false"),
+                run_dir=tmp_path / "lean", kg=kg, quiet=True).fit(resume=True)  # fmt: skip
+    # a kept run may continue without keeping it: the setting is free on resume, like the epochs
+    longer = Trainer(config("training.epochs=3", "training.keep_checkpoint=false"),
+                     run_dir=tmp_path / "kept", kg=kg, quiet=True).fit(resume=True)  # fmt: skip
+    assert [row["epoch"] for row in longer.history] == [1, 2, 3]
+    assert not (tmp_path / "kept" / "checkpoint.safetensors").exists()
 
 
 def test_run_dir_contents_and_best_weights(tmp_path, load_real):
