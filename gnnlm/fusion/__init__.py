@@ -24,7 +24,7 @@ from gnnlm.fusion.config import FusionConfig
 from gnnlm.fusion.decoder import DecoderFusionConfig, DecoderOutput, GraphDecoder, GraphPrompt
 from gnnlm.fusion.decoder_batch import DecoderCollator, DecoderExample
 from gnnlm.fusion.injection import FusionState, Injection, InjectionContext
-from gnnlm.fusion.kge_source import kge_tables
+from gnnlm.fusion.kge_source import kge_tables, load_kge_run
 from gnnlm.fusion.model import FusedLM, injection_parameters
 from gnnlm.fusion.modes import memory_topk
 from gnnlm.fusion.node_features import entity_texts, text_node_features
@@ -54,6 +54,7 @@ __all__ = [
     "injection_resolver",
     "entity_texts",
     "kge_tables",
+    "load_kge_run",
     "memory_topk",
     "text_node_features",
     "text_positions",

@@ -10,7 +10,6 @@ run can start from the first stage's weights by name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -124,12 +123,9 @@ def node_feature_table(model_config: Any, kg: KnowledgeGraph) -> Tensor | None:
 
         return text_node_features(m.lm, entity_texts(kg), quiet=True)
     if m.node_features == "kge":
-        from gnnlm.fusion.kge_source import kge_tables
-        from gnnlm.train.pretrained import from_pretrained
+        from gnnlm.fusion.kge_source import kge_tables, load_kge_run
 
-        folder = Path(m.kge_run)
-        folder = folder / "model" if (folder / "model").is_dir() else folder
-        return kge_tables(from_pretrained(folder, kg=kg))[0]
+        return kge_tables(load_kge_run(m.kge_run, kg))[0]
     return None
 
 

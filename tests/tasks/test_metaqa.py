@@ -211,10 +211,34 @@ def test_the_loss_is_minus_log_of_the_gold_probability_mass():
     assert ranking_loss(scores, gold).item() == pytest.approx(expected, abs=1e-6)
 
 
-@pytest.mark.parametrize("arm", ["lm", "gnn", "fused", "inject"])
-def test_batched_scores_equal_one_question_at_a_time(movie_kb, arm):
-    injection = ["graph"] if arm in ("fused", "inject") else []
-    task = load_task(tiny_config(movie_kb, **{"model.arm": arm, "model.injection": injection}))
+@pytest.fixture(scope="module")
+def movie_kge(movie_kb, tmp_path_factory) -> Path:
+    """A ComplEx run over the movie KB, as ``gnnlm train`` writes it (seconds)."""
+    from gnnlm.train import TrainConfig
+
+    config = apply_overrides(TrainConfig(), {
+        "dataset": f"tsv:{movie_kb}",
+        "dataset_kwargs": {"files": {"train": "kb.txt"}, "entity_text": "names.tsv", "cache": False},
+        "model.interaction": "complex", "model.embedding_dim": 8, "training.epochs": 30,
+        "training.batch_size": 16, "training.lr": 0.1, "training.optimizer": "adagrad",
+        "training.reciprocal": True, "training.loss": "crossentropy", "evaluation.frequency": 0,
+    })  # fmt: skip
+    run = tmp_path_factory.mktemp("movie-kge")
+    Trainer(config, run_dir=run, quiet=True).fit()
+    return run
+
+
+def arm_overrides(arm: str, kge_run: Path | None = None) -> dict:
+    """``model.arm`` with the injection modes (and KGE run) it needs."""
+    out = {"model.arm": arm, "model.injection": ["graph"] if arm in ("fused", "inject") else []}
+    if arm == "kge":
+        out["model.kge_run"] = str(kge_run)
+    return out
+
+
+@pytest.mark.parametrize("arm", ["lm", "gnn", "fused", "inject", "kge"])
+def test_batched_scores_equal_one_question_at_a_time(movie_kb, movie_kge, arm):
+    task = load_task(tiny_config(movie_kb, **arm_overrides(arm, movie_kge)))
     torch.manual_seed(0)
     model = task.build_model().eval()
     questions = task.questions["test"][:5]
@@ -226,6 +250,60 @@ def test_batched_scores_equal_one_question_at_a_time(movie_kb, arm):
             assert torch.allclose(together[i, :n], alone[0], atol=1e-5, equal_nan=True)
             assert torch.isinf(together[i, n:]).all() and (gold[i, :n] == alone_gold[0]).all()
             assert together[i, 0] == float("-inf")  # the topic is never a candidate
+
+
+@pytest.mark.parametrize("interaction", ["complex", "rotate", "distmult", "transe"])
+def test_kge_pair_features_carry_the_interaction_s_score(interaction):
+    """The kge arm's candidate vector is linear in what the KGE scores with: for ComplEx (and
+    RotatE's distance) ``Re <h, r, conj t>`` is a dot product of the pair features with ``[Re r ;
+    -Im r]``; for DistMult ``<r, h * t>`` and for TransE ``t - h`` against ``r``."""
+    from gnnlm.kge import interaction_resolver
+    from gnnlm.tasks.metaqa.model import KGEPairTable
+
+    torch.manual_seed(0)
+    d = 6
+    complex_ = interaction in ("complex", "rotate")
+    table = torch.randn(10, 2 * d)  # 2d reals, or d complex numbers as [real | imag]
+    pairs = KGEPairTable(table, node_channels=4, complex=complex_)
+    topic, ids = torch.tensor([0, 0, 3, 7]), torch.tensor([1, 5, 3, 2])
+    z = pairs.pair_features(topic, ids)
+    assert z.shape == (4, 2 * d if complex_ else 4 * d)
+    h, t = table[topic], table[ids]
+    if complex_:
+        r = torch.randn(2 * d)
+        score = interaction_resolver.make("complex")(h, r.expand_as(h), t)
+        assert torch.allclose(z @ torch.cat([r[:d], -r[d:]]), score, atol=1e-5)
+        # RotatE's squared distance with a unit rotation: |h|^2 + |t|^2 - 2 Re <r, z>
+        phase = torch.rand(d) * 6.28
+        unit = torch.cat([phase.cos(), phase.sin()])
+        h_c, t_c = torch.complex(*h.chunk(2, -1)), torch.complex(*t.chunk(2, -1))
+        distance = (h_c * torch.complex(*unit.chunk(2)) - t_c).abs().pow(2).sum(-1)
+        norms = h_c.abs().pow(2).sum(-1) + t_c.abs().pow(2).sum(-1)
+        assert torch.allclose(distance, norms - 2 * z @ torch.cat([unit[:d], -unit[d:]]), atol=1e-4)
+    elif interaction == "distmult":
+        r = torch.randn(2 * d)
+        score = interaction_resolver.make("distmult")(h, r.expand_as(h), t)
+        assert torch.allclose(z[:, : 2 * d] @ r, score, atol=1e-5)
+    else:
+        assert torch.equal(z[:, 2 * d :], t - h)
+
+
+def test_the_kge_arm_needs_a_kge_run_of_the_same_graph(movie_kb, tmp_path):
+    with pytest.raises(ConfigError, match="model.kge_run"):
+        load_task(tiny_config(movie_kb, **{"model.arm": "kge", "model.injection": []}))
+    with pytest.raises(ConfigError, match="no such run folder"):
+        load_task(tiny_config(movie_kb, **arm_overrides("kge", tmp_path / "missing")))
+
+
+def test_a_kge_arm_run_learns_from_the_kge_composition(movie_kb, movie_kge, tmp_path):
+    """The kge arm through the engine, the KGE table frozen: 1-hop questions over a KB the KGE was
+    trained on are answered well above chance (~1 / 10 candidates)."""
+    config = tiny_config(movie_kb, **arm_overrides("kge", movie_kge), **{
+        "training.epochs": 8, "training.lr": 1e-2, "evaluation.frequency": 0})  # fmt: skip
+    result = Trainer(config, run_dir=tmp_path / "run", quiet=True).fit()
+    table = result.model.pairs.table
+    assert not table.requires_grad and "pairs.table" not in result.model.state_dict()
+    assert result.metrics["test"]["hits@1"] >= 0.5, result.metrics["test"]
 
 
 def test_candidate_scores_mask_the_topic_and_padding():

@@ -22,17 +22,20 @@ class MetaQAModelConfig(Config):
     Attributes:
         arm: where a candidate's vector comes from: ``lm`` (its name encoded by the LM: LM-only),
             ``gnn`` (a GNN conditioned on the question), ``fused`` (the fused LM's GNN states,
-            with graph injection; late fusion only with ``freeze_injection``) or ``inject`` (the
-            names again, scored against the question vector of the fused LM: injection only).
-            ``lm`` and ``gnn`` need ``injection: []``; ``fused`` a mode with a GNN; ``inject`` any
-            mode (checked by the task's ``validate``: a variant sets both keys).
+            with graph injection; late fusion only with ``freeze_injection``), ``inject`` (the
+            names again, scored against the question vector of the fused LM: injection only) or
+            ``kge`` (EmbedKGQA-style: the topic-candidate composition of the frozen KGE of
+            ``kge_run``, :class:`~gnnlm.tasks.metaqa.model.KGEPairTable`). ``lm``, ``gnn`` and
+            ``kge`` need ``injection: []``; ``fused`` a mode with a GNN; ``inject`` any mode (checked
+            by the task's ``validate``: a variant sets both keys).
         head_channels: hidden width of the head's MLP.
         lm, injection, injection_kwargs, encoder, encoder_kwargs, node_channels, num_fused_layers,
         freeze_lm_layers, freeze_injection, gate_init, node_features, node_features_trainable,
         kge_run: as in :class:`~gnnlm.tasks.triple_classification.TripleClassificationModelConfig`
             (``num_fused_layers`` is also the depth of the ``gnn`` arm's GNN, ``node_features`` its
             input features). The default input features are ``text``: every arm starts from the same
-            name encodings.
+            name encodings. ``kge_run`` is also the KGE of the ``kge`` arm: a ``gnnlm train``
+            link-prediction run over the same dataset (``configs/metaqa/complex.yaml``).
     """
 
     arm: str = "fused"

@@ -18,6 +18,11 @@ candidates, the budget and the head are the same:
 * ``inject``: injection only: the fused LM (graph injection) encodes the question, and the candidates
   are the ``lm`` arm's name vectors: the head reads text only, so any gain over ``lm`` comes through
   the question vector that injection changed.
+* ``kge``: EmbedKGQA's idea (Saxena et al., 2020) with this head: ``h_v`` is a projection of the
+  topic-candidate composition of a frozen KGE trained on the whole KB (:class:`KGEPairTable`), e.g.
+  ``h_topic * conj(e_v)`` for ComplEx, whose score ``Re <h, r, conj(t)>`` is linear in it. The head's
+  interaction ``h_v * P q`` then plays EmbedKGQA's question-as-relation ``r_q``; the LM is the plain
+  LM, as in ``lm``.
 
 Head (:class:`NodeRankingHead`): ``score(v) = w^T GELU(W [h_v ; q ; h_v * P q] + b) + c``, an MLP
 over the candidate, the question and their elementwise interaction (``P`` maps the question to node
@@ -35,7 +40,7 @@ from torch import Tensor, nn
 from torch_geometric.utils import to_dense_batch
 
 #: the arms of a comparison
-ARMS = ("lm", "gnn", "fused", "inject")
+ARMS = ("lm", "gnn", "fused", "inject", "kge")
 
 
 class NodeRankingHead(nn.Module):
@@ -124,6 +129,48 @@ class NameTable(nn.Module):
         return self.projection(self.table[ids])
 
 
+class KGEPairTable(nn.Module):
+    """Candidates as their KGE composition with the topic, the ``kge`` arm (EmbedKGQA-style).
+
+    For a complex-valued KGE (ComplEx, RotatE; rows laid out ``[real | imag]``) the pair feature of
+    topic ``h`` and candidate ``t`` is ``z = h * conj(t)`` as ``[Re z | Im z]``: ComplEx scores
+    ``Re <r, z>`` and RotatE's squared distance is ``|h|^2 + |t|^2 - 2 Re <r, z>`` (unit ``r``), both
+    read off ``z`` with ``r`` from the question. For a real one (DistMult, TransE, ...) it is ``[h * t |
+    t - h]`` (DistMult's ``<r, h * t>``, TransE's ``t - h ~ r``). The table is frozen and not saved
+    with the model (the task reloads it from ``model.kge_run``); a trained projection maps ``z`` to
+    ``node_channels``.
+
+    Args:
+        table: ``[num_entities, d]`` entity embeddings (``d = 2 k`` for complex ones).
+        node_channels: width of the candidate vectors.
+        complex: the rows are ``k`` complex numbers as ``[real | imag]``.
+    """
+
+    def __init__(self, table: Tensor, node_channels: int, *, complex: bool = False) -> None:
+        super().__init__()
+        if complex and table.size(1) % 2:
+            raise ValueError(f"a complex table has an even width, got {table.size(1)}")
+        self.complex = complex
+        self.register_buffer("table", table.detach().float(), persistent=False)
+        self.projection = nn.Linear(
+            2 * table.size(1) if not complex else table.size(1), node_channels
+        )
+
+    def pair_features(self, topic: Tensor, ids: Tensor) -> Tensor:
+        """``[n]`` topic ids and ``[n]`` candidate ids -> ``[n, width]`` pair features ``z``
+        (``width = d`` for a complex table, ``2 d`` for a real one)."""
+        h, t = self.table[topic], self.table[ids]  # [n, d]
+        if not self.complex:
+            return torch.cat([h * t, t - h], -1)
+        (h_re, h_im), (t_re, t_im) = h.chunk(2, -1), t.chunk(2, -1)  # [n, k] each
+        return torch.cat([h_re * t_re + h_im * t_im, h_im * t_re - h_re * t_im], -1)
+
+    def forward(self, graph) -> Tensor:
+        """``[num_nodes, node_channels]`` for a batch of subgraphs whose first node is the topic."""
+        topic = graph.n_id[graph.ptr[:-1]][graph.batch]  # [num_nodes]
+        return self.projection(self.pair_features(topic, graph.n_id))
+
+
 class QuestionGNN(nn.Module):
     """A GNN conditioned on the question: ``x_v = feature(v) + role(v) + W_q q``, then the encoder's
     layers.
@@ -191,6 +238,7 @@ class MetaQARanker(nn.Module):
         arm: ``lm``, ``gnn``, ``fused`` or ``inject``.
         gnn: the question-conditioned GNN (``gnn`` arm).
         names: the name table (``lm`` and ``inject`` arms).
+        pairs: the KGE pair table (``kge`` arm).
     """
 
     def __init__(
@@ -201,13 +249,19 @@ class MetaQARanker(nn.Module):
         *,
         gnn: QuestionGNN | None = None,
         names: NameTable | None = None,
+        pairs: KGEPairTable | None = None,
     ) -> None:
         super().__init__()
         if arm not in ARMS:
             raise ValueError(f"arm must be one of {', '.join(ARMS)}, got {arm!r}")
-        if (arm == "gnn") != (gnn is not None) or (arm in ("lm", "inject")) != (names is not None):
+        if (
+            (arm == "gnn") != (gnn is not None)
+            or (arm in ("lm", "inject")) != (names is not None)
+            or (arm == "kge") != (pairs is not None)
+        ):
             raise ValueError(
-                f"arm {arm!r}: pass gnn= exactly for 'gnn' and names= exactly for 'lm' and 'inject'"
+                f"arm {arm!r}: pass gnn= exactly for 'gnn', names= exactly for 'lm' and 'inject' "
+                "and pairs= exactly for 'kge'"
             )
         if arm == "fused" and fused.encoder is None:
             raise ValueError(
@@ -216,7 +270,7 @@ class MetaQARanker(nn.Module):
         if arm == "inject" and not fused.injections:
             raise ValueError("arm 'inject' needs an injection mode (e.g. injection: [graph])")
         self.fused, self.head, self.arm = fused, head, arm
-        self.gnn, self.names = gnn, names
+        self.gnn, self.names, self.pairs = gnn, names, pairs
 
     def forward(self, batch) -> RankerOutput:
         """Scores of every candidate of a :class:`~gnnlm.fusion.TextGraphBatch`."""
@@ -226,6 +280,8 @@ class MetaQARanker(nn.Module):
             nodes = out.node_states  # [N, node_channels]
         elif self.arm == "gnn":
             nodes = self.gnn(graph, question)
+        elif self.arm == "kge":
+            nodes = self.pairs(graph)
         else:
             nodes = self.names(graph.n_id)
         scores, candidates = candidate_scores(self.head(nodes, question, graph.batch), graph)
@@ -251,6 +307,7 @@ def gold_mask(graph, answers: list[frozenset[int]], candidates: Tensor) -> Tenso
 
 __all__ = [
     "ARMS",
+    "KGEPairTable",
     "MetaQARanker",
     "NameTable",
     "NodeRankingHead",

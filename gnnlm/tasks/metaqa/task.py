@@ -33,9 +33,13 @@ Comparison of arms (``configs/tasks/metaqa.yaml``)::
 The injection ablation (``configs/tasks/injection_ablation_metaqa.yaml``) adds ``late`` (``fused`` with
 ``model.freeze_injection: true``: the head alone combines text and graph) and ``inject``
 (``model.arm: inject``: injection, and the head reads the name vectors and the question only).
+An EmbedKGQA-style arm reads a KGE of the whole KB trained first (``gnnlm train
+configs/metaqa/complex.yaml --out runs/metaqa-complex``): ``kge: {model.arm: kge, model.injection: [],
+model.kge_run: runs/metaqa-complex}``.
 
 Parameter groups: ``lm``, ``gnn`` (the fused LM's GNN, or the ``gnn`` arm's GNN), ``fusion``,
-``gates`` and ``head`` (the ranking head and the ``lm`` and ``inject`` arms' name projection).
+``gates`` and ``head`` (the ranking head, the ``lm`` and ``inject`` arms' name projection and the
+``kge`` arm's pair projection).
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ from gnnlm.tasks.metaqa.data import (
     split_dev,
 )
 from gnnlm.tasks.metaqa.model import (
+    KGEPairTable,
     MetaQARanker,
     NameTable,
     NodeRankingHead,
@@ -107,6 +112,7 @@ class MetaQATask(Task):
         self.train_indices: list[int] = []
         self.entity_id: dict[str, int] = {}
         self._tables: dict[str, Tensor] = {}
+        self._kge_is_complex = False  # set with the ``kge`` table
         self._lm = None  # the frozen LM of data.pruning: question, while setting up
 
     # -- before training ---------------------------------------------------------------------------
@@ -117,7 +123,7 @@ class MetaQATask(Task):
 
         c, m = self.config, self.config.model
         check_fused_model(c, c.data.max_length)
-        if m.arm in ("lm", "gnn") and m.injection:
+        if m.arm in ("lm", "gnn", "kge") and m.injection:
             raise ConfigError(
                 f"{c.at('model.arm')}model.arm: {m.arm} ranks without injection into the LM; set "
                 f"model.injection: [] (got {m.injection})"
@@ -134,6 +140,17 @@ class MetaQATask(Task):
                 f"{c.at('model.injection')}model.arm: inject ranks the names with a question "
                 f"vector that injection changed; model.injection needs a mode, e.g. [graph]"
             )
+        if m.arm == "kge":
+            if not m.kge_run:
+                raise ConfigError(
+                    f"{c.at('model.kge_run')}model.arm: kge scores candidates with a trained KGE; "
+                    "set model.kge_run to a link-prediction run over this dataset (e.g. gnnlm train "
+                    "configs/metaqa/complex.yaml --out runs/metaqa-complex)"
+                )
+            if not Path(m.kge_run).is_dir():
+                raise ConfigError(
+                    f"{c.at('model.kge_run')}model.kge_run: no such run folder {m.kge_run!r}"
+                )
         if self.kg is None:
             check_dataset(c)
 
@@ -260,12 +277,26 @@ class MetaQATask(Task):
     # -- model -------------------------------------------------------------------------------------
     def table(self, kind: str) -> Tensor | None:
         """``[num_entities, d]`` tables, computed once per task: ``features``
-        (``model.node_features``: ``None`` for learned) and ``names`` (the LM's encodings of the
-        entity names, for the ``lm`` and ``inject`` arms; the same table as ``node_features: text``)."""
+        (``model.node_features``: ``None`` for learned), ``names`` (the LM's encodings of the
+        entity names, for the ``lm`` and ``inject`` arms; the same table as ``node_features: text``)
+        and ``kge`` (the entity embeddings of ``model.kge_run``, for the ``kge`` arm)."""
         if kind not in self._tables:
             m = self.config.model
             if kind == "features":
                 table = node_feature_table(m, self.kg)
+            elif kind == "kge":  # the KGE's own entity table (complex for ComplEx / RotatE)
+                from gnnlm.fusion.kge_source import load_kge_run
+
+                try:
+                    kge = load_kge_run(m.kge_run, self.kg)
+                except ValueError as err:
+                    raise ConfigError(
+                        f"{self.config.at('model.kge_run')}model.kge_run: {err}"
+                    ) from None
+                with torch.no_grad():
+                    table = kge.representations()[0].detach().clone()
+                # complex-valued interactions (ComplEx, RotatE) lay rows out as [real | imag]
+                self._kge_is_complex = kge.interaction.entity_dim_factor == 2
             elif m.node_features == "text":
                 table = self.table("features")
             else:
@@ -305,18 +336,23 @@ class MetaQATask(Task):
             )  # fmt: skip
         elif m.arm in ("lm", "inject"):  # the candidates are their names
             names = NameTable(self.table("names"), m.node_channels)
+        pairs = None
+        if m.arm == "kge":
+            table, complex_ = self.table("kge"), self._kge_is_complex
+            pairs = KGEPairTable(table, m.node_channels, complex=complex_)
         head = NodeRankingHead(m.node_channels, fused.lm.hidden_size, m.head_channels, seed=c.seed)
-        return MetaQARanker(fused, head, m.arm, gnn=gnn, names=names)
+        return MetaQARanker(fused, head, m.arm, gnn=gnn, names=names, pairs=pairs)
 
     def parameter_groups(self, model: MetaQARanker) -> dict[str, list[nn.Parameter]]:
         """``lm``, ``gnn`` (with the ``gnn`` arm's GNN), ``fusion``, ``gates`` and ``head`` (with
-        the ``lm`` arm's name projection)."""
+        the ``lm`` arm's name projection and the ``kge`` arm's pair projection)."""
         groups = fused_parameter_groups(model.fused)
         if model.gnn is not None:
             groups["gnn"] = groups["gnn"] + list(model.gnn.parameters())
         head = list(model.head.parameters())
-        if model.names is not None:
-            head += list(model.names.parameters())
+        for table in (model.names, model.pairs):
+            if table is not None:
+                head += list(table.parameters())
         return {**groups, "head": head}
 
     # -- training ----------------------------------------------------------------------------------

@@ -19,14 +19,12 @@ with ``w`` chosen on validation (:func:`choose_weight`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from gnnlm.data import KnowledgeGraph
     from gnnlm.eval import RankBasedEvaluator
     from gnnlm.tasks.text_link_prediction.model import TextKGCModel
 
@@ -157,27 +155,3 @@ def choose_weight(
         curve[f"{w:g}"] = evaluator.evaluate(EnsembleRanker(text, kge, w), triples).mrr
     best = max(weights, key=lambda w: curve[f"{w:g}"])
     return float(best), curve
-
-
-def load_kge_run(folder: str | Path, kg: KnowledgeGraph) -> nn.Module:
-    """The model of a ``gnnlm train`` link-prediction run over ``kg``'s ids.
-
-    Raises:
-        ValueError: the run's saved vocabulary is not ``kg``'s entity and relation order.
-    """
-    from gnnlm.train.pretrained import from_pretrained, load_vocab
-
-    folder = Path(folder)
-    model_dir = folder / "model" if (folder / "model").is_dir() else folder
-    vocab = load_vocab(model_dir)
-    if vocab is not None and (
-        list(vocab["entities"]) != list(kg.entities.names)
-        or list(vocab["relations"]) != list(kg.relations.names)
-    ):
-        raise ValueError(
-            f"{model_dir}/vocab.json: the KGE run numbers entities or relations differently from "
-            f"{kg.name}; train it on the same dataset"
-        )
-    model = from_pretrained(model_dir, kg=kg)
-    model.eval()
-    return model

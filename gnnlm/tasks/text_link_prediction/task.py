@@ -157,7 +157,7 @@ class TextLinkPredictionTask(Task):
         self.queue = PreBatchQueue(c.model.pre_batch)
         self.tokenizer = load_tokenizer(c.model.lm)
         if c.hybrid.kge_run is not None:
-            from gnnlm.tasks.text_link_prediction.hybrid import load_kge_run
+            from gnnlm.fusion.kge_source import load_kge_run
 
             try:
                 self.kge = load_kge_run(c.hybrid.kge_run, kg)
