@@ -51,9 +51,13 @@ def paired_bootstrap(
     a: list[list[int]], b: list[list[int]], *, rounds: int = 10000, seed: int = 0
 ) -> dict[str, float]:
     """``{"mean", "low", "high"}``: the mean over seeds of (accuracy of ``a`` - accuracy of ``b``) and
-    its 95% percentile interval, resampling the test examples within each seed (``a[s][i]``,
-    ``b[s][i]``: the outcome, 0 or 1, of example ``i`` under seed ``s``; both arms saw the same
-    examples of a seed)."""
+    its 95% percentile interval, resampling the test examples (``a[s][i]``, ``b[s][i]``: the outcome,
+    0 or 1, of example ``i`` under seed ``s``; both arms saw the same examples of a seed).
+
+    Seeds whose example lists have the same length are taken to share the examples (the same test
+    set under every seed) and get the *same* resample in a round: resampling each seed on its own
+    would treat them as independent test sets and narrow the interval by up to sqrt(seeds). Seeds of
+    other lengths are resampled on their own."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -62,9 +66,11 @@ def paired_bootstrap(
         for x, y in zip(a, b)
     ]
     means = torch.zeros(rounds)
+    index_of: dict[int, torch.Tensor] = {}  # example count -> this draw, shared by those seeds
     for d in diffs:
-        index = torch.randint(0, len(d), (rounds, len(d)), generator=g)
-        means += d[index].mean(1)
+        if len(d) not in index_of:
+            index_of[len(d)] = torch.randint(0, len(d), (rounds, len(d)), generator=g)
+        means += d[index_of[len(d)]].mean(1)
     means /= len(diffs)
     low, high = torch.quantile(means, torch.tensor([0.025, 0.975])).tolist()
     return {"mean": float(sum(d.mean() for d in diffs) / len(diffs)), "low": low, "high": high}

@@ -109,8 +109,10 @@ def paired_bootstrap_macro_f1(
     chunk: int = 500,
 ) -> dict[str, float]:
     """``{"mean", "low", "high"}``: the mean over seeds of (macro-F1 of ``a`` - macro-F1 of ``b``)
-    and its 95% percentile interval, resampling the test examples with replacement within each seed
-    (the same resample for both systems: a paired bootstrap).
+    and its 95% percentile interval, resampling the test examples with replacement (the same
+    resample for both systems: a paired bootstrap). Seeds with the same number of examples share
+    the test set, so they share each round's resample too (as
+    :func:`gnnlm.train.variants.paired_bootstrap`); others are resampled on their own.
 
     Args:
         gold: per seed, the gold label ids of the test examples (``gold[s][i]``).
@@ -127,18 +129,22 @@ def paired_bootstrap_macro_f1(
     generator = torch.Generator().manual_seed(seed)
     means = torch.zeros(rounds)
     observed = 0.0
+    stacks = []
     for g_s, a_s, b_s in zip(gold, a, b):
-        n = len(g_s)
         g, pa, ca = _indicators(g_s, a_s)  # [n, 9] each
         _, pb, cb = _indicators(g_s, b_s)
         observed += float(_macro_f1(ca.sum(0), pa.sum(0), g.sum(0))[1])
         observed -= float(_macro_f1(cb.sum(0), pb.sum(0), g.sum(0))[1])
-        stacked = torch.cat([g, pa, ca, pb, cb], 1)  # [n, 45]
-        for start in range(0, rounds, chunk):
-            k = min(chunk, rounds - start)
-            index = torch.randint(0, n, (k, n), generator=generator)  # [k, n]
-            weights = torch.zeros(k, n).scatter_add_(1, index, torch.ones(k, n))  # [k, n] counts
-            counts = weights @ stacked  # [k, 45]
+        stacks.append(torch.cat([g, pa, ca, pb, cb], 1))  # [n, 45]
+    for start in range(0, rounds, chunk):
+        k = min(chunk, rounds - start)
+        weights_of: dict[int, Tensor] = {}  # example count -> this chunk's resample counts
+        for stacked in stacks:
+            n = stacked.size(0)
+            if n not in weights_of:
+                index = torch.randint(0, n, (k, n), generator=generator)  # [k, n]
+                weights_of[n] = torch.zeros(k, n).scatter_add_(1, index, torch.ones(k, n))
+            counts = weights_of[n] @ stacked  # [k, 45]
             gk, pak, cak, pbk, cbk = counts.split(NUM_RELATIONS, 1)  # [k, 9] each
             diff = _macro_f1(cak, pak, gk)[1] - _macro_f1(cbk, pbk, gk)[1]  # [k]
             means[start : start + k] += diff
