@@ -289,10 +289,24 @@ def test_kge_pair_features_carry_the_interaction_s_score(interaction):
 
 
 def test_the_kge_arm_needs_a_kge_run_of_the_same_graph(movie_kb, tmp_path):
+    from gnnlm.train import TrainConfig
+
     with pytest.raises(ConfigError, match="model.kge_run"):
         load_task(tiny_config(movie_kb, **{"model.arm": "kge", "model.injection": []}))
     with pytest.raises(ConfigError, match="no such run folder"):
         load_task(tiny_config(movie_kb, **arm_overrides("kge", tmp_path / "missing")))
+    # a KGE of another graph numbers entities differently: refused when the model is built
+    other = tmp_path / "other-kb"
+    other.mkdir()
+    (other / "kb.txt").write_text("x1\tdirected_by\tx2\nx2\tstarred_actors\tx3\n")
+    kge_config = apply_overrides(TrainConfig(), {
+        "dataset": f"tsv:{other}", "dataset_kwargs": {"files": {"train": "kb.txt"}, "cache": False},
+        "model.interaction": "complex", "model.embedding_dim": 4, "evaluation.frequency": 0,
+    })  # fmt: skip
+    Trainer(kge_config, run_dir=tmp_path / "other-kge", quiet=True).fit()
+    task = load_task(tiny_config(movie_kb, **arm_overrides("kge", tmp_path / "other-kge")))
+    with pytest.raises(ConfigError, match="model.kge_run: .*numbers entities or relations"):
+        task.build_model()
 
 
 def test_a_kge_arm_run_learns_from_the_kge_composition(movie_kb, movie_kge, tmp_path):
@@ -301,6 +315,7 @@ def test_a_kge_arm_run_learns_from_the_kge_composition(movie_kb, movie_kge, tmp_
     config = tiny_config(movie_kb, **arm_overrides("kge", movie_kge), **{
         "training.epochs": 8, "training.lr": 1e-2, "evaluation.frequency": 0})  # fmt: skip
     result = Trainer(config, run_dir=tmp_path / "run", quiet=True).fit()
+    assert result.model.pairs.complex  # ComplEx: [real | imag] rows
     table = result.model.pairs.table
     assert not table.requires_grad and "pairs.table" not in result.model.state_dict()
     assert result.metrics["test"]["hits@1"] >= 0.5, result.metrics["test"]

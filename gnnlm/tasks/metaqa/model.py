@@ -156,6 +156,14 @@ class KGEPairTable(nn.Module):
             2 * table.size(1) if not complex else table.size(1), node_channels
         )
 
+    @classmethod
+    def from_kge(cls, kge: nn.Module, node_channels: int) -> KGEPairTable:
+        """The entity table of a link-prediction model (:func:`gnnlm.fusion.load_kge_run`),
+        complex when its interaction is (``entity_dim_factor == 2``: ComplEx, RotatE)."""
+        with torch.no_grad():
+            table = kge.representations()[0]
+        return cls(table, node_channels, complex=kge.interaction.entity_dim_factor == 2)
+
     def pair_features(self, topic: Tensor, ids: Tensor) -> Tensor:
         """``[n]`` topic ids and ``[n]`` candidate ids -> ``[n, width]`` pair features ``z``
         (``width = d`` for a complex table, ``2 d`` for a real one)."""
@@ -235,7 +243,7 @@ class MetaQARanker(nn.Module):
     Args:
         fused: the fused LM (with graph injection for ``fused``, the plain LM for the other arms).
         head: the node-ranking head.
-        arm: ``lm``, ``gnn``, ``fused`` or ``inject``.
+        arm: ``lm``, ``gnn``, ``fused``, ``inject`` or ``kge``.
         gnn: the question-conditioned GNN (``gnn`` arm).
         names: the name table (``lm`` and ``inject`` arms).
         pairs: the KGE pair table (``kge`` arm).

@@ -112,7 +112,7 @@ class MetaQATask(Task):
         self.train_indices: list[int] = []
         self.entity_id: dict[str, int] = {}
         self._tables: dict[str, Tensor] = {}
-        self._kge_is_complex = False  # set with the ``kge`` table
+        self._kge: nn.Module | None = None  # the kge arm's frozen link-prediction model
         self._lm = None  # the frozen LM of data.pruning: question, while setting up
 
     # -- before training ---------------------------------------------------------------------------
@@ -277,26 +277,12 @@ class MetaQATask(Task):
     # -- model -------------------------------------------------------------------------------------
     def table(self, kind: str) -> Tensor | None:
         """``[num_entities, d]`` tables, computed once per task: ``features``
-        (``model.node_features``: ``None`` for learned), ``names`` (the LM's encodings of the
-        entity names, for the ``lm`` and ``inject`` arms; the same table as ``node_features: text``)
-        and ``kge`` (the entity embeddings of ``model.kge_run``, for the ``kge`` arm)."""
+        (``model.node_features``: ``None`` for learned) and ``names`` (the LM's encodings of the
+        entity names, for the ``lm`` and ``inject`` arms; the same table as ``node_features: text``)."""
         if kind not in self._tables:
             m = self.config.model
             if kind == "features":
                 table = node_feature_table(m, self.kg)
-            elif kind == "kge":  # the KGE's own entity table (complex for ComplEx / RotatE)
-                from gnnlm.fusion.kge_source import load_kge_run
-
-                try:
-                    kge = load_kge_run(m.kge_run, self.kg)
-                except ValueError as err:
-                    raise ConfigError(
-                        f"{self.config.at('model.kge_run')}model.kge_run: {err}"
-                    ) from None
-                with torch.no_grad():
-                    table = kge.representations()[0].detach().clone()
-                # complex-valued interactions (ComplEx, RotatE) lay rows out as [real | imag]
-                self._kge_is_complex = kge.interaction.entity_dim_factor == 2
             elif m.node_features == "text":
                 table = self.table("features")
             else:
@@ -307,6 +293,23 @@ class MetaQATask(Task):
                 return None
             self._tables[kind] = table
         return self._tables[kind]
+
+    def kge(self) -> nn.Module:
+        """The link-prediction model of ``model.kge_run`` (the ``kge`` arm), loaded once per task.
+
+        Raises:
+            ConfigError: the run numbers entities or relations differently from the dataset.
+        """
+        if self._kge is None:
+            from gnnlm.fusion.kge_source import load_kge_run
+
+            try:
+                self._kge = load_kge_run(self.config.model.kge_run, self.kg)
+            except ValueError as err:
+                raise ConfigError(
+                    f"{self.config.at('model.kge_run')}model.kge_run: {err}"
+                ) from None
+        return self._kge
 
     def build_model(self) -> MetaQARanker:
         """The fused LM of ``model:``, the arm's candidate vectors and the head."""
@@ -336,10 +339,7 @@ class MetaQATask(Task):
             )  # fmt: skip
         elif m.arm in ("lm", "inject"):  # the candidates are their names
             names = NameTable(self.table("names"), m.node_channels)
-        pairs = None
-        if m.arm == "kge":
-            table, complex_ = self.table("kge"), self._kge_is_complex
-            pairs = KGEPairTable(table, m.node_channels, complex=complex_)
+        pairs = KGEPairTable.from_kge(self.kge(), m.node_channels) if m.arm == "kge" else None
         head = NodeRankingHead(m.node_channels, fused.lm.hidden_size, m.head_channels, seed=c.seed)
         return MetaQARanker(fused, head, m.arm, gnn=gnn, names=names, pairs=pairs)
 
