@@ -12,6 +12,7 @@ from gnnlm.encoders.pairs import (
     MulOp,
     RelationalPairs,
     _complex,
+    csr_matmul,
     csr_operators,
     sparse_mm,
     sparse_mm_difference,
@@ -143,6 +144,53 @@ def test_csr_operators_store_each_duplicate_entry_once():
     a, a_t = csr_operators(row, col, value, (3, 4))
     assert a._nnz() == a_t._nnz() == 4  # (0,1), (1,3), (2,0) x3, (2,2)
     assert a.to_dense()[2, 0] == 11.0 and a_t.to_dense()[0, 2] == 11.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bag", [True, False], ids=["embedding-bag", "csr-kernel"])
+def test_csr_matmul_equals_the_dense_product(dtype, bag, monkeypatch):
+    """Both kernels of ``a @ x`` (``embedding_bag`` sums and torch's CSR product) equal the dense
+    product, empty rows included (zero), and a matrix without rows gives ``[0, d]``."""
+    monkeypatch.setattr(pairs_module, "EMBEDDING_BAG_SPMM", bag)
+    gen = torch.Generator().manual_seed(11)
+    row = torch.randint(0, 9, (50,), generator=gen) * 2  # odd rows stay empty
+    col = torch.randint(0, 13, (50,), generator=gen)
+    value = torch.rand(50, generator=gen, dtype=torch.float64)
+    a, a_t = csr_operators(row, col, value, (20, 13))
+    a, a_t = a.to(dtype), a_t.to(dtype)
+    x = torch.randn(13, 5, generator=gen, dtype=dtype)
+    out = csr_matmul(a, x)
+    assert out.shape == (20, 5) and out.dtype == dtype
+    torch.testing.assert_close(out, a.to_dense() @ x)
+    assert out[1::2].eq(0).all()  # empty rows
+    g = torch.randn(20, 5, generator=gen, dtype=dtype)
+    torch.testing.assert_close(csr_matmul(a_t, g), a.to_dense().t() @ g)
+    empty, _ = csr_operators(row[:0], col[:0], value[:0], (0, 13))
+    assert csr_matmul(empty.to(dtype), x).shape == (0, 5)
+
+
+@pytest.mark.parametrize("op_name", sorted(OPS))
+def test_propagate_kernels_agree(op_name, monkeypatch):
+    """The fused pass gives the same values and gradients with either sparse kernel."""
+    monkeypatch.setattr(pairs_module, "CHUNK_ELEMENTS", 64)  # several chunks per bucket
+    edge_index, edge_type, gen = skewed_graph(seed=7)
+    pairs = RelationalPairs.build(edge_index, edge_type, 60, 12)
+    x = torch.randn(60, 6, dtype=torch.float64, generator=gen)
+    weight = {
+        "matmul": torch.randn(12, 6, 4, dtype=torch.float64, generator=gen),
+        "mul": torch.randn(12, 6, dtype=torch.float64, generator=gen),
+        "conj_mul": torch.randn(12, 6, dtype=torch.float64, generator=gen),
+    }[op_name]
+    edge_weight = torch.rand(len(edge_type), dtype=torch.float64, generator=gen)
+    results = []
+    for bag in (True, False):
+        monkeypatch.setattr(pairs_module, "EMBEDDING_BAG_SPMM", bag)
+        xi, wi = x.clone().requires_grad_(), weight.clone().requires_grad_()
+        out = pairs.propagate(xi, wi, OPS[op_name], edge_weight)
+        g = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(3))
+        results.append((out, *torch.autograd.grad((out * g).sum(), (xi, wi))))
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want)
 
 
 def test_sparse_mm_difference_value_and_gradients():
