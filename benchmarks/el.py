@@ -11,7 +11,7 @@ shipped; ``small`` (the default) trains fewer epochs so that the whole benchmark
 on a shared 2-core CPU, and says so in the table. Reported per arm and test file: in-KB accuracy and
 micro precision / recall / F1 over gold mentions (``gnnlm/tasks/entity_linking/metrics.py``) as mean ±
 sample std over seeds; a paired bootstrap 95% interval of the in-KB accuracy difference to ``lm`` (the
-same in-KB test mentions per seed, resampled within each seed) over all test files and per file;
+same in-KB test mentions under every seed, one resample shared by the seeds) over all test files and per file;
 candidate recall@1/4/16 and the in-KB share per file; training seconds per run; published anchors (a
 full Wikipedia/Wikidata KB, trained on far more data, mostly end-to-end: context, not a target). Writes
 ``benchmarks/results/el.{json,md}``; runs go to ``--out`` (default ``runs/el``).

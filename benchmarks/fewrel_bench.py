@@ -10,7 +10,7 @@ marker states as they come), evaluated once on the same episodes (its weights do
 seed; with ``--quick``'s random tiny-bert the first seed's). Reported per arm and setting (5-way 1-shot,
 5-way 5-shot, 10-way 1-shot): episode accuracy as mean over seeds ± the 95% normal interval over
 episodes (its half-width averaged over seeds) and the standard deviation over seeds; a paired bootstrap
-95% interval of the difference to ``proto`` (episodes resampled within each seed: every arm sees the
+95% interval of the difference to ``proto`` (episodes resampled, one resample shared by the seeds: every arm sees the
 same episodes); training seconds per run; the share of head/tail mentions that link to FB15k-237.
 Writes ``benchmarks/results/fewrel.{json,md}``; runs go to ``--out/fewrel`` (default ``runs/bench``).
 ``benchmarks/re.py --tasks fewrel`` calls :func:`run_fewrel` and :func:`fewrel_markdown`.

@@ -16,7 +16,7 @@ which no model sees). No KGE baseline here: ranking answers with a KGE needs the
 path, which is the task itself (EmbedKGQA); the triple-classification ablation has one.
 
 Reported per arm: test hits@1 (all, 1-hop, 2-hop) mean ± sample std over seeds; a paired bootstrap 95%
-interval of the difference to ``lm`` (questions resampled within each seed) and of ``both - late``,
+interval of the difference to ``lm`` (questions resampled, one resample shared by the seeds) and of ``both - late``,
 ``both - inject``; the gates over training (``injection_metaqa_gates.png``); training seconds per
 run. Writes ``benchmarks/results/injection_metaqa.{json,md}``; runs go to ``--out``.
 """

@@ -11,7 +11,7 @@ by the engine. ``--budget full`` is the config as shipped (hours on CPU: see eac
 ``small`` (the default) caps the training and test examples so that both tasks fit in about an hour on
 2 CPU cores, and says so in the table. Reported per arm: the task's metrics as mean ± sample std over
 seeds, a paired bootstrap 95% interval of the difference to ``lm`` (the same test questions per seed;
-questions resampled within each seed), training seconds per run; published anchors beside them (trained
+one resample of the questions shared by the seeds), training seconds per run; published anchors beside them (trained
 on full data with larger models: context, not a target at this budget). Writes
 ``benchmarks/results/qa.{json,md}``; runs go to ``--out`` (default ``runs/qa``).
 """

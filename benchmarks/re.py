@@ -11,7 +11,7 @@ shipped (all 7,200 training sentences and the full 2,717-sentence test file; hou
 (the default) trains on 2,000 sentences for one epoch and tests on the whole test file (see ``SMALL``)
 and says so in the table. Reported per arm: the official macro-F1 and accuracy as mean ±
 sample std over seeds, a paired bootstrap 95% interval of each difference to ``lm`` (the same test
-sentences per seed, resampled within each seed; macro-F1 recomputed on every resample), the share of
+sentences under every seed, one resample shared by the seeds; macro-F1 recomputed on every resample), the share of
 nominals linked to a WordNet synset, and training seconds per run; the published anchors beside them
 (BERT-base/large fine-tuned on all 8,000 sentences: context, not a target at this budget). ``--quick``
 is a tiny-bert smoke run. Writes ``benchmarks/results/re.{json,md}``; runs go to ``--out`` (default
@@ -148,7 +148,7 @@ def semeval_markdown(t: dict) -> str:
         "",
         "Scores in percent: the official (9+1)-way macro-F1 with directionality (Other excluded) and "
         "19-way accuracy; mean ± sample std over seeds; CI: paired bootstrap of the difference over "
-        "test sentences (resampled within each seed, averaged over seeds).",
+        "test sentences (one resample shared by the seeds, averaged over seeds).",
         f"Nominals linked to a WN18RR synset: {shares}.",
         f"Published anchors: {t['anchors']}.",
         f"Wall clock: {t['wall_seconds'] / 60:.1f} min.",

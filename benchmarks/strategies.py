@@ -22,7 +22,7 @@ for every arm; the arms are the config's ``variants`` (run by the engine) plus m
   same test set as the other arms'.
 
 Reported per arm: test accuracy mean ± sample std over seeds; paired bootstrap 95% intervals of its
-difference to ``full`` and to ``lm`` (same test examples per seed: examples resampled within each seed);
+difference to ``full`` and to ``lm`` (same test examples under every seed: one resample shared by the seeds);
 trainable parameters; training wall-clock per run. Writes ``benchmarks/results/strategies.{json,md,png}``;
 the runs go to ``--out`` (default ``runs/strategies``).
 """

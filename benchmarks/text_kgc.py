@@ -17,7 +17,7 @@ The table's rows: the untrained text model, text, text + graph, KGE-only, hybrid
 (text + graph + KGE): mean ± std over seeds of filtered MRR / Hits@1,3,10 on the evaluated test
 triples, MRR on all test triples with an entity unseen in training (WN18RR: 210, FB15k-237: 28; the
 split ``test_unseen``); then paired bootstrap intervals of MRR differences (hybrid − KGE, hybrid −
-text, ...: test triples resampled within each seed) and the published anchors (full data, full
+text, ...: one resample of the test triples shared by the seeds) and the published anchors (full data, full
 models: context, not a target at a CPU budget). ``--budget small`` (the default) fits both datasets
 and three seeds in about an hour on a shared 2-core CPU: no LM trains (``model.query_encoder:
 frozen``: the query is an adapter over the frozen MiniLM's cached encodings of head and relation
@@ -417,7 +417,7 @@ def markdown(records: list[dict]) -> str:
             )
         lines += [
             "",
-            "Paired differences of test MRR (test triples resampled within each seed, 10,000 "
+            "Paired differences of test MRR (one resample of the test triples shared by the seeds, 10,000 "
             "rounds; the interval excludes 0: a difference, else a tie):",
             "",
             "| difference | MRR Δ | 95% CI |",
