@@ -57,11 +57,17 @@ VARIANTS = {
     "dual_tower": ["dual_tower"],
     "graph+adaptive": ["graph", "adaptive"],
     "graph+entity+relation": ["graph", "entity", "relation"],
+    "graph(narrow)": ["graph"],
+    "graph+entity+relation(narrow)": ["graph", "entity", "relation"],
 }
+#: graph injection's cross-attention width in the "(narrow)" rows: half MiniLM's 384
+NARROW = {"attention_channels": 192}
 KWARGS = {
     "entity(gnn)": {"entity": {"source": "gnn"}},
     "entity(learned)": {"entity": {"source": "learned"}},
     "graph+entity+relation": {"entity": {"source": "gnn"}},
+    "graph(narrow)": {"graph": NARROW},
+    "graph+entity+relation(narrow)": {"entity": {"source": "gnn"}, "graph": NARROW},
 }
 
 
@@ -546,6 +552,15 @@ def main() -> None:
         raise SystemExit(
             f"--base {args.base}: no gnnlm/fusion there (a checkout of this repository?)"
         )
+
+    narrow = [v for v in args.variants if "graph" in KWARGS.get(v, {})]
+    if args.base is not None and narrow:
+        graph_mode = args.base / "gnnlm" / "fusion" / "modes" / "graph.py"
+        if "attention_channels" not in graph_mode.read_text():
+            raise SystemExit(
+                f"--base {args.base}: its graph injection has no attention_channels, so it cannot "
+                f"run {narrow}; leave them out of --variants"
+            )
 
     arms = {"after": ROOT}
     if args.base is not None:

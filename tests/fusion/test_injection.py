@@ -9,7 +9,7 @@ from gnnlm.fusion import FusedLM, FusionConfig, Injection, TanhGate, injection_r
 from gnnlm.fusion.modes import GraphInjection
 from gnnlm.lm import load_lm
 from gnnlm.utils.registry import UntrustedCodeError
-from tests.fusion.helpers import EXAMPLES, NAMES, collator, perturb
+from tests.fusion.helpers import EXAMPLES, NAMES, build, collator, perturb
 
 
 class MeanTable(Injection):
@@ -88,3 +88,49 @@ def test_a_mode_asking_for_an_unknown_table_is_named():
             FusedLM(config, lm=load_lm("tiny-bert", seed=0))
     finally:
         injection_resolver.lookup_dict.pop("odd", None)
+
+
+def test_graph_attention_channels_narrows_both_attentions_and_defaults_to_the_lm_width(tmp_path):
+    """``attention_channels`` sets the inner width of both cross-attentions; the default is the LM's
+    hidden size, so a model built with it spelled out is the same model (same weights, same outputs)."""
+    default = build("bert", ["graph"], seed=3)
+    spelled = build(
+        "bert", ["graph"], seed=3, injection_kwargs={"graph": {"attention_channels": 32}}
+    )
+    for (name, a), (_, b) in zip(default.state_dict().items(), spelled.state_dict().items()):
+        assert torch.equal(a, b), name
+    graph = default.injections["graph"]
+    assert graph.attention_channels == default.lm.config.hidden_size == 32
+
+    narrow = build("bert", ["graph"], injection_kwargs={"graph": {"attention_channels": 8}})
+    mode = narrow.injections["graph"]
+    assert "attention_channels=8" in repr(mode)
+    for attn in (*mode.token_to_node, *mode.node_to_token):
+        assert attn.q.out_features == attn.k.out_features == attn.v.out_features == 8
+        assert attn.o.in_features == 8 and attn.head_channels == 4  # 2 heads
+    for attn in mode.token_to_node:
+        assert attn.o.out_features == 32  # back to the LM's width
+    for attn in mode.node_to_token:
+        assert attn.o.out_features == 16  # back to the node width
+    n_default = sum(p.numel() for p in graph.parameters())
+    assert sum(p.numel() for p in mode.parameters()) < n_default
+
+    # it learns and round-trips like any mode: kwargs are saved with the config
+    perturb(narrow)
+    batch = collator()(EXAMPLES)
+    out = narrow(batch).last_hidden_state
+    assert not torch.equal(out, default(batch).last_hidden_state)
+    narrow.save_pretrained(tmp_path / "m")
+    from tests.fusion.helpers import TinyRGCN
+
+    loaded = FusedLM.from_pretrained(tmp_path / "m", encoder=TinyRGCN(16, 6, 2)).eval()
+    assert loaded.injections["graph"].attention_channels == 8
+    assert torch.equal(loaded(batch).last_hidden_state, out)
+
+
+@pytest.mark.parametrize("bad", [0, 3, 7.0, True, "8"])
+def test_graph_attention_channels_must_be_a_multiple_of_the_heads(bad):
+    with pytest.raises(
+        ValueError, match="attention_channels must be a positive multiple of the 2 heads"
+    ):
+        build("bert", ["graph"], injection_kwargs={"graph": {"attention_channels": bad}})

@@ -41,6 +41,12 @@ class GraphInjection(Injection):
     Args:
         context: sizes (:class:`~gnnlm.fusion.injection.InjectionContext`).
         num_heads: cross-attention heads (default: the LM's).
+        attention_channels: width of both cross-attentions, heads x head width (default: the LM's
+            hidden size, the width of its own attention). Their projections to and from that width
+            are most of this mode's work (with MiniLM-L6 fused at 2 layers, batch 32 x 64 tokens and
+            ~50 nodes, ~1.6 GMAC per fused layer at 384, ~40% of an LM layer); half the width
+            halves them (``benchmarks/fusion.py``'s ``graph(narrow)`` rows). Must be a multiple of
+            ``num_heads``.
         dropout: attention dropout.
         directions: which side receives: ``text`` (:math:`H'`), ``graph`` (:math:`X'`) or both
             (default).
@@ -54,6 +60,7 @@ class GraphInjection(Injection):
         context: InjectionContext,
         *,
         num_heads: int | None = None,
+        attention_channels: int | None = None,
         dropout: float = 0.0,
         directions: list[str] | tuple[str, ...] = ("text", "graph"),
     ):
@@ -68,12 +75,28 @@ class GraphInjection(Injection):
         heads = num_heads or context.num_heads
         k = len(context.fused_layers)
         d, dn = context.hidden_size, context.node_channels
+        if attention_channels is None:
+            head_channels = max(d // heads, 1)
+        elif (
+            isinstance(attention_channels, bool)
+            or not isinstance(attention_channels, int)
+            or attention_channels < heads
+            or attention_channels % heads
+        ):
+            raise ValueError(
+                f"graph injection: attention_channels must be a positive multiple of the "
+                f"{heads} heads, got {attention_channels!r}"
+            )
+        else:
+            head_channels = attention_channels // heads
+        self.attention_channels = heads * head_channels
         to_text, to_graph = "text" in directions, "graph" in directions
         self.token_to_node = nn.ModuleList(
-            MaskedCrossAttention(d, dn, heads, dropout=dropout) for _ in range(k if to_text else 0)
+            MaskedCrossAttention(d, dn, heads, head_channels=head_channels, dropout=dropout)
+            for _ in range(k if to_text else 0)
         )
         self.node_to_token = nn.ModuleList(
-            MaskedCrossAttention(dn, d, heads, head_channels=max(d // heads, 1), dropout=dropout)
+            MaskedCrossAttention(dn, d, heads, head_channels=head_channels, dropout=dropout)
             for _ in range(k if to_graph else 0)
         )
         self.gate = TanhGate(k, init=context.gate_value) if to_text else None
@@ -110,4 +133,6 @@ class GraphInjection(Injection):
     def extra_repr(self) -> str:
         c = self.context
         out = f"layers={list(c.fused_layers)}, hidden={c.hidden_size}, node_channels={c.node_channels}"
+        if self.attention_channels != c.hidden_size:
+            out += f", attention_channels={self.attention_channels}"
         return out if len(self.directions) == 2 else f"{out}, directions={list(self.directions)}"
