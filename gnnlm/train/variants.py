@@ -151,6 +151,14 @@ def run_variants(
     with contextlib.ExitStack() as stack:
         if root is not None:
             stack.enter_context(open_run_dir(root, resume=resume, overwrite=overwrite))
+            if resume:  # every finished run first, before anything is written
+                for arm in arms:
+                    for seed in seeds:
+                        sub = root / RUNS_DIR / arm / f"seed-{seed}"
+                        if (sub / "metrics.json").is_file():
+                            check_finished_run(
+                                sub, config.variant(arm if config.variants else None, seed)
+                            )
             config.save(root / "config.yaml")
         for arm, overrides in arms.items():
             runs: dict[str, Any] = {}
@@ -158,7 +166,7 @@ def run_variants(
                 single = config.variant(arm if config.variants else None, seed)
                 sub = root / RUNS_DIR / arm / f"seed-{seed}" if root is not None else None
                 done = sub / "metrics.json" if sub is not None else None
-                if resume and done is not None and done.is_file():
+                if resume and done is not None and done.is_file():  # checked above
                     runs[str(seed)] = json.loads(done.read_text())
                     continue
                 trainer = Trainer(single, run_dir=sub, data=data, quiet=quiet)
@@ -179,6 +187,33 @@ def run_variants(
     if not quiet:
         print(comparison.markdown(), end="")
     return comparison
+
+
+def check_finished_run(run_dir: Path, config: RunConfig) -> None:
+    """Refuse to read back a finished run trained with another config than ``config``.
+
+    A resumed comparison keeps its finished runs; one trained under other settings (a config file
+    edited since, different ``--set`` overrides) would otherwise be tabulated beside the new ones as
+    if they were the same experiment. Keys that may change on resume (``training.epochs``,
+    ``training.keep_checkpoint``) are ignored, as when an unfinished run resumes.
+
+    Raises:
+        ConfigError: naming the run and every differing key with both values.
+    """
+    from gnnlm.config import ConfigError, config_diff
+    from gnnlm.train.trainer import FREE_ON_RESUME
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: a finished run without its config.yaml cannot be resumed")
+    saved = type(config).load(path)
+    diff = {k: v for k, v in config_diff(saved, config).items() if k not in FREE_ON_RESUME}
+    if diff:
+        lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        raise ConfigError(
+            f"{path}: this finished run was trained with another config ({lines}); resume with the "
+            f"same config and overrides, or run into a new folder"
+        )
 
 
 def _metric_order(trainer: Any) -> list[str]:

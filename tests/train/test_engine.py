@@ -272,6 +272,31 @@ def test_variants_run_every_arm_with_every_seed_and_tabulate(tmp_path):
     )
 
 
+def test_resume_refuses_finished_runs_of_another_config_before_writing_anything(tmp_path):
+    """A resumed comparison must not tabulate runs trained under other settings beside new ones."""
+    from gnnlm.config import ConfigError
+
+    config = make(
+        **{"variants": {"a": {"training.lr": 0.01}}, "seeds": [0, 1], "training.epochs": 1}
+    )
+    run_variants(config, tmp_path, quiet=True)
+    root_config = (tmp_path / "config.yaml").read_text()
+    changed = make(**{"variants": {"a": {"training.lr": 0.02}}, "seeds": [0, 1],
+                      "training.epochs": 1})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"seed-0/config.yaml: .*training.lr: 0.01 -> 0.02"):
+        run_variants(changed, tmp_path, quiet=True, resume=True)
+    assert (tmp_path / "config.yaml").read_text() == root_config  # nothing overwritten
+    # keys free on resume (more epochs, checkpoint kept or not) are not a different experiment
+    more = make(**{"variants": {"a": {"training.lr": 0.01}}, "seeds": [0, 1], "training.epochs": 3,
+                   "training.keep_checkpoint": False})  # fmt: skip
+    again = run_variants(more, tmp_path, quiet=True, resume=True)
+    assert again.last is None and list(again.arms["a"]["runs"]) == ["0", "1"]
+    # a finished run that lost its config is refused too
+    (tmp_path / "runs" / "a" / "seed-1" / "config.yaml").unlink()
+    with pytest.raises(ConfigError, match="without its config.yaml"):
+        run_variants(config, tmp_path, quiet=True, resume=True)
+
+
 def test_a_variant_with_a_typo_fails_before_anything_trains(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(f"task: {DOTTED}\nvariants:\n  a: {{training.lrr: 0.1}}\n")
