@@ -12,7 +12,7 @@ from torch_geometric.nn import MessagePassing
 
 from gnnlm.encoders.base import GraphEncoder
 from gnnlm.encoders.pairs import (
-    ConjMulOp,
+    MulConjOp,
     MulOp,
     PairCache,
     csr_operators,
@@ -31,15 +31,21 @@ def ccorr(a: Tensor, b: Tensor) -> Tensor:
     return torch.fft.irfft(torch.conj(torch.fft.rfft(a, dim=-1)) * torch.fft.rfft(b, dim=-1), n=d)
 
 
-def irfft_basis(d: int, dtype: torch.dtype, device: torch.device | None = None) -> Tensor:
+def irfft_basis(
+    d: int, dtype: torch.dtype, device: torch.device | None = None, *, conjugate: bool = False
+) -> Tensor:
     """``[2F, d]`` matrix of ``irfft(., n=d)`` on interleaved (re, im) rows, ``F = d // 2 + 1``.
 
     ``u @ irfft_basis(d) == irfft(view_as_complex(u.view(-1, F, 2)), n=d)`` for ``u: [*, 2F]``
-    (the inverse real FFT is linear; rows of the imaginary parts it ignores are zero).
+    (the inverse real FFT is linear; rows of the imaginary parts it ignores are zero). With
+    ``conjugate``, of ``irfft(conj(.))``: the imaginary rows negated.
     """
     f = d // 2 + 1
     eye = torch.eye(2 * f, dtype=dtype, device=device).view(2 * f, f, 2)
-    return torch.fft.irfft(torch.view_as_complex(eye), n=d)  # [2F, d]
+    basis = torch.fft.irfft(torch.view_as_complex(eye), n=d)  # [2F, d]
+    if conjugate:
+        basis[1::2] = -basis[1::2]
+    return basis
 
 
 def compose(x: Tensor, z: Tensor, composition: str, weight_sum: Tensor | None = None) -> Tensor:
@@ -174,7 +180,8 @@ class CompGCNConv(MessagePassing):
 
         Returns ``(sums, None)`` with ``sums: [2N, d_in]``, or for ``corr`` ``(sums_hat, basis)``:
         the sums still in the frequency domain, ``[2N, 2F]`` (``F = d_in // 2 + 1``, interleaved real
-        and imaginary parts), and ``basis: [2F, d_in]``, the inverse real FFT as a matrix
+        and imaginary parts; their complex conjugates, see :class:`~gnnlm.encoders.pairs.MulConjOp`),
+        and ``basis: [2F, d_in]``, the inverse real FFT of the conjugate as a matrix
         (``sums = sums_hat @ basis``), which the caller folds into ``W_dir`` (no inverse FFT of the
         ``[2N, 2F]`` sums, forward or backward).
 
@@ -183,7 +190,8 @@ class CompGCNConv(MessagePassing):
         place (:meth:`~gnnlm.encoders.pairs.RelationalPairs.propagate`). ``corr``: the same in the
         frequency domain, ``irfft(sum conj(A_pairs rfft(x)) rfft(z_r))``, since ``rfft`` is linear
         (the pair sums and the scatter commute with it), so the FFTs run on ``N`` and ``R`` rows only,
-        and the ``irfft`` is linear too, so it joins the direction weights.
+        and the ``irfft`` is linear too, so it joins the direction weights; so does the conjugation
+        (the pairs compose ``A_pairs rfft(x) * conj(rfft(z_r))``, the conjugate, which is cheaper).
         """
         num_nodes = x.size(0)
         if self.composition == "sub":
@@ -211,9 +219,9 @@ class CompGCNConv(MessagePassing):
         x_hat = torch.view_as_real(torch.fft.rfft(x, dim=-1)).flatten(-2)  # [N, 2F], F = d // 2 + 1
         z_hat = torch.view_as_real(torch.fft.rfft(relation, dim=-1)).flatten(-2)  # [R, 2F]
         node_hat = pairs.propagate(
-            x_hat, z_hat, ConjMulOp(), edge_weight, direction_index, 2 * num_nodes
-        )  # [2N, 2F]
-        return node_hat, irfft_basis(d, x.dtype, x.device)  # [2N, 2F], [2F, d]
+            x_hat, z_hat, MulConjOp(), edge_weight, direction_index, 2 * num_nodes
+        )  # [2N, 2F], the conjugates of the sums
+        return node_hat, irfft_basis(d, x.dtype, x.device, conjugate=True)  # [2N, 2F], [2F, d]
 
     def forward(
         self, x: Tensor, edge_index: Tensor, edge_type: Tensor, relation: Tensor

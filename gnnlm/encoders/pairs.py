@@ -164,7 +164,7 @@ class RelationOp:
     ``forward`` maps a chunk of slots ``p: [c, n, d]`` of ``c`` relations with parameters
     ``w: [c, ...]`` into ``out: [c, n, d_out]``; ``backward`` returns the chunk's gradient for ``w`` and
     overwrites ``p`` with the gradient for ``p`` (``p`` is not needed after that). Subclasses:
-    :class:`MatmulOp` (R-GCN), :class:`MulOp` (CompGCN ``mult``), :class:`ConjMulOp` (CompGCN ``corr``
+    :class:`MatmulOp` (R-GCN), :class:`MulOp` (CompGCN ``mult``), :class:`MulConjOp` (CompGCN ``corr``
     in the frequency domain).
     """
 
@@ -210,20 +210,25 @@ def _complex(t: Tensor) -> Tensor:
     return torch.view_as_complex(t.view(*t.shape[:-1], -1, 2))
 
 
-class ConjMulOp(RelationOp):
-    """``out = conj(p) * w`` in complex arithmetic on ``[.., 2F]`` interleaved (re, im) real tensors.
+class MulConjOp(RelationOp):
+    """``out = p * conj(w)`` in complex arithmetic on ``[.., 2F]`` interleaved (re, im) real tensors.
 
-    The real view keeps autograd real: for ``y = conj(p) w``, ``dL/dp = conj(g) w`` and
-    ``dL/dw = sum g p`` (``g = dL/dy``, all as interleaved real pairs).
+    CompGCN ``corr`` in the frequency domain composes ``conj(p) * w``; this op computes its complex
+    conjugate ``p * conj(w)`` instead and the caller folds that conjugation into the (linear) map that
+    follows (a sign flip of the imaginary rows of the inverse-FFT basis). The reason is speed: a
+    conjugated view of the large operand is materialised by every complex kernel (2-2.5x the time of a
+    plain product on a chunk), while conjugating the small ``[c, F]`` weight is free. For
+    ``y = p conj(w)``: ``dL/dp = g w`` (no conjugate of a large tensor) and ``dL/dw = sum conj(g) p``
+    (one ``vecdot``), all as interleaved real pairs.
     """
 
     def forward(self, p: Tensor, w: Tensor, out: Tensor) -> None:
-        torch.mul(_complex(p).conj(), _complex(w)[:, None], out=_complex(out))
+        torch.mul(_complex(p), _complex(w).conj().resolve_conj()[:, None], out=_complex(out))
 
     def backward(self, g: Tensor, p: Tensor, w: Tensor) -> Tensor:
         gc, pc, wc = _complex(g), _complex(p), _complex(w)
-        grad_w = torch.view_as_real((gc * pc).sum(1)).flatten(-2)  # [c, 2F]
-        torch.mul(gc.conj(), wc[:, None], out=pc)
+        grad_w = torch.view_as_real(torch.linalg.vecdot(gc, pc, dim=1)).flatten(-2)  # [c, 2F]
+        torch.mul(gc, wc[:, None], out=pc)
         return grad_w
 
 
@@ -501,7 +506,7 @@ class RelationalPairs:
         Args:
             x: ``[N, d]`` node features.
             weight: ``[R, ...]`` per-relation parameters of ``op`` (``[R, d, d_out]`` for
-                :class:`MatmulOp`, ``[R, d]`` for :class:`MulOp` / :class:`ConjMulOp`).
+                :class:`MatmulOp`, ``[R, d]`` for :class:`MulOp` / :class:`MulConjOp`).
             op: the per-relation transform.
             edge_weight: ``[E]`` weight per edge (input edge order); ``None`` = 1. Not differentiated.
             index: ``[S]`` output row of each slot (default ``pair_dst``); ``size``: output rows

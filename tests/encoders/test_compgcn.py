@@ -197,6 +197,9 @@ def test_irfft_basis_is_the_inverse_real_fft(d):
     u = torch.randn(5, 2 * f, dtype=torch.float64)
     want = torch.fft.irfft(torch.view_as_complex(u.view(5, f, 2)), n=d)
     torch.testing.assert_close(u @ irfft_basis(d, torch.float64), want)
+    conj = torch.fft.irfft(torch.view_as_complex(u.view(5, f, 2)).conj(), n=d)
+    torch.testing.assert_close(u @ irfft_basis(d, torch.float64, conjugate=True), conj)
+    assert not torch.allclose(conj, want)
 
 
 @pytest.mark.parametrize("composition", ["sub", "mult", "corr"])

@@ -7,8 +7,8 @@ import torch
 
 from gnnlm.encoders import pairs as pairs_module
 from gnnlm.encoders.pairs import (
-    ConjMulOp,
     MatmulOp,
+    MulConjOp,
     MulOp,
     RelationalPairs,
     _complex,
@@ -37,14 +37,14 @@ def stepwise(pairs: RelationalPairs, x, weight, op_name, edge_weight, index, siz
         out = pairs.per_relation(lambda a, z: a * z, pair_x, weight)
     else:
         out = pairs.per_relation(
-            lambda a, z: torch.view_as_real(_complex(a).conj() * _complex(z)).flatten(-2),
+            lambda a, z: torch.view_as_real(_complex(a) * _complex(z).conj()).flatten(-2),
             pair_x,
             weight,
         )
     return pairs.scatter(out, index, size)
 
 
-OPS = {"matmul": MatmulOp(), "mul": MulOp(), "conj_mul": ConjMulOp()}
+OPS = {"matmul": MatmulOp(), "mul": MulOp(), "mul_conj": MulConjOp()}
 
 
 @pytest.mark.parametrize("op_name", sorted(OPS))
@@ -179,7 +179,7 @@ def test_propagate_kernels_agree(op_name, monkeypatch):
     weight = {
         "matmul": torch.randn(12, 6, 4, dtype=torch.float64, generator=gen),
         "mul": torch.randn(12, 6, dtype=torch.float64, generator=gen),
-        "conj_mul": torch.randn(12, 6, dtype=torch.float64, generator=gen),
+        "mul_conj": torch.randn(12, 6, dtype=torch.float64, generator=gen),
     }[op_name]
     edge_weight = torch.rand(len(edge_type), dtype=torch.float64, generator=gen)
     results = []
