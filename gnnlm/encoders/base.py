@@ -36,9 +36,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn.resolver import activation_resolver
+
+from gnnlm.encoders.dropout import dropout
 
 
 @dataclass
@@ -88,7 +89,8 @@ class GraphEncoder(nn.Module):
         Args:
             act: activation (a name for PyG's ``activation_resolver`` such as ``"relu"``/``"tanh"``,
                 a module or a function), or ``None`` for none.
-            dropout: feature dropout probability after the activation.
+            dropout: feature dropout probability after the activation
+                (:func:`gnnlm.encoders.dropout.dropout`).
             act_last: also apply activation and dropout after the last layer.
         """
         super().__init__()
@@ -106,7 +108,7 @@ class GraphEncoder(nn.Module):
             act = getattr(self, "act", None)
             if act is not None:
                 x = act(x)
-            x = F.dropout(x, p=getattr(self, "dropout", 0.0), training=self.training)
+            x = dropout(x, getattr(self, "dropout", 0.0), self.training)
         return x
 
     def layer_forward(

@@ -6,11 +6,11 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from gnnlm.encoders.base import GraphEncoder
+from gnnlm.encoders.dropout import dropout
 from gnnlm.encoders.pairs import (
     MulConjOp,
     MulOp,
@@ -88,7 +88,8 @@ class CompGCNConv(MessagePassing):
     in the reference code). Dropout applies to the neighbour term (the ``in`` plus the ``out`` sum) with
     one mask per node and channel; the reference code draws a mask per direction. Both are unbiased
     (kept entries scaled by ``1 / (1 - p)``) and identical without dropout; one mask is one random
-    draw per node instead of two.
+    draw per node instead of two. Masks come from :func:`gnnlm.encoders.dropout.dropout` (on CPU, one
+    uniform draw per entry: ~3x cheaper than ``F.dropout`` there).
 
     Directions follow :meth:`gnnlm.data.KnowledgeGraph.homogeneous` with ``add_inverse=True``: edge types
     ``< R/2`` are the KG's own edges (``in``, weight ``W_in``), types ``>= R/2`` their inverses (``out``,
@@ -273,9 +274,8 @@ class CompGCNConv(MessagePassing):
         neighbours = (
             node_msg.view(num_nodes, 2 * node_msg.size(-1)) @ w_dir
         )  # [N, 2 d_in] -> [N, d_out], already / 3 (dropout commutes with the positive scale)
-        neighbours = F.dropout(
-            neighbours, self.dropout, self.training
-        )  # one mask per node, channel
+        # one mask per node and channel, in place: the product's backward does not read its output
+        neighbours = dropout(neighbours, self.dropout, self.training, inplace=True)
         bias = self.bias
         if self.fused:  # phi(x, z_loop) @ W_loop = x @ W~ + c: no [N, d_in] composition
             loop_in, w_loop, offset = x, *self._loop_weight()
