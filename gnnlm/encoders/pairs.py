@@ -168,12 +168,6 @@ class RelationOp:
     in the frequency domain).
     """
 
-    #: ``backward`` receives the complex conjugate of the output gradient and leaves the conjugate of
-    #: ``p``'s gradient (``[.., 2F]`` interleaved (re, im) pairs); :class:`_Propagate` conjugates the
-    #: ``[size, 2F]`` gradient once before the chunks and the ``[N, 2F]`` input gradient once after
-    #: them (``A`` is real), instead of a conjugate of every ``[c, n, F]`` chunk. See :class:`MulConjOp`.
-    conjugate_gradients: bool = False
-
     def out_width(self, width: int, w: Tensor) -> int:
         return width
 
@@ -224,28 +218,18 @@ class MulConjOp(RelationOp):
     follows (a sign flip of the imaginary rows of the inverse-FFT basis). The reason is speed: a
     conjugated view of the large operand is materialised by every complex kernel (2-2.5x the time of a
     plain product on a chunk), while conjugating the small ``[c, F]`` weight is free. For
-    ``y = p conj(w)`` the gradients are ``dL/dp = g w`` and ``dL/dw = sum conj(g) p``: the second
-    conjugates the large ``g``, so this op takes ``conj(g)`` (:attr:`conjugate_gradients`) and computes
-    ``dL/dw = sum conj(g) p`` and ``conj(dL/dp) = conj(g) conj(w)`` without a conjugate of a chunk.
+    ``y = p conj(w)``: ``dL/dp = g w`` (no conjugate of a large tensor) and ``dL/dw = sum conj(g) p``
+    (one ``vecdot``), all as interleaved real pairs.
     """
-
-    conjugate_gradients = True
 
     def forward(self, p: Tensor, w: Tensor, out: Tensor) -> None:
         torch.mul(_complex(p), _complex(w).conj().resolve_conj()[:, None], out=_complex(out))
 
     def backward(self, g: Tensor, p: Tensor, w: Tensor) -> Tensor:
-        g_conj, pc, wc = _complex(g), _complex(p), _complex(w)  # g holds conj(dL/dy)
-        grad_w = torch.view_as_real((g_conj * pc).sum(1)).flatten(-2)  # [c, 2F]: sum conj(g) p
-        torch.mul(g_conj, wc.conj().resolve_conj()[:, None], out=pc)  # conj(g w) = conj(dL/dp)
+        gc, pc, wc = _complex(g), _complex(p), _complex(w)
+        grad_w = torch.view_as_real(torch.linalg.vecdot(gc, pc, dim=1)).flatten(-2)  # [c, 2F]
+        torch.mul(gc, wc[:, None], out=pc)
         return grad_w
-
-
-def _conj_interleaved(t: Tensor) -> Tensor:
-    """A copy of ``[.., 2F]`` interleaved (re, im) pairs with the imaginary parts negated."""
-    out = t.clone(memory_format=torch.contiguous_format)
-    out[..., 1::2].neg_()
-    return out
 
 
 class _Propagate(torch.autograd.Function):
@@ -307,8 +291,7 @@ class _Propagate(torch.autograd.Function):
                 "once per forward (no retain_graph=True); build the layer with fused=False for that"
             )
         ctx.pair_x = None  # the workspace is free again once this returns
-        # conjugated once here (and grad_x once below) where the op asks for it, not per chunk
-        grad = _conj_interleaved(grad) if op.conjugate_gradients else grad.contiguous()
+        grad = grad.contiguous()
         width, width_out = pair_x.size(1), grad.size(1)
         grad_w = torch.empty_like(w)  # every block row belongs to one chunk
         buf = grad.new_empty(max((c * n for _, _, c, n in chunks), default=0) * width_out)
@@ -318,8 +301,6 @@ class _Propagate(torch.autograd.Function):
             p = pair_x[row : row + c * n].view(c, n, width)
             grad_w[rel : rel + c] = op.backward(g.view(c, n, width_out), p, w[rel : rel + c])
         grad_x = csr_matmul(ctx.a_t, pair_x) if ctx.needs_input_grad[0] else None
-        if grad_x is not None and op.conjugate_gradients:  # A^T conj(q) = conj(A^T q): A is real
-            grad_x[..., 1::2].neg_()
         grad_w = grad_w if ctx.needs_input_grad[1] else None
         return grad_x, grad_w, None, None, None, None, None, None
 
