@@ -12,10 +12,11 @@ ROOT = Path(__file__).resolve().parents[2]
 #: seeds and thread counts. Plain DistMult (the same config without the encoder) reaches 0.759 on UMLS and
 #: 0.511 on Kinship. R-GCN and Kinship CompGCN bounds sit above those; UMLS CompGCN varies with the seed
 #: around plain DistMult (seeds 0-3 at 1 thread: 0.758-0.786), so its bound only catches a broken layer.
+#: Kinship R-GCN spans 0.560-0.596 over seeds 12-27 (1 thread, either dropout mask), hence 0.55.
 BOUNDS = {
-    ("umls", "rgcn"): 0.80,  # measured 0.821-0.826
-    ("umls", "compgcn"): 0.74,  # measured 0.763-0.788
-    ("kinship", "rgcn"): 0.56,  # measured 0.582
+    ("umls", "rgcn"): 0.80,  # measured 0.818-0.826
+    ("umls", "compgcn"): 0.74,  # measured 0.763-0.791
+    ("kinship", "rgcn"): 0.55,  # measured 0.562-0.582 (seed 0)
     ("kinship", "compgcn"): 0.52,  # measured 0.534-0.553
 }
 
