@@ -95,3 +95,30 @@ def write_results(path: Path, record: dict, text: str, *, echo: bool = True) -> 
     atomic_write_text(path.with_suffix(".md"), text)
     if echo:
         print(text)
+
+
+def gflops(fn, flops: float, repeats: int) -> dict[str, float]:
+    """GFLOP/s of ``fn`` (which does ``flops`` operations), by wall clock and by this process's CPU
+    time, best of ``repeats``: ``{"wall": ..., "cpu": ...}``."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - cpu_start)
+    return {"wall": flops / min(wall) / 1e9, "cpu": flops / min(cpu) / 1e9}
+
+
+def matmul_peak(size: int = 4096, repeats: int = 2) -> dict[str, dict[str, float]]:
+    """GFLOP/s of a ``size x size`` float32 product, torch ``@`` and (where available) oneDNN, best
+    of ``repeats`` (:func:`gflops`), at the current thread count: the yardstick that says how fast
+    this machine is today, recorded beside step times measured in seconds."""
+    from gnnlm.kge import gemm
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    fns = {"torch": lambda: a @ b}
+    if gemm.onednn_available():
+        fns["onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+    small = torch.randn(256, 256)
+    small @ small  # warm-up
+    return {name: gflops(fn, 2 * size**3, repeats) for name, fn in fns.items()}

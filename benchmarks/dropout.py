@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import header
+from common import header, matmul_peak
 from torch import nn
 
 from gnnlm.utils.atomic import atomic_write_text
@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     record = header(argv, args.threads)
+    record["matmul_4096_gflops"] = matmul_peak()  # how fast this machine is today
+    print(f"4096^2 matmul: {record['matmul_4096_gflops']['torch']['cpu']:.0f} GFLOP/s (CPU time)")
     record["masks"] = mask_costs(args.reps)
     print("one mask, [14541, 200], forward + backward (ms, fastest / median):")
     for arm, r in record["masks"].items():

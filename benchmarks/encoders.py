@@ -362,7 +362,16 @@ def main(argv: list[str] | None = None) -> int:
         "note": "shared machine: other jobs ran at the same time; timings are noisy",
     }
     if args.only in (None, "speed"):
-        print(f"threads {args.threads}, load average {os.getloadavg()}", file=sys.stderr)
+        # step times are seconds on this machine today: record how fast its GEMM is, to read them by
+        from common import matmul_peak
+
+        peak = matmul_peak()
+        report["machine"]["matmul_4096_gflops"] = peak
+        print(
+            f"threads {args.threads}, load average {os.getloadavg()}, 4096^2 matmul "
+            f"{peak['torch']['cpu']:.0f} GFLOP/s (CPU time)",
+            file=sys.stderr,
+        )
         if args.mem_cap_gb is None:
             args.mem_cap_gb = default_mem_cap_gb()
             mem = _meminfo_gb()

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 from class_resolver.contrib.torch import optimizer_resolver
+from common import gflops, matmul_peak
 
 from gnnlm.data import load_dataset
 from gnnlm.kge import build_kge_model, gemm
@@ -39,18 +40,6 @@ OUT = Path(__file__).parent / "results" / "kvsall.json"
 ARMS = ("fused", "reference")
 
 
-def matmul_peak(size: int = 4096, repeats: int = 2) -> dict[str, dict[str, float]]:
-    """GFLOP/s (by wall and by CPU time) of a ``size x size`` float32 product, torch ``@`` and
-    oneDNN, best of ``repeats``."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    fns = {"torch": lambda: a @ b}
-    if gemm.onednn_available():
-        fns["onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
-    small = torch.randn(256, 256)
-    small @ small  # warm-up
-    return {name: _gflops(fn, 2 * size**3, repeats) for name, fn in fns.items()}
-
-
 def products_only(batch: int, num_entities: int, width: int, repeats: int = 2) -> dict:
     """GFLOP/s of the three products of one fused step alone (same kernels and layouts, no loss)."""
     q, e = torch.randn(batch, width), torch.randn(num_entities, width)
@@ -61,17 +50,7 @@ def products_only(batch: int, num_entities: int, width: int, repeats: int = 2) -
         grad @ e  # dQ
         grad.t() @ q  # dE
 
-    return _gflops(step, 6 * batch * num_entities * width, repeats)
-
-
-def _gflops(fn, flops: float, repeats: int) -> dict[str, float]:
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - cpu_start)
-    return {"wall": flops / min(wall) / 1e9, "cpu": flops / min(cpu) / 1e9}
+    return gflops(step, 6 * batch * num_entities * width, repeats)
 
 
 def _make(kg, model_name: str, dim: int, args: dict, fused: bool):
