@@ -1,12 +1,13 @@
 """Dropout whose CPU mask is one uniform draw per element, for the graph encoders' large node arrays.
 
 On CPU, ``F.dropout`` draws its mask with ``bernoulli_``, which uses MKL's parallel generator on Intel
-CPUs only; elsewhere (AMD) it is a serial loop of double-precision draws: 27 ms for one
-``[14541, 200]`` FB15k-237 mask, then two more passes to scale it and one to apply it (42 ms in all
-on one thread), ~10% of a CompGCN training step. :func:`dropout` draws ``uniform_`` (one ``float``
-per element, 10 ms) and keeps the entries ``>= p``: the same distribution (``P(keep) = 1 - p`` to
-within ``2^-24``) and the same expectation (kept entries scaled by ``1 / (1 - p)``), about 3x cheaper,
-and the same random stream on every CPU vendor (``F.dropout``'s differs between Intel and AMD).
+CPUs only; elsewhere (AMD) it is a serial loop of double-precision draws, 20 ms for one
+``[14541, 200]`` FB15k-237 mask on one thread, followed by passes that scale and apply it.
+:func:`dropout` draws ``uniform_`` (one ``float`` per element, 10 ms) and keeps the entries ``>= p``:
+the same distribution (``P(keep) = 1 - p`` to within ``2^-24``) and the same expectation (kept entries
+scaled by ``1 / (1 - p)``). Forward and backward of that mask take 15 ms against ``F.dropout``'s 24
+(``benchmarks/dropout.py``: 0.89-0.96x the CPU time of a CompGCN d200 step), and the stream is the
+same on every CPU vendor (``F.dropout``'s differs between Intel and AMD).
 
 It is a different random stream from ``F.dropout``'s, so a run trained before this existed
 (commit ``60857e1`` and earlier) is reproduced exactly only with :data:`UNIFORM_MASK_ON_CPU` set to
