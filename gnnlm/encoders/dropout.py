@@ -45,6 +45,10 @@ def dropout(x: Tensor, p: float, training: bool = True, inplace: bool = False) -
         return F.dropout(x, p, training=True, inplace=inplace)
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
     with torch.no_grad():  # the mask is a constant of the product: autograd saves only it
-        mask = torch.empty_like(x, memory_format=torch.contiguous_format).uniform_()
-        mask.ge_(p).mul_(scale)  # 1 / (1 - p) where u >= p, else 0
+        if x.element_size() >= 4:
+            mask = torch.empty_like(x, memory_format=torch.contiguous_format).uniform_()
+            mask.ge_(p).mul_(scale)  # 1 / (1 - p) where u >= p, else 0
+        else:  # a bfloat16 uniform_ is rounded (P(u >= 0.1) = 0.898): draw in float32
+            u = torch.empty(x.shape, dtype=torch.float32, device=x.device).uniform_()
+            mask = u.ge_(p).mul_(scale).to(x.dtype)
     return x.mul_(mask) if inplace else x * mask
