@@ -25,16 +25,15 @@ from pathlib import Path
 
 import torch
 from common import header, matmul_peak
-from torch import nn
 
 from gnnlm.utils.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
-    "CompGCN sub d200": ("compgcn", 200, {"composition": "sub"}),
-    "CompGCN mult d200": ("compgcn", 200, {"composition": "mult"}),
-    "CompGCN corr d200": ("compgcn", 200, {"composition": "corr"}),
-    "R-GCN basis-30 d64": ("rgcn", 64, {"num_bases": 30}),
+    "CompGCN sub d200": ("ours-compgcn", 200, {"composition": "sub"}),
+    "CompGCN mult d200": ("ours-compgcn", 200, {"composition": "mult"}),
+    "CompGCN corr d200": ("ours-compgcn", 200, {"composition": "corr"}),
+    "R-GCN basis-30 d64": ("ours-rgcn", 64, {"num_bases": 30}),
 }
 
 
@@ -75,31 +74,15 @@ def mask_costs(reps: int) -> dict:
 
 def alternating_steps(name: str, steps: int, rounds: int, seed: int = 0) -> dict:
     """``steps`` training steps per arm, the arm switched at every step (``F.dropout`` first)."""
+    from encoders import step_loss
+
     from gnnlm.data import load_dataset
-    from gnnlm.encoders import RGCN, CompGCN
     from gnnlm.encoders import dropout as module
 
     kind, dim, options = MODELS[name]
     torch.manual_seed(seed)
     graph = load_dataset("fb15k-237").homogeneous(add_inverse=True)
-    x = nn.Parameter(torch.randn(graph.num_nodes, dim) * 0.1)
-    params = [x]
-    if kind == "compgcn":
-        enc = CompGCN(dim, dim, num_layers=2, **options)
-        rel = nn.Parameter(torch.randn(graph.num_relations, dim) * 0.1)
-        params.append(rel)
-
-        def loss():
-            out = enc(x, graph.edge_index, graph.edge_type, None, rel)
-            return out.x.square().mean() + out.relation.square().mean()
-
-    else:
-        enc = RGCN(dim, dim, graph.num_relations, num_layers=2, **options)
-
-        def loss():
-            return enc(x, graph.edge_index, graph.edge_type).x.square().mean()
-
-    params += list(enc.parameters())
+    loss, params = step_loss(kind, dim, options, graph)
     opt = torch.optim.Adam(params, lr=1e-3)
 
     def step():

@@ -106,10 +106,56 @@ def default_mem_cap_gb() -> float | None:
     return round(cap, 1)
 
 
+def step_loss(impl: str, dim: int, options: dict, graph, device="cpu"):
+    """``(loss, params)``: a 2-layer encoder (``ours-rgcn``, ``ours-compgcn`` or ``pyg-<Conv>``) over
+    the whole ``graph`` from random ``[N, dim]`` inputs, the mean square of every output as the loss
+    (a closure), and every parameter to optimise (the inputs and relation features included)."""
+    import torch
+    from torch import nn
+
+    device = torch.device(device)
+    edge_index, edge_type = graph.edge_index.to(device), graph.edge_type.to(device)
+    num_nodes, num_rel = graph.num_nodes, graph.num_relations
+    x = nn.Parameter((torch.randn(num_nodes, dim) * 0.1).to(device))
+    params = [x]
+    if impl == "ours-rgcn":
+        from gnnlm.encoders import RGCN
+
+        enc = RGCN(dim, dim, num_rel, num_layers=2, **options)
+
+        def loss():
+            return enc(x, edge_index, edge_type).x.square().mean()
+
+    elif impl == "ours-compgcn":
+        from gnnlm.encoders import CompGCN
+
+        enc = CompGCN(dim, dim, num_layers=2, **options)
+        relation = nn.Parameter((torch.randn(num_rel, dim) * 0.1).to(device))
+        params.append(relation)
+
+        def loss():
+            out = enc(x, edge_index, edge_type, None, relation)
+            return out.x.square().mean() + out.relation.square().mean()
+
+    elif impl.startswith("pyg-"):
+        import torch_geometric.nn as pyg_nn
+
+        conv = getattr(pyg_nn, impl[4:])
+        enc = nn.ModuleList([conv(dim, dim, num_rel, **options) for _ in range(2)])
+
+        def loss():
+            h = enc[1](torch.relu(enc[0](x, edge_index, edge_type)), edge_index, edge_type)
+            return h.square().mean()
+
+    else:
+        raise ValueError(impl)
+    enc.to(device)
+    return loss, params + list(enc.parameters())
+
+
 def speed_worker(spec: dict) -> dict:
     """Time ``spec["steps"]`` training steps after ``spec["warmup"]`` (runs inside a subprocess)."""
     import torch
-    from torch import nn
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
@@ -123,8 +169,6 @@ def speed_worker(spec: dict) -> dict:
 
     kg = load_dataset("fb15k-237")
     graph = kg.homogeneous(add_inverse=True)
-    num_nodes, num_rel = graph.num_nodes, graph.num_relations
-    edge_index, edge_type = graph.edge_index, graph.edge_type
     base_rss = _max_rss_mb()
     if spec.get("mem_cap_gb"):
         cap = _vm_size_bytes() + int(spec["mem_cap_gb"] * 2**30)
@@ -132,48 +176,12 @@ def speed_worker(spec: dict) -> dict:
     dim, opts, impl = spec["dim"], dict(spec["options"]), spec["impl"]
     device = torch.device(spec.get("device", "cpu"))
     cuda = device.type == "cuda"
-    edge_index, edge_type = edge_index.to(device), edge_type.to(device)
-    x = nn.Parameter((torch.randn(num_nodes, dim) * 0.1).to(device))
-    params = [x]
-    relation = None
-    if impl == "ours-rgcn":
-        from gnnlm.encoders import RGCN
-
-        enc = RGCN(dim, dim, num_rel, num_layers=2, **opts)
-
-        def run():
-            return enc(x, edge_index, edge_type).x.square().mean()
-
-    elif impl == "ours-compgcn":
-        from gnnlm.encoders import CompGCN
-
-        enc = CompGCN(dim, dim, num_layers=2, **opts)
-        relation = nn.Parameter((torch.randn(num_rel, dim) * 0.1).to(device))
-        params.append(relation)
-
-        def run():
-            out = enc(x, edge_index, edge_type, None, relation)
-            return out.x.square().mean() + out.relation.square().mean()
-
-    elif impl.startswith("pyg-"):
-        import torch_geometric.nn as pyg_nn
-
-        conv = getattr(pyg_nn, impl[4:])
-        enc = nn.ModuleList([conv(dim, dim, num_rel, **opts) for _ in range(2)])
-
-        def run():
-            h = enc[1](torch.relu(enc[0](x, edge_index, edge_type)), edge_index, edge_type)
-            return h.square().mean()
-
-    else:
-        raise ValueError(impl)
-    enc.to(device)
-    params += list(enc.parameters())
+    loss_fn, params = step_loss(impl, dim, opts, graph, device)
     opt = torch.optim.Adam(params, lr=1e-3)
     times, cpu_times = [], []
     for _ in range(spec["warmup"] + spec["steps"]):
         start, start_cpu = time.perf_counter(), time.process_time()
-        loss = run()
+        loss = loss_fn()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

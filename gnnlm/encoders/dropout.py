@@ -45,10 +45,8 @@ def dropout(x: Tensor, p: float, training: bool = True, inplace: bool = False) -
         return F.dropout(x, p, training=True, inplace=inplace)
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
     with torch.no_grad():  # the mask is a constant of the product: autograd saves only it
-        if x.element_size() >= 4:
-            mask = torch.empty_like(x, memory_format=torch.contiguous_format).uniform_()
-            mask.ge_(p).mul_(scale)  # 1 / (1 - p) where u >= p, else 0
-        else:  # a bfloat16 uniform_ is rounded (P(u >= 0.1) = 0.898): draw in float32
-            u = torch.empty(x.shape, dtype=torch.float32, device=x.device).uniform_()
-            mask = u.ge_(p).mul_(scale).to(x.dtype)
+        # a bfloat16 uniform_ is rounded (P(u >= 0.1) = 0.898): 16-bit types draw in float32
+        dtype = x.dtype if x.element_size() >= 4 else torch.float32
+        mask = torch.empty(x.shape, dtype=dtype, device=x.device).uniform_()
+        mask = mask.ge_(p).mul_(scale).to(x.dtype)  # 1 / (1 - p) where u >= p, else 0
     return x.mul_(mask) if inplace else x * mask

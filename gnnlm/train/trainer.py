@@ -95,6 +95,17 @@ if TYPE_CHECKING:
 CHECKPOINT_NAME = "checkpoint.safetensors"
 # Settings a resumed run may change: a longer schedule, and whether the checkpoint outlives the run.
 FREE_ON_RESUME = frozenset({"training.epochs", "training.keep_checkpoint"})
+
+
+def resume_mismatch(saved: RunConfig, config: RunConfig) -> str:
+    """``"key: old -> new, ..."`` for every key where a run's saved config and ``config`` differ,
+    except those free on resume (:data:`FREE_ON_RESUME`); ``""`` when they are the same experiment."""
+    diff = config_diff(saved, config)
+    return ", ".join(
+        f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items() if k not in FREE_ON_RESUME
+    )
+
+
 INIT_FROM_NAME = "init_from.json"
 
 
@@ -875,9 +886,7 @@ class Trainer:
                 f"many (torchrun --nproc-per-node {processes}); this is {self.world.size}"
             )
         saved = type(self.config).from_dict(state["config"], source=str(path))
-        diff = {k: v for k, v in config_diff(saved, self.config).items() if k not in FREE_ON_RESUME}
-        if diff:
-            lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        if lines := resume_mismatch(saved, self.config):
             raise ConfigError(f"{path}: cannot resume with a different config ({lines})")
         self.load_checkpoint(path)
         self.logger.resume(self.epoch, self.step)

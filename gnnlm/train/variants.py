@@ -148,23 +148,27 @@ def run_variants(
     out: dict[str, dict[str, Any]] = {}
     last: TrainResult | None = None
     metrics: list[str] = []
+    # each run's config and folder, built once
+    plan = {
+        (arm, seed): (
+            config.variant(arm if config.variants else None, seed),
+            root / RUNS_DIR / arm / f"seed-{seed}" if root is not None else None,
+        )
+        for arm in arms
+        for seed in seeds
+    }
     with contextlib.ExitStack() as stack:
         if root is not None:
             stack.enter_context(open_run_dir(root, resume=resume, overwrite=overwrite))
             if resume:  # every finished run first, before anything is written
-                for arm in arms:
-                    for seed in seeds:
-                        sub = root / RUNS_DIR / arm / f"seed-{seed}"
-                        if (sub / "metrics.json").is_file():
-                            check_finished_run(
-                                sub, config.variant(arm if config.variants else None, seed)
-                            )
+                for single, sub in plan.values():
+                    if (sub / "metrics.json").is_file():
+                        check_finished_run(sub, single)
             config.save(root / "config.yaml")
         for arm, overrides in arms.items():
             runs: dict[str, Any] = {}
             for seed in seeds:
-                single = config.variant(arm if config.variants else None, seed)
-                sub = root / RUNS_DIR / arm / f"seed-{seed}" if root is not None else None
+                single, sub = plan[arm, seed]
                 done = sub / "metrics.json" if sub is not None else None
                 if resume and done is not None and done.is_file():  # checked above
                     runs[str(seed)] = json.loads(done.read_text())
@@ -200,16 +204,13 @@ def check_finished_run(run_dir: Path, config: RunConfig) -> None:
     Raises:
         ConfigError: naming the run and every differing key with both values.
     """
-    from gnnlm.config import ConfigError, config_diff
-    from gnnlm.train.trainer import FREE_ON_RESUME
+    from gnnlm.config import ConfigError
+    from gnnlm.train.trainer import resume_mismatch
 
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: a finished run without its config.yaml cannot be resumed")
-    saved = type(config).load(path)
-    diff = {k: v for k, v in config_diff(saved, config).items() if k not in FREE_ON_RESUME}
-    if diff:
-        lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+    if lines := resume_mismatch(type(config).load(path), config):
         raise ConfigError(
             f"{path}: this finished run was trained with another config ({lines}); resume with the "
             f"same config and overrides, or run into a new folder"
