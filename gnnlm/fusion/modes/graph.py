@@ -45,9 +45,10 @@ class GraphInjection(Injection):
             hidden size, the width of its own attention). Their projections to and from that width
             are most of this mode's work (with MiniLM-L6 fused at 2 layers, batch 32 x 64 tokens and
             ~50 nodes, ~1.6 GMAC per fused layer at 384, ~40% of an LM layer); half the width
-            halves them. Measured at those shapes on CPU, the step-time gain of 192 was within noise
-            and MetaQA hits@1 fell by .014 (``benchmarks/results/fusion_narrow.json``,
-            ``qa_metaqa_narrow.md``). Must be a multiple of ``num_heads``.
+            halves them. Measured at those shapes on CPU, 192 takes 1.055-1.11x an LM-only step
+            against 1.085-1.17x at 384, and MetaQA hits@1 falls by .014 (5 seeds;
+            ``benchmarks/results/fusion_recheck.json``, ``qa_metaqa_narrow.md``). Must be a
+            multiple of ``num_heads``.
         dropout: attention dropout.
         directions: which side receives: ``text`` (:math:`H'`), ``graph`` (:math:`X'`) or both
             (default).
