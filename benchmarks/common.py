@@ -90,11 +90,19 @@ def write_results(path: Path, record: dict, text: str, *, echo: bool = True) -> 
     ``text`` when ``echo``."""
     from gnnlm.utils.atomic import atomic_write_text
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    write_json(path, record)
     atomic_write_text(path.with_suffix(".md"), text)
     if echo:
         print(text)
+
+
+def write_json(path: Path, record: dict) -> None:
+    """``record`` to ``path`` as indented JSON, atomically (a killed run never leaves half a file),
+    creating its folder."""
+    from gnnlm.utils.atomic import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 
 def gflops(fn, flops: float, repeats: int) -> dict[str, float]:

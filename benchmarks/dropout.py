@@ -17,16 +17,13 @@ Writes ``benchmarks/results/dropout.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import time
 from pathlib import Path
 
 import torch
-from common import header, matmul_peak
-
-from gnnlm.utils.atomic import atomic_write_text
+from common import header, matmul_peak, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -150,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:20s} {med['F.dropout']:13.3f} {med['uniform']:11.3f} "
               f"{low['F.dropout']:5.3f}/{low['uniform']:5.3f} "
               f"{r['ratio_median']:8.3f} [{ci[0]:.3f}, {ci[1]:.3f}]", flush=True)  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
+    write_json(args.out, record)
     print(f"\nwrote {args.out}")
     return 0
 

@@ -49,8 +49,6 @@ import sys
 import time
 from pathlib import Path
 
-from gnnlm.utils.atomic import atomic_write_text
-
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "encoders.json"
 
@@ -445,8 +443,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['dataset']:9s} {r['model']:18s} {r['mrr']:6.3f} {r['hits@1']:6.3f} "
                 f"{r['hits@10']:6.3f} {r['seconds']:8.0f}"
             )
-    # atomic: a killed run never leaves half a file
-    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    from common import write_json
+
+    write_json(args.out, report)
     print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
     return 0
 

@@ -18,7 +18,6 @@ Prints a table and writes ``benchmarks/results/kvsall.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -27,14 +26,13 @@ from pathlib import Path
 
 import torch
 from class_resolver.contrib.torch import optimizer_resolver
-from common import gflops, matmul_peak
+from common import gflops, matmul_peak, write_json
 
 from gnnlm.data import load_dataset
 from gnnlm.kge import build_kge_model, gemm
 from gnnlm.train.loops import KvsAllLoop
 from gnnlm.train.losses import loss_resolver
 from gnnlm.train.regularizers import regularizer_resolver
-from gnnlm.utils.atomic import atomic_write_text
 
 OUT = Path(__file__).parent / "results" / "kvsall.json"
 ARMS = ("fused", "reference")
@@ -259,8 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         command="python benchmarks/kvsall.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     )  # fmt: skip
     print(table(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 

@@ -95,6 +95,7 @@ if TYPE_CHECKING:
 CHECKPOINT_NAME = "checkpoint.safetensors"
 # Settings a resumed run may change: a longer schedule, and whether the checkpoint outlives the run.
 FREE_ON_RESUME = frozenset({"training.epochs", "training.keep_checkpoint"})
+INIT_FROM_NAME = "init_from.json"
 
 
 def resume_mismatch(saved: RunConfig, config: RunConfig) -> str:
@@ -104,9 +105,6 @@ def resume_mismatch(saved: RunConfig, config: RunConfig) -> str:
     return ", ".join(
         f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items() if k not in FREE_ON_RESUME
     )
-
-
-INIT_FROM_NAME = "init_from.json"
 
 
 @dataclass

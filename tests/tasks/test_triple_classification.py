@@ -433,9 +433,10 @@ def test_minilm_run_on_wn18rr_learns(tmp_path):
     for arm in ("lm+graph", "lm+entity"):
         test = comparison["arms"][arm]["summary"]["test"]
         assert accuracy[arm] > 0.456 and math.isfinite(test["loss"]["mean"]), (arm, test)
-    graph = json.loads((out / "runs" / "lm+graph" / "seed-0" / "metrics.json").read_text())
     opened = math.tanh(GATE_OPEN)  # the config's gates start open (model.gate_init)
-    assert all(abs(g - opened) > 1e-3 for g in graph["test"]["gates"]["graph"]), graph["test"]
+    for arm, mode in (("lm+graph", "graph"), ("lm+entity", "entity")):
+        test = json.loads((out / "runs" / arm / "seed-0" / "metrics.json").read_text())["test"]
+        assert all(abs(g - opened) > 1e-3 for g in test["gates"][mode]), (arm, test["gates"])
 
 
 def test_a_builtin_task_loads_by_name_where_dotted_paths_are_refused(monkeypatch):
